@@ -1,0 +1,38 @@
+# Two entry points a fresh machine needs: `make demo` and `make test`.
+# Both create .venv on first use; nothing is installed outside it
+# (except redis-server, which `make test` installs with apt-get when missing and possible).
+PY ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+
+$(STAMP): pyproject.toml
+	$(PY) -m venv $(VENV)
+	$(BIN)/pip install -q --upgrade pip
+	$(BIN)/pip install -q -e '.[dev]'
+	touch $(STAMP)
+
+.PHONY: venv demo test lint bench redis-server
+venv: $(STAMP)
+
+demo: $(STAMP)
+	$(BIN)/python examples/support_swarm.py
+
+redis-server:
+	@command -v redis-server >/dev/null 2>&1 || { \
+	  if command -v apt-get >/dev/null 2>&1 && [ "$$(id -u)" = 0 ]; then \
+	    (apt-get update -qq && apt-get install -y -qq redis-server) >/dev/null; \
+	  else echo "redis-server not found: Redis tests will be skipped"; fi; }
+
+test: $(STAMP) redis-server
+	$(BIN)/ruff check jarvis_trio tests benchmarks examples
+	$(BIN)/mypy
+	$(BIN)/python -m pytest -q
+
+lint: $(STAMP)
+	$(BIN)/ruff check jarvis_trio tests benchmarks examples
+	$(BIN)/ruff format --check jarvis_trio tests benchmarks examples
+	$(BIN)/mypy
+
+bench: $(STAMP)
+	$(BIN)/python -m benchmarks

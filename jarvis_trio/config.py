@@ -1,0 +1,338 @@
+"""Mesh configuration: one validated, immutable value built from four sources.
+
+Precedence, highest first: the config dict given to ``Mesh`` / ``open_mesh``, the process
+environment, a ``.env`` file in the working directory, the defaults below. Reading ``.env``
+never touches ``os.environ`` (the original loaded it into the process environment as a side
+effect of an import). Every bad value fails at start with one :class:`ConfigError` naming the
+key, the value and what was expected, so a typo never turns into a silent default.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import difflib
+import ipaddress
+import os
+import uuid
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
+
+from .errors import ConfigError
+
+__all__ = ["MeshConfig", "SeedAddress", "parse_host_port", "read_env_file"]
+
+_TRUE = {"1", "true", "yes", "on"}
+_FALSE = {"0", "false", "no", "off", ""}
+AUTH_MODES = ("production", "development", "disabled")
+
+
+@dataclass(frozen=True, slots=True)
+class SeedAddress:
+    """A ``host:port`` pair; IPv6 hosts are kept without brackets."""
+
+    host: str
+    port: int
+
+    def __str__(self) -> str:
+        return f"[{self.host}]:{self.port}" if ":" in self.host else f"{self.host}:{self.port}"
+
+
+def parse_host_port(text: str, *, key: str = "seed_nodes") -> SeedAddress:
+    """Parse ``host:port``, ``[v6]:port``; a missing port or a bare IPv6 literal is an error."""
+    raw = text.strip()
+    expected = "host:port, or [ipv6]:port"
+    if raw.startswith("["):
+        host, sep, rest = raw[1:].partition("]")
+        if not sep or not rest.startswith(":"):
+            raise ConfigError(key, text, expected)
+        port_text = rest[1:]
+        try:
+            ipaddress.IPv6Address(host)
+        except ValueError:
+            raise ConfigError(key, text, "a valid IPv6 address inside [ ]") from None
+    else:
+        if raw.count(":") > 1:
+            raise ConfigError(key, text, "IPv6 seeds written as [addr]:port")
+        host, sep, port_text = raw.rpartition(":")
+        if not sep or not host:
+            raise ConfigError(key, text, f"{expected} (the port is missing)")
+    return SeedAddress(host, _port(key, port_text, allow_zero=False))
+
+
+def _port(key: str, value: object, *, allow_zero: bool) -> int:
+    low = 0 if allow_zero else 1
+    try:
+        port = int(str(value).strip()) if not isinstance(value, int) else value
+    except ValueError:
+        raise ConfigError(key, value, f"a port number from {low} to 65535") from None
+    if isinstance(value, bool) or not low <= port <= 65535:
+        raise ConfigError(key, value, f"a port number from {low} to 65535")
+    return port
+
+
+def _bool(key: str, value: object) -> bool:
+    if isinstance(value, bool):
+        return value
+    text = str(value).strip().lower()
+    if text in _TRUE:
+        return True
+    if text in _FALSE:
+        return False
+    raise ConfigError(key, value, "true or false")
+
+
+def _positive_int(key: str, value: object) -> int:
+    try:
+        number = int(str(value).strip()) if not isinstance(value, int) else value
+    except ValueError:
+        raise ConfigError(key, value, "a positive whole number") from None
+    if isinstance(value, bool) or number <= 0:
+        raise ConfigError(key, value, "a positive whole number")
+    return number
+
+
+def _positive_float(key: str, value: object) -> float:
+    try:
+        number = float(value) if isinstance(value, int | float) else float(str(value).strip())
+    except ValueError:
+        raise ConfigError(key, value, "a positive number of seconds") from None
+    if isinstance(value, bool) or not number > 0 or number == float("inf"):
+        raise ConfigError(key, value, "a positive number of seconds")
+    return number
+
+
+def _optional_text(key: str, value: object) -> str | None:
+    if value is None:
+        return None
+    if not isinstance(value, str):
+        raise ConfigError(key, value, "a string")
+    return value.strip() or None
+
+
+def _host(key: str, value: object) -> str:
+    text = _optional_text(key, value)
+    if text is None:
+        raise ConfigError(key, value, "a host name or IP address")
+    return text.removeprefix("[").removesuffix("]")
+
+
+def _url(schemes: tuple[str, ...]) -> Callable[[str, object], str | None]:
+    def parse(key: str, value: object) -> str | None:
+        text = _optional_text(key, value)
+        if text is None:
+            return None
+        parts = urlsplit(text)
+        if parts.scheme not in schemes or not parts.netloc:
+            raise ConfigError(
+                key, value, f"a URL starting with {' or '.join(s + '://' for s in schemes)}"
+            )
+        return text.rstrip("/") if parts.scheme.startswith("http") else text
+
+    return parse
+
+
+def _seeds(key: str, value: object) -> tuple[SeedAddress, ...]:
+    if value is None:
+        return ()
+    if isinstance(value, str):
+        items: list[object] = [part for part in value.split(",") if part.strip()]
+    elif isinstance(value, list | tuple):
+        items = list(value)
+    else:
+        raise ConfigError(key, value, "comma-separated host:port, or a list of them")
+    seeds = []
+    for item in items:
+        if isinstance(item, SeedAddress):
+            seeds.append(item)
+        elif isinstance(item, str):
+            seeds.append(parse_host_port(item, key=key))
+        else:
+            raise ConfigError(key, item, "a host:port string")
+    return tuple(seeds)
+
+
+def _choice(choices: tuple[str, ...]) -> Callable[[str, object], str]:
+    def parse(key: str, value: object) -> str:
+        text = str(value).strip().lower()
+        if text not in choices:
+            raise ConfigError(key, value, "one of " + ", ".join(choices))
+        return text
+
+    return parse
+
+
+def _cluster_key(key: str, value: object) -> str | None:
+    text = _optional_text(key, value)
+    if text is not None and len(text) < 16:
+        raise ConfigError(key, "<hidden>", "a secret of at least 16 characters")
+    return text
+
+
+def _data_port(key: str, value: object) -> int | None:
+    return None if value is None else _port(key, value, allow_zero=True)
+
+
+@dataclass(frozen=True, slots=True)
+class _Field:
+    env: str | None
+    parse: Callable[[str, Any], Any]
+    doc: str
+
+
+_FIELDS: dict[str, _Field] = {
+    "p2p_enabled": _Field("P2P_ENABLED", _bool, "join the cross-node mesh (SWIM + ZeroMQ)"),
+    "bind_host": _Field("JC_SWIM_HOST", _host, "address the SWIM and data sockets bind to"),
+    "bind_port": _Field(
+        "JC_SWIM_PORT", lambda k, v: _port(k, v, allow_zero=True), "SWIM UDP port; 0 = any free"
+    ),
+    "seed_nodes": _Field("JC_SEED_NODES", _seeds, "SWIM addresses of nodes to join through"),
+    "advertise_host": _Field("JC_ADVERTISE_HOST", _optional_text, "address peers reach us at"),
+    "data_port": _Field("JC_DATA_PORT", _data_port, "ZeroMQ port; default bind_port + 1000"),
+    "node_name": _Field("JC_NODE_NAME", _optional_text, "name of this node in the cluster"),
+    "redis_url": _Field("REDIS_URL", _url(("redis", "rediss", "unix")), "Redis for mailboxes"),
+    "auth_mode": _Field("JC_AUTH_MODE", _choice(AUTH_MODES), "Nexus auth mode"),
+    "nexus_gateway_url": _Field("NEXUS_GATEWAY_URL", _url(("http", "https")), "Nexus gateway"),
+    "blob_storage_path": _Field("JC_BLOB_STORAGE_PATH", _host, "root folder of blob storage"),
+    "cluster_key": _Field("JC_CLUSTER_KEY", _cluster_key, "shared secret of the cluster"),
+    "cluster_name": _Field("JC_CLUSTER_NAME", _host, "cluster name, bound into every MAC"),
+    "inbox_size": _Field("JC_INBOX_SIZE", _positive_int, "messages an agent inbox holds"),
+    "max_message_size": _Field("JC_MAX_MESSAGE_SIZE", _positive_int, "largest encoded message"),
+    "stop_grace_period": _Field("JC_STOP_GRACE", _positive_float, "seconds before cancelling"),
+    "swim_period": _Field("JC_SWIM_PERIOD", _positive_float, "SWIM protocol period, seconds"),
+    "swim_probe_timeout": _Field("JC_SWIM_PROBE_TIMEOUT", _positive_float, "ping ack timeout"),
+    "swim_indirect_probes": _Field("JC_SWIM_INDIRECT", _positive_int, "ping-req helpers (k)"),
+    "swim_max_datagram": _Field("JC_SWIM_MAX_DATAGRAM", _positive_int, "largest UDP payload"),
+}
+
+
+@dataclass(frozen=True, slots=True)
+class MeshConfig:
+    """Validated configuration of one node. Build it with :meth:`load`."""
+
+    p2p_enabled: bool = False
+    bind_host: str = "127.0.0.1"
+    bind_port: int = 7946
+    seed_nodes: tuple[SeedAddress, ...] = ()
+    advertise_host: str | None = None
+    data_port: int | None = None
+    node_name: str | None = None
+    redis_url: str | None = None
+    auth_mode: str = "production"
+    nexus_gateway_url: str | None = None
+    blob_storage_path: str = "blob_storage"
+    cluster_key: str | None = field(default=None, repr=False)
+    cluster_name: str = "jarvis"
+    inbox_size: int = 1024
+    max_message_size: int = 1 << 20
+    stop_grace_period: float = 5.0
+    swim_period: float = 1.0
+    swim_probe_timeout: float = 0.5
+    swim_indirect_probes: int = 3
+    swim_max_datagram: int = 1400
+
+    @classmethod
+    def load(
+        cls,
+        config: Mapping[str, Any] | None = None,
+        *,
+        environ: Mapping[str, str] | None = None,
+        env_file: str | Path | None = ".env",
+    ) -> MeshConfig:
+        """Merge dict > environment > ``.env`` > defaults and validate the result."""
+        given = dict(config or {})
+        unknown = [key for key in given if key not in _FIELDS]
+        if unknown:
+            key = unknown[0]
+            close = difflib.get_close_matches(key, list(_FIELDS), n=1)
+            hint = f"a known key (did you mean {close[0]!r}?)" if close else "a known key"
+            raise ConfigError(key, given[key], hint)
+        file_values = read_env_file(env_file) if env_file is not None else {}
+        env = os.environ if environ is None else environ
+        values: dict[str, Any] = {}
+        for name, spec in _FIELDS.items():
+            if name in given:
+                source_key, raw = name, given[name]
+            elif spec.env and spec.env in env:
+                source_key, raw = spec.env, env[spec.env]
+            elif spec.env and spec.env in file_values:
+                source_key, raw = spec.env, file_values[spec.env]
+            else:
+                continue
+            values[name] = spec.parse(source_key, raw)
+        return cls(**values)._checked()
+
+    def _checked(self) -> MeshConfig:
+        data_port = self.data_port
+        if data_port is None:
+            data_port = 0 if self.bind_port == 0 else self.bind_port + 1000
+            if data_port > 65535:
+                raise ConfigError(
+                    "bind_port", self.bind_port, "a port ≤ 64535 (or set data_port explicitly)"
+                )
+        if data_port and data_port == self.bind_port:
+            raise ConfigError("data_port", data_port, "a port different from bind_port")
+        if self.swim_probe_timeout >= self.swim_period:
+            raise ConfigError(
+                "swim_probe_timeout",
+                self.swim_probe_timeout,
+                f"less than swim_period ({self.swim_period})",
+            )
+        if self.swim_max_datagram < 512 or self.swim_max_datagram > 65_000:
+            raise ConfigError("swim_max_datagram", self.swim_max_datagram, "512 to 65000 bytes")
+        node_name = self.node_name or f"node-{uuid.uuid4().hex[:8]}"
+        return dataclasses.replace(self, data_port=data_port, node_name=node_name)
+
+    def replace(self, **changes: Any) -> MeshConfig:
+        """A copy with ``changes`` applied and validated like a config dict."""
+        merged = {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}
+        for key, value in changes.items():
+            if key not in _FIELDS:
+                raise ConfigError(key, value, "a known key")
+            merged[key] = _FIELDS[key].parse(key, value)
+        if "bind_port" in changes and "data_port" not in changes:
+            merged["data_port"] = None
+        return MeshConfig(**merged)._checked()
+
+    @property
+    def resolved_data_port(self) -> int:
+        """The ZeroMQ port (never ``None`` after :meth:`load`)."""
+        assert self.data_port is not None
+        return self.data_port
+
+    @staticmethod
+    def documented_keys() -> dict[str, tuple[str | None, str]]:
+        """key -> (environment variable, description), for help texts and the README."""
+        return {name: (spec.env, spec.doc) for name, spec in _FIELDS.items()}
+
+
+def read_env_file(path: str | Path) -> dict[str, str]:
+    """Parse a ``.env`` file (``KEY=VALUE``, ``export``, quotes, ``#`` comments).
+
+    Returns the pairs without touching ``os.environ``; a missing file is an empty mapping.
+    A line that is not ``KEY=VALUE`` is a :class:`ConfigError` naming the file and line.
+    """
+    file = Path(path)
+    try:
+        text = file.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        return {}
+    values: dict[str, str] = {}
+    for number, line in enumerate(text.splitlines(), start=1):
+        stripped = line.strip()
+        if not stripped or stripped.startswith("#"):
+            continue
+        stripped = stripped.removeprefix("export ").strip()
+        key, sep, value = stripped.partition("=")
+        key = key.strip()
+        if not sep or not key.replace("_", "").isalnum():
+            raise ConfigError(f"{file}:{number}", line, "KEY=VALUE")
+        value = value.strip()
+        if len(value) >= 2 and value[0] == value[-1] and value[0] in "'\"":
+            value = value[1:-1]
+        else:
+            value = value.split(" #", 1)[0].strip()
+        values[key] = value
+    return values

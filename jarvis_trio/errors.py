@@ -1,0 +1,128 @@
+"""The exception tree of jarvis_trio.
+
+Every error the runtime raises on purpose derives from :class:`JarvisError`, and also from
+the built-in type a caller would naturally catch (``ValueError`` for bad values, ``TypeError``
+for payloads that are not JSON-compatible, ``RuntimeError`` for misuse of a lifecycle), so code
+written against the documented API keeps working::
+
+    JarvisError
+    ├── ConfigError (ValueError)            a config key, env variable or .env line is wrong
+    ├── PayloadError (TypeError)            a payload is not JSON-compatible; names the path
+    ├── PayloadTooLarge (ValueError)        an encoded message is over the size limit
+    ├── MeshError (RuntimeError)            lifecycle misuse: start twice, add after stop, ...
+    │   ├── DuplicateAgentError (ValueError) two agents with one agent_id
+    │   └── AgentCrashed                    a run() failed and the policy does not restart it
+    ├── TransportError                      the data channel cannot carry a frame
+    │   └── FrameError (ValueError)         a received frame is malformed (counted, dropped)
+    ├── MailboxError                        mailbox misuse or failure
+    │   └── MailboxFull                     the bounded outbox is full; the message is refused
+    ├── StorageError                        blob storage failure
+    │   └── UnsafePathError (ValueError)    a path escapes the storage root
+    ├── AuthError                           Nexus authentication failure
+    │   ├── NexusProtocolError              the gateway answered something malformed
+    │   ├── ConnectionNotActive             the connection ended FAILED / REVOKED / EXPIRED
+    │   └── AuthTimeout (TimeoutError)      the consent was not given in time
+    └── AsyncioMisuseError (RuntimeError)   asyncio-only code ran inside the Trio runtime
+
+Errors are raised where bad input enters (config, payloads, frames, HTTP answers, paths) and
+name what was wrong there, so a caller never has to decode a ``KeyError`` from deep inside.
+"""
+
+from __future__ import annotations
+
+
+class JarvisError(Exception):
+    """Base of every error raised on purpose by jarvis_trio."""
+
+
+class ConfigError(JarvisError, ValueError):
+    """A configuration value is wrong: the message names the key, the value and what was
+    expected."""
+
+    def __init__(self, key: str, value: object, expected: str) -> None:
+        self.key = key
+        self.value = value
+        self.expected = expected
+        super().__init__(f"config {key}={value!r}: expected {expected}")
+
+
+class PayloadError(JarvisError, TypeError):
+    """A message payload is not JSON-compatible.
+
+    ``path`` locates the offending value, for example ``$.items[2].when``.
+    """
+
+    def __init__(self, path: str, value: object, reason: str) -> None:
+        self.path = path
+        self.value = value
+        super().__init__(f"payload at {path} is not JSON-compatible: {reason}")
+
+
+class PayloadTooLarge(JarvisError, ValueError):
+    """An encoded message is larger than the configured limit; it was not sent."""
+
+    def __init__(self, size: int, limit: int) -> None:
+        self.size = size
+        self.limit = limit
+        super().__init__(f"message of {size} bytes exceeds the limit of {limit} bytes")
+
+
+class MeshError(JarvisError, RuntimeError):
+    """The mesh was used in a way its lifecycle does not allow."""
+
+
+class DuplicateAgentError(MeshError, ValueError):
+    """An agent_id is already registered in this mesh."""
+
+
+class AgentCrashed(MeshError):
+    """An agent's ``run()`` raised and the supervision policy does not restart it."""
+
+
+class TransportError(JarvisError):
+    """The data channel could not carry a frame."""
+
+
+class FrameError(TransportError, ValueError):
+    """A received frame is malformed; the receiver drops and counts it."""
+
+
+class MailboxError(JarvisError):
+    """A mailbox operation failed."""
+
+
+class MailboxFull(MailboxError):
+    """The bounded outbox is full: the message was refused, not queued."""
+
+
+class StorageError(JarvisError):
+    """A blob storage operation failed."""
+
+
+class UnsafePathError(StorageError, ValueError):
+    """A blob path escapes the storage root (``..``, absolute, or through a symlink)."""
+
+
+class AuthError(JarvisError):
+    """Nexus authentication failed."""
+
+
+class NexusProtocolError(AuthError):
+    """The Nexus gateway answered with something that does not follow the protocol."""
+
+
+class ConnectionNotActive(AuthError):
+    """The Nexus connection ended in a terminal status instead of ACTIVE."""
+
+    def __init__(self, connection_id: str, status: str) -> None:
+        self.connection_id = connection_id
+        self.status = status
+        super().__init__(f"Nexus connection {connection_id} ended with status {status}")
+
+
+class AuthTimeout(AuthError, TimeoutError):
+    """The Nexus connection did not become ACTIVE within the allowed time."""
+
+
+class AsyncioMisuseError(JarvisError, RuntimeError):
+    """asyncio-only code ran inside the Trio runtime; the message says what to use instead."""
