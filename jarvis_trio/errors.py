@@ -11,14 +11,22 @@ written against the documented API keeps working::
     ├── PayloadTooLarge (ValueError)        an encoded message is over the size limit
     ├── MeshError (RuntimeError)            lifecycle misuse: start twice, add after stop, ...
     │   ├── DuplicateAgentError (ValueError) two agents with one agent_id
-    │   └── AgentCrashed                    a run() failed and the policy does not restart it
+    │   ├── AgentDefinitionError (TypeError) an agent class lacks a role or has a bad attribute
+    │   ├── AgentCrashed                    a run() failed and the policy does not restart it
+    │   └── HostStopped                     the Trio runtime hosting an asyncio program stopped
     ├── TransportError                      the data channel cannot carry a frame
-    │   └── FrameError (ValueError)         a received frame is malformed (counted, dropped)
+    │   ├── FrameError (ValueError)         a received frame is malformed (counted, dropped)
+    │   └── PeerUnavailable                 no live connection to that node (unknown, gone)
     ├── MailboxError                        mailbox misuse or failure
     │   └── MailboxFull                     the bounded outbox is full; the message is refused
+    ├── RedisUnavailable (ConnectionError)  Redis cannot be reached, even after retrying
     ├── StorageError                        blob storage failure
-    │   └── UnsafePathError (ValueError)    a path escapes the storage root
+    │   ├── UnsafePathError (ValueError)    a path escapes the storage root
+    │   ├── BlobNotFound (FileNotFoundError) no blob under that path
+    │   └── BlobTooLarge (ValueError)       a blob is over the storage's size limit
     ├── AuthError                           Nexus authentication failure
+    │   ├── NexusNotConfigured (ValueError) no NEXUS_GATEWAY_URL: raised on first use
+    │   ├── NexusUnavailable                the gateway cannot be reached, timed out or 5xx
     │   ├── NexusProtocolError              the gateway answered something malformed
     │   ├── ConnectionNotActive             the connection ended FAILED / REVOKED / EXPIRED
     │   └── AuthTimeout (TimeoutError)      the consent was not given in time
@@ -75,8 +83,17 @@ class DuplicateAgentError(MeshError, ValueError):
     """An agent_id is already registered in this mesh."""
 
 
+class AgentDefinitionError(MeshError, TypeError):
+    """An agent class cannot be added: no ``role``, or an attribute of the wrong kind."""
+
+
 class AgentCrashed(MeshError):
     """An agent's ``run()`` raised and the supervision policy does not restart it."""
+
+
+class HostStopped(MeshError):
+    """The Trio runtime that hosts a mesh for an asyncio program is not running (it was
+    stopped, or stopped while the call was in progress): the call did not complete there."""
 
 
 class TransportError(JarvisError):
@@ -87,12 +104,24 @@ class FrameError(TransportError, ValueError):
     """A received frame is malformed; the receiver drops and counts it."""
 
 
+class PeerUnavailable(TransportError):
+    """The data channel has no live connection to that node (never known, or gone)."""
+
+    def __init__(self, node: str) -> None:
+        self.node = node
+        super().__init__(f"no data connection to node {node!r}")
+
+
 class MailboxError(JarvisError):
     """A mailbox operation failed."""
 
 
 class MailboxFull(MailboxError):
     """The bounded outbox is full: the message was refused, not queued."""
+
+
+class RedisUnavailable(JarvisError, ConnectionError):
+    """Redis could not be reached; the call was retried with backoff for its whole window."""
 
 
 class StorageError(JarvisError):
@@ -103,8 +132,24 @@ class UnsafePathError(StorageError, ValueError):
     """A blob path escapes the storage root (``..``, absolute, or through a symlink)."""
 
 
+class BlobNotFound(StorageError, FileNotFoundError):
+    """No blob is stored under the path that was read."""
+
+
+class BlobTooLarge(StorageError, ValueError):
+    """A blob is larger than the storage's ``max_blob_size``; nothing was written or read."""
+
+
 class AuthError(JarvisError):
     """Nexus authentication failed."""
+
+
+class NexusNotConfigured(AuthError, ValueError):
+    """Nexus auth was used without a gateway URL (``NEXUS_GATEWAY_URL``)."""
+
+
+class NexusUnavailable(AuthError):
+    """The Nexus gateway could not be reached, did not answer in time, or answered 5xx."""
 
 
 class NexusProtocolError(AuthError):

@@ -1,0 +1,282 @@
+"""BlobStorage on a real temporary folder: round trips, refusals, atomicity, collisions."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+import trio
+
+from jarvis_trio.errors import BlobNotFound, BlobTooLarge, StorageError, UnsafePathError
+from jarvis_trio.storage.blob import BlobStorage
+
+
+@pytest.fixture
+def root(tmp_path: Path) -> Path:
+    return tmp_path / "blob_storage"
+
+
+@pytest.fixture
+def store(root: Path) -> BlobStorage:
+    return BlobStorage(root)
+
+
+async def test_save_read_exists_delete_round_trip(store: BlobStorage, root: Path) -> None:
+    name = await store.save("escalations/support-swarm/cust-003-1700000000.txt", "ESCALATION #1\n")
+    assert name == "escalations/support-swarm/cust-003-1700000000.txt"
+    assert (root / name).read_text() == "ESCALATION #1\n"
+    assert await store.read(name) == b"ESCALATION #1\n"
+    assert await store.read_text(name) == "ESCALATION #1\n"
+    assert await store.exists(name)
+    assert await store.delete(name) is True
+    assert not await store.exists(name)
+    assert await store.delete(name) is False
+
+
+async def test_bytes_and_equivalent_spellings(store: BlobStorage) -> None:
+    await store.save("./a//b.bin", b"\x00\x01")
+    assert await store.read("a/b.bin") == b"\x00\x01"
+    assert await store.exists("a/./b.bin")
+
+
+async def test_read_of_missing_blob_is_blob_not_found(store: BlobStorage) -> None:
+    with pytest.raises(BlobNotFound, match=r"nope\.txt") as info:
+        await store.read("nope.txt")
+    assert isinstance(info.value, FileNotFoundError)
+    await store.save("folder/x.txt", "x")
+    with pytest.raises(BlobNotFound, match="folder"):
+        await store.read("folder")
+    with pytest.raises(BlobNotFound):
+        await store.read("folder/x.txt/deeper")
+
+
+async def test_list_is_sorted_filtered_by_prefix_and_skips_temporaries(
+    store: BlobStorage, root: Path
+) -> None:
+    for name in ("b/2.txt", "a/1.txt", "a/0.txt", "ab.txt", "c.txt"):
+        await store.save(name, name)
+    (root / "a" / ".blobtmp-deadbeef").write_bytes(b"half")
+    assert await store.list() == ["a/0.txt", "a/1.txt", "ab.txt", "b/2.txt", "c.txt"]
+    assert await store.list("a/") == ["a/0.txt", "a/1.txt"]
+    assert await store.list("a") == ["a/0.txt", "a/1.txt", "ab.txt"]
+    assert await store.list("a/1") == ["a/1.txt"]
+    assert await store.list("missing/") == []
+
+
+async def test_list_over_the_limit_is_an_error_not_a_truncation(store: BlobStorage) -> None:
+    for i in range(4):
+        await store.save(f"many/{i}.txt", "x")
+    assert len(await store.list("many/", limit=4)) == 4
+    with pytest.raises(StorageError, match="more than 3 blobs"):
+        await store.list("many/", limit=3)
+
+
+async def test_list_of_an_empty_store_before_any_save(store: BlobStorage) -> None:
+    assert await store.list() == []
+
+
+ESCAPES = [
+    "../outside.txt",
+    "a/../../outside.txt",
+    "../blob_storage_evil/x",
+    "/etc/passwd",
+    "//etc/passwd",
+    "a/..",
+    "..",
+    "",
+    ".",
+    "./",
+    "a\x00b",
+    "a\\..\\b",
+    "C:/windows/x",
+    ".blobtmp-1234",
+]
+
+
+@pytest.mark.parametrize("path", ESCAPES)
+async def test_every_escaping_or_malformed_path_is_refused(
+    store: BlobStorage, root: Path, path: str
+) -> None:
+    for call in (
+        lambda: store.save(path, "x"),
+        lambda: store.read(path),
+        lambda: store.exists(path),
+        lambda: store.delete(path),
+    ):
+        with pytest.raises(UnsafePathError):
+            await call()
+    assert not (root.parent / "outside.txt").exists()
+    assert not (root.parent / "blob_storage_evil").exists()
+
+
+async def test_non_string_path_is_refused(store: BlobStorage) -> None:
+    with pytest.raises(UnsafePathError, match="must be a str"):
+        await store.save(b"x.txt", "x")  # type: ignore[arg-type]
+
+
+async def test_list_prefix_escapes_are_refused(store: BlobStorage) -> None:
+    for prefix in ("../", "../blob_storage_evil", "/etc", "a\x00"):
+        with pytest.raises(UnsafePathError):
+            await store.list(prefix)
+
+
+def links_out_of(root: Path) -> Path:
+    """root/link -> ../blob_storage_evil and root/file-link.txt -> a file in it."""
+    evil = root.parent / "blob_storage_evil"
+    evil.mkdir()
+    (evil / "secret.txt").write_text("secret")
+    root.mkdir()
+    (root / "link").symlink_to(evil, target_is_directory=True)
+    (root / "file-link.txt").symlink_to(evil / "secret.txt")
+    return evil
+
+
+async def test_symlinks_pointing_out_are_refused(store: BlobStorage, root: Path) -> None:
+    evil = links_out_of(root)
+    with pytest.raises(UnsafePathError, match="outside the storage root"):
+        await store.save("link/new.txt", "x")
+    with pytest.raises(UnsafePathError):
+        await store.read("link/secret.txt")
+    with pytest.raises(UnsafePathError):
+        await store.read("file-link.txt")
+    with pytest.raises(UnsafePathError):
+        await store.delete("file-link.txt")
+    with pytest.raises(UnsafePathError):
+        await store.list("link/")
+    assert not (evil / "new.txt").exists()
+    assert (evil / "secret.txt").read_text() == "secret"
+    # The walk from the root lists neither the link's contents nor the file link.
+    assert await store.list() == []
+
+
+async def test_symlink_staying_inside_the_root_is_followed(store: BlobStorage, root: Path) -> None:
+    await store.save("real/a.txt", "inside")
+    (root / "alias").symlink_to(root / "real", target_is_directory=True)
+    assert await store.read("alias/a.txt") == b"inside"
+
+
+async def test_root_that_is_a_sibling_prefix_of_the_target_is_not_fooled(
+    tmp_path: Path,
+) -> None:
+    # A string-prefix check would accept /tmp/x/blob_storage_evil for root /tmp/x/blob_storage.
+    store = BlobStorage(tmp_path / "blob_storage")
+    (tmp_path / "blob_storage").mkdir()
+    (tmp_path / "blob_storage_evil").mkdir()
+    (tmp_path / "blob_storage" / "door").symlink_to(tmp_path / "blob_storage_evil")
+    with pytest.raises(UnsafePathError):
+        await store.save("door/x", "x")
+    assert list((tmp_path / "blob_storage_evil").iterdir()) == []
+
+
+async def test_same_name_twice_keeps_both(store: BlobStorage) -> None:
+    first = await store.save("escalations/cust-1-1700000000.txt", "one")
+    second = await store.save("escalations/cust-1-1700000000.txt", "two")
+    third = await store.save("escalations/cust-1-1700000000.txt", "three")
+    assert first == "escalations/cust-1-1700000000.txt"
+    assert second == "escalations/cust-1-1700000000-2.txt"
+    assert third == "escalations/cust-1-1700000000-3.txt"
+    assert [await store.read_text(n) for n in (first, second, third)] == ["one", "two", "three"]
+
+
+async def test_overwrite_replaces_in_place(store: BlobStorage) -> None:
+    await store.save("x.txt", "old")
+    assert await store.save("x.txt", "new", overwrite=True) == "x.txt"
+    assert await store.read_text("x.txt") == "new"
+    assert await store.list() == ["x.txt"]
+
+
+async def test_concurrent_saves_racing_on_one_name_are_all_kept(store: BlobStorage) -> None:
+    names: list[str] = []
+
+    async def save(i: int) -> None:
+        names.append(await store.save("race/report.txt", f"writer {i}"))
+
+    async with trio.open_nursery() as nursery:
+        for i in range(24):
+            nursery.start_soon(save, i)
+    assert len(set(names)) == 24
+    contents = {await store.read_text(n) for n in names}
+    assert contents == {f"writer {i}" for i in range(24)}
+    assert sorted(await store.list("race/")) == sorted(names)
+
+
+async def test_write_is_atomic_and_leaves_no_temporary(
+    store: BlobStorage, root: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    await store.save("doc.txt", "complete old version")
+
+    def failing_fsync(fd: int) -> None:
+        raise OSError(5, "simulated disk failure")
+
+    monkeypatch.setattr(os, "fsync", failing_fsync)
+    with pytest.raises(OSError, match="simulated disk failure"):
+        await store.save("doc.txt", "new version that never lands", overwrite=True)
+    monkeypatch.undo()
+    assert await store.read_text("doc.txt") == "complete old version"
+    assert sorted(p.name for p in await trio.Path(root).iterdir()) == ["doc.txt"]
+
+
+async def test_saved_file_is_fsynced_before_it_appears(
+    store: BlobStorage, root: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    events: list[str] = []
+    real_fsync, real_link = os.fsync, os.link
+
+    def fsync(fd: int) -> None:
+        events.append("fsync")
+        real_fsync(fd)
+
+    def link(src: os.PathLike[str], dst: os.PathLike[str]) -> None:
+        events.append("link")
+        real_link(src, dst)
+
+    monkeypatch.setattr(os, "fsync", fsync)
+    monkeypatch.setattr(os, "link", link)
+    await store.save("d.txt", "x")
+    assert events[:2] == ["fsync", "link"]
+
+
+async def test_size_limit_on_save_and_read(root: Path) -> None:
+    store = BlobStorage(root, max_blob_size=8)
+    with pytest.raises(BlobTooLarge, match="9 bytes"):
+        await store.save("big.bin", b"123456789")
+    assert not await store.exists("big.bin")
+    await store.save("small.bin", b"1")
+    await trio.Path(root, "outside-made.bin").write_bytes(b"0123456789")
+    with pytest.raises(BlobTooLarge):
+        await store.read("outside-made.bin")
+
+
+async def test_data_of_wrong_type_is_refused(store: BlobStorage) -> None:
+    with pytest.raises(TypeError, match="must be str or bytes"):
+        await store.save("x.json", {"a": 1})  # type: ignore[arg-type]
+
+
+async def test_saving_over_a_folder_or_under_a_file_is_a_storage_error(
+    store: BlobStorage,
+) -> None:
+    await store.save("f/inner.txt", "x")
+    with pytest.raises(StorageError, match="folder"):
+        await store.save("f", "x", overwrite=True)
+    await store.save("plain.txt", "x")
+    with pytest.raises(StorageError):
+        await store.save("plain.txt/child.txt", "x")
+
+
+def test_constructor_checks_its_limit(root: Path) -> None:
+    with pytest.raises(ValueError, match="max_blob_size"):
+        BlobStorage(root, max_blob_size=0)
+    assert BlobStorage("relative/dir").root.is_absolute()
+
+
+async def test_running_out_of_sibling_names_is_a_storage_error(
+    store: BlobStorage, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr("jarvis_trio.storage.blob.MAX_SIBLINGS", 2)
+    assert await store.save("n.txt", "1") == "n.txt"
+    assert await store.save("n.txt", "2") == "n-2.txt"
+    assert await store.save("n.txt", "3") == "n-3.txt"
+    with pytest.raises(StorageError, match="siblings are all taken"):
+        await store.save("n.txt", "4")
+    assert await store.list() == ["n-2.txt", "n-3.txt", "n.txt"]
