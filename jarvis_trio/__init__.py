@@ -3,6 +3,7 @@
 Public names are re-exported here; every other module is private.
 """
 
+from .agent import Agent, CustomAgent
 from .config import MeshConfig
 from .errors import (
     AgentCrashed,
@@ -24,25 +25,36 @@ from .errors import (
     TransportError,
     UnsafePathError,
 )
+from .mesh import Mesh, open_mesh
+from .peers import IncomingMessage, PeerClient, PeerInfo
+from .services import MailboxMessage
 
 __all__ = [
+    "Agent",
     "AgentCrashed",
     "AsyncioMisuseError",
     "AuthError",
     "AuthTimeout",
     "ConfigError",
     "ConnectionNotActive",
+    "CustomAgent",
     "DuplicateAgentError",
     "FrameError",
+    "IncomingMessage",
     "JarvisError",
     "MailboxError",
     "MailboxFull",
+    "MailboxMessage",
+    "Mesh",
     "MeshConfig",
     "MeshError",
     "NexusProtocolError",
     "PayloadError",
     "PayloadTooLarge",
+    "PeerClient",
+    "PeerInfo",
     "StorageError",
     "TransportError",
     "UnsafePathError",
+    "open_mesh",
 ]

@@ -2,9 +2,14 @@
 
 The runtime lives on Trio. Its public async methods (PeerClient, Mesh, mailbox, blob
 storage, auth) are decorated with :func:`trio_side`: awaited from Trio they run directly, at
-no cost beyond one ``sniffio`` look-up; awaited from an asyncio program they are forwarded to
-the Trio runtime that hosts the mesh (see :mod:`jarvis_trio.compat`), so that no asyncio object
-is touched from the Trio thread nor the reverse.
+the cost of one thread-local read (the library name ``trio.run`` sets for ``sniffio``); awaited
+from an asyncio program they are forwarded to the Trio runtime that hosts the mesh (see
+:mod:`jarvis_trio.compat`), so that no asyncio object is touched from the Trio thread nor the
+reverse.
+
+Synchronous methods that touch Trio state (``Mesh.add`` after start, for instance) use
+:func:`trio_side_sync`: called from a thread other than the host's, they run on the Trio thread
+and the caller blocks for that one short hop.
 
 The host is found first on the object (``_runtime_host``, set when the object is created by a
 mesh that is hosted from asyncio), then in a context variable set by the host for the asyncio
@@ -19,8 +24,11 @@ from contextvars import ContextVar
 from typing import Any, Concatenate, ParamSpec, Protocol, TypeVar
 
 import sniffio
+from sniffio import thread_local as _sniffio_thread
 
 from .errors import AsyncioMisuseError
+
+__all__ = ["RuntimeHost", "current_host", "on_trio", "trio_side", "trio_side_sync"]
 
 P = ParamSpec("P")
 T = TypeVar("T")
@@ -28,10 +36,18 @@ S = TypeVar("S")
 
 
 class RuntimeHost(Protocol):
-    """Something that runs a Trio coroutine function on its Trio thread and awaits the
-    result from the calling (foreign) event loop, propagating cancellation both ways."""
+    """Something that runs Trio code on its own Trio thread for callers on other threads."""
 
-    async def call(self, fn: Callable[..., Awaitable[T]], *args: Any, **kwargs: Any) -> T: ...
+    async def call(self, fn: Callable[..., Awaitable[T]], *args: Any, **kwargs: Any) -> T:
+        """Run ``await fn(*args, **kwargs)`` on the Trio thread and await the outcome from the
+        calling (asyncio) event loop, propagating cancellation both ways."""
+
+    def run_sync(self, fn: Callable[..., T], *args: Any) -> T:
+        """Run ``fn(*args)`` on the Trio thread, blocking the calling thread until it returns
+        (``fn`` runs directly when already on the Trio thread)."""
+
+    def in_host_thread(self) -> bool:
+        """True when called from the host's Trio thread."""
 
 
 current_host: ContextVar[RuntimeHost | None] = ContextVar("jarvis_trio_runtime_host", default=None)
@@ -44,6 +60,8 @@ def _host_for(obj: object) -> RuntimeHost | None:
 
 def on_trio() -> bool:
     """True when the caller runs inside a Trio task."""
+    if _sniffio_thread.name == "trio":  # what trio.run sets on its thread: the fast answer
+        return True
     try:
         return sniffio.current_async_library() == "trio"
     except sniffio.AsyncLibraryNotFoundError:
@@ -55,17 +73,42 @@ def trio_side(
 ) -> Callable[Concatenate[S, P], Coroutine[Any, Any, T]]:
     """Make an async method of a runtime object callable from Trio and from asyncio."""
 
-    async def wrapper(self: S, *args: P.args, **kwargs: P.kwargs) -> T:
-        if on_trio():
+    @functools.wraps(method)
+    async def wrapper(self: S, /, *args: P.args, **kwargs: P.kwargs) -> T:
+        if _sniffio_thread.name == "trio":  # on a Trio thread: the common case, one read
             return await method(self, *args, **kwargs)
         host = _host_for(self)
-        if host is None:
-            raise AsyncioMisuseError(
-                f"{type(self).__name__}.{method.__name__}() was awaited outside Trio with no "
-                "runtime host: from asyncio, create the mesh with jarvis_trio.compat "
-                "(Mesh.start() there hosts the Trio runtime), or run your program with trio.run"
-            )
-        return await host.call(method, self, *args, **kwargs)
+        if host is not None:
+            if host.in_host_thread():
+                return await method(self, *args, **kwargs)
+            return await host.call(method, self, *args, **kwargs)
+        if on_trio():
+            return await method(self, *args, **kwargs)
+        raise AsyncioMisuseError(
+            f"{type(self).__name__}.{method.__name__}() was awaited outside Trio with no "
+            "runtime host: from asyncio, start the mesh first (await mesh.start() or "
+            "async with mesh hosts the Trio runtime), or run your program with trio.run"
+        )
 
-    functools.update_wrapper(wrapper, method)
+    return wrapper
+
+
+def trio_side_sync(method: Callable[Concatenate[S, P], T]) -> Callable[Concatenate[S, P], T]:
+    """Make a synchronous method that touches Trio state safe to call from asyncio.
+
+    With no host (a plain Trio program, or an object not hosted yet) or on the host's own
+    thread, the method runs directly. From any other thread it runs on the Trio thread and the
+    caller blocks until it returns, so keep such methods short and non-blocking. Keyword
+    arguments are passed through.
+    """
+
+    @functools.wraps(method)
+    def wrapper(self: S, /, *args: P.args, **kwargs: P.kwargs) -> T:
+        if _sniffio_thread.name == "trio":
+            return method(self, *args, **kwargs)
+        host = _host_for(self)
+        if host is None or host.in_host_thread():
+            return method(self, *args, **kwargs)
+        return host.run_sync(functools.partial(method, self, *args, **kwargs))
+
     return wrapper

@@ -1,0 +1,531 @@
+"""The node runtime: one Trio nursery tree hosting agents, their routing and the services.
+
+Two faces over one core:
+
+* ``async with open_mesh(config) as mesh:`` — structured: the node lives in a nursery of the
+  caller; leaving the block stops every agent.
+* ``Mesh(config=...)``, ``add()``, ``await start()``, ``await stop()``, ``await
+  run_forever()``, ``async with Mesh(...)`` — the documented form. ``start()`` runs the node in
+  a Trio *system task* so it may outlive the calling function without leaking anything: the
+  task catches every failure (re-raised from ``stop()`` / ``run_forever()``), and it is
+  cancelled — agents torn down — when the Trio run ends. ``async with Mesh(...)`` uses a real
+  nursery instead.
+
+Shutdown (``stop()``, leaving the block, a fatal crash): the node refuses new sends, every
+waiting requester gets ``None`` at once, idle agents end at once, busy handlers get
+``config.stop_grace_period`` seconds to finish, then everything left is cancelled. Each
+``teardown()`` then runs shielded, bounded by the same grace period. ``stop()`` is
+idempotent.
+
+For the cross-node layer: :meth:`Mesh.attach_remote`, :attr:`Mesh.directory`
+(``set_remote_agents`` / ``drop_node`` / ``version``), :meth:`Mesh.deliver_inbound` and
+:meth:`Mesh.node_failed`. With ``p2p_enabled`` the node enters
+``jarvis_trio.cluster.open_cluster(node, config)`` for its lifetime.
+"""
+
+from __future__ import annotations
+
+import contextvars
+import importlib
+import logging
+import random
+from collections.abc import AsyncIterator, Mapping, Sequence
+from contextlib import AsyncExitStack, asynccontextmanager
+from types import TracebackType
+from typing import Any, Literal
+
+import trio
+from trio_util import AsyncValue
+
+from ._sides import trio_side
+from ._supervision import DEFAULT_RESTART, RestartPolicy, supervise
+from .agent import Agent, AgentLogger, has_task_entry
+from .compat import asyncio_hostable
+from .config import MeshConfig
+from .errors import AgentCrashed, AgentDefinitionError, MeshError
+from .peers.client import PeerClient
+from .peers.directory import AgentDirectory, PeerInfo
+from .peers.inbox import AgentInbox
+from .peers.messages import IncomingMessage
+from .peers.pending import DEFAULT_MAX_PENDING
+from .peers.router import NodeStats, RemoteRoute, Router
+from .services import NodeServices, open_node_services
+
+__all__ = ["Mesh", "open_mesh"]
+
+_log = logging.getLogger("jarvis_trio.mesh")
+
+State = Literal["new", "starting", "running", "stopping", "stopped"]
+
+
+def _unwrap(group: BaseExceptionGroup[BaseException]) -> BaseException:
+    """The single exception inside (nested) one-member groups, else the group itself."""
+    exc: BaseException = group
+    while isinstance(exc, BaseExceptionGroup) and len(exc.exceptions) == 1:
+        exc = exc.exceptions[0]
+    return exc
+
+
+@asyncio_hostable
+class Mesh:
+    """One node: its agents, their routing and its services.
+
+    Usable from Trio directly and, through :func:`~jarvis_trio.compat.asyncio_hostable`, from
+    asyncio programs (the Trio runtime is then hosted on a thread of its own).
+    """
+
+    def __init__(
+        self,
+        config: Mapping[str, Any] | MeshConfig | None = None,
+        *,
+        restart_policy: RestartPolicy = DEFAULT_RESTART,
+        rng: random.Random | None = None,
+        notify_timeout: float = 1.0,
+        max_pending: int = DEFAULT_MAX_PENDING,
+        env_file: str | None = ".env",
+        environ: Mapping[str, str] | None = None,
+    ) -> None:
+        self.config = (
+            config
+            if isinstance(config, MeshConfig)
+            else MeshConfig.load(config, environ=environ, env_file=env_file)
+        )
+        if not notify_timeout > 0:
+            raise ValueError(f"notify_timeout must be a positive number, got {notify_timeout!r}")
+        self.node_id: str = self.config.node_name or "node"
+        self.restart_policy = restart_policy
+        self._rng = rng if rng is not None else random.Random()
+        self.router = Router(
+            self.node_id,
+            max_message_size=self.config.max_message_size,
+            notify_timeout=notify_timeout,
+            max_pending=max_pending,
+            rng=self._rng,
+        )
+        self._agents: dict[str, Agent] = {}
+        self._classes: dict[type[Agent], tuple[logging.Logger, bool, tuple[str, ...]]] = {}
+        self._unstarted: list[Agent] = []
+        self._state: State = "new"
+        self._services: NodeServices | None = None
+        self._agents_nursery: trio.Nursery | None = None
+        self._running = AsyncValue(0)
+        self._stop_requested = trio.Event()
+        self._done = trio.Event()
+        self._failure: BaseException | None = None
+        self._exit_stack: AsyncExitStack | None = None
+        self._started_ok = False
+
+    # -- agents -------------------------------------------------------------------------
+
+    @property
+    def state(self) -> State:
+        """``new``, ``starting``, ``running``, ``stopping`` or ``stopped``."""
+        return self._state
+
+    @property
+    def agents(self) -> list[Agent]:
+        """The node's agents, in registration order."""
+        return list(self._agents.values())
+
+    def get_agent(self, agent_id: str) -> Agent | None:
+        """A local agent by id."""
+        return self._agents.get(agent_id)
+
+    def add(self, agent: type[Agent] | Agent, agent_id: str | None = None) -> Agent:
+        """Register an agent class (or instance); returns the agent.
+
+        The agent is discoverable at once. In a running mesh its ``setup()`` is scheduled;
+        use :meth:`start_agent` to wait for it.
+        """
+        instance = self._register(agent, agent_id)
+        if self._state == "running":
+            assert self._agents_nursery is not None
+            self._agents_nursery.start_soon(self._run_agent, instance)
+        else:
+            self._unstarted.append(instance)
+        return instance
+
+    @trio_side
+    async def start_agent(self, agent: type[Agent] | Agent, agent_id: str | None = None) -> Agent:
+        """Add an agent to the running mesh and return once its ``setup()`` finished."""
+        if self._state != "running":
+            raise MeshError(f"start_agent() needs a running mesh (this one is {self._state})")
+        instance = self._register(agent, agent_id)
+        assert self._agents_nursery is not None
+        await self._agents_nursery.start(self._run_agent, instance)
+        return instance
+
+    @trio_side
+    async def run_task(
+        self, target: str, task: Any, context: dict[str, Any] | None = None
+    ) -> Any:
+        """Give ``task`` to a local task-style agent (by agent_id, or the first of a role)."""
+        agent = self._agents.get(target)
+        if agent is None:
+            agent = next((a for a in self._agents.values() if a.role == target), None)
+        if agent is None:
+            raise ValueError(f"run_task: no local agent matches {target!r}")
+        return await agent.execute_task(task, context)
+
+    def _register(self, agent: type[Agent] | Agent, agent_id: str | None) -> Agent:
+        if self._state in ("stopping", "stopped"):
+            raise MeshError(f"cannot add an agent to a {self._state} mesh")
+        cls = agent if isinstance(agent, type) else type(agent)
+        facts = self._classes.get(cls)
+        if facts is None:
+            _check_agent_class(cls)
+            logger = logging.getLogger(f"jarvis_trio.agents.{cls.role}")
+            facts = self._classes[cls] = (logger, has_task_entry(cls), tuple(cls.capabilities))
+        logger, task_style, capabilities = facts
+        instance = agent() if isinstance(agent, type) else agent
+        if "_peers" not in vars(instance):  # a subclass __init__ that skipped super().__init__()
+            Agent.__init__(instance, getattr(instance, "agent_id", None))
+        if instance._peers is not None:
+            raise MeshError(f"{instance!r} is already part of a mesh")
+        chosen = agent_id or instance.agent_id or self._new_agent_id(cls.role)
+        if not isinstance(chosen, str) or not chosen:
+            raise ValueError(f"agent_id must be a non-empty string, got {chosen!r}")
+        inbox = AgentInbox(self.config.inbox_size)
+        info = PeerInfo(chosen, cls.role, capabilities, cls.description, self.node_id)
+        self.router.directory.add_local(info, inbox)  # raises DuplicateAgentError
+        instance.agent_id = chosen
+        instance._inbox_ = inbox
+        instance._peers = PeerClient(self.router, chosen, cls.role, inbox)
+        instance._logger = AgentLogger(logger, {"agent_id": chosen})
+        instance._task_style = task_style
+        self._agents[chosen] = instance
+        return instance
+
+    def _new_agent_id(self, role: str) -> str:
+        while True:
+            candidate = f"{role}-{self.router.random_hex(8)}"
+            if candidate not in self._agents:
+                return candidate
+
+    # -- one agent's life ---------------------------------------------------------------
+
+    async def _run_agent(
+        self,
+        agent: Agent,
+        batch: _StartBatch | None = None,
+        *,
+        task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED,
+    ) -> None:
+        report_setup = task_status is not trio.TASK_STATUS_IGNORED
+        services = self._services
+        assert services is not None
+        inbox = agent._inbox
+        self._running.value += 1
+        try:
+            agent.mailbox = services.mailboxes.mailbox_for(agent.agent_id)
+            agent._blob_storage = services.blob_storage
+            agent._redis_store = services.redis_store
+            agent._auth_manager = services.auth_manager if type(agent).requires_auth else None
+            try:
+                await agent.setup()
+            except Exception as exc:
+                if report_setup:
+                    raise
+                if batch is not None:
+                    batch.fail(exc)
+                else:
+                    agent._logger.exception("setup() failed; the agent is removed")
+                return
+            agent._started = True
+            if batch is not None:
+                batch.done_one()
+            task_status.started()
+            policy = type(agent).restart_policy or self.restart_policy
+            await supervise(agent, policy, self._rng, self._fail)
+        finally:
+            agent._started = False
+            inbox.request_stop()
+            inbox.close()
+            self.router.directory.remove_local(agent.agent_id)
+            self._agents.pop(agent.agent_id, None)
+            with trio.CancelScope(shield=True) as bounded:
+                bounded.deadline = trio.current_time() + self.config.stop_grace_period
+                try:
+                    await agent.teardown()
+                except Exception:
+                    agent._logger.exception("teardown() failed")
+            if bounded.cancelled_caught:
+                agent._logger.warning("teardown() was cut off after the grace period")
+            release = getattr(services.mailboxes, "release", None)
+            if release is not None:
+                release(agent.agent_id)
+            self._running.value -= 1
+
+    def _fail(self, crash: AgentCrashed) -> None:
+        if self._failure is None:
+            self._failure = crash
+        self._stop_requested.set()
+
+    # -- the node -----------------------------------------------------------------------
+
+    async def _main(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
+        self._state = "starting"
+        try:
+            async with open_node_services(self.config, self.node_id) as services:
+                self._services = services
+                async with trio.open_nursery() as system:
+                    self.router.background = system
+                    self.router.now = trio.lowlevel.current_clock().current_time
+                    system.start_soon(self.router.pending.reap_forever)
+                    self.router.accepting = True
+                    async with self._cluster(), trio.open_nursery() as agents:
+                        self._agents_nursery = agents
+                        while self._unstarted:
+                            # set up concurrently; the first setup() error fails the start
+                            batch = _StartBatch(len(self._unstarted))
+                            for agent in self._unstarted:
+                                agents.start_soon(self._run_agent, agent, batch)
+                            self._unstarted.clear()
+                            await batch.wait()
+                        self._state = "running"
+                        _log.info(
+                            "node %s running: %d agent(s), %s mailboxes, blob storage in %s%s",
+                            self.node_id, len(self._agents), services.mailboxes.kind,
+                            self.config.blob_storage_path,
+                            ", p2p on" if self.config.p2p_enabled else "",
+                        )
+                        task_status.started()
+                        await self._stop_requested.wait()
+                        await self._shutdown(agents)
+                    self.router.background = None
+                    system.cancel_scope.cancel()
+        finally:
+            self._begin_stopping()
+            self._state = "stopped"
+            self._agents_nursery = None
+            self._done.set()
+        if self._failure is not None:
+            raise self._failure
+
+    @asynccontextmanager
+    async def _cluster(self) -> AsyncIterator[None]:
+        if not self.config.p2p_enabled:
+            yield
+            return
+        cluster = importlib.import_module("jarvis_trio.cluster")
+        async with cluster.open_cluster(self, self.config):
+            yield
+
+    def _begin_stopping(self) -> None:
+        if self._state in ("new", "starting", "running"):
+            self._state = "stopping"
+        self.router.stopping = True
+        self.router.accepting = False
+        self.router.pending.close()
+        for agent in list(self._agents.values()):
+            agent._inbox.request_stop()
+
+    async def _shutdown(self, agents: trio.Nursery) -> None:
+        self._begin_stopping()
+        with trio.move_on_after(self.config.stop_grace_period):
+            await self._running.wait_value(0)
+        agents.cancel_scope.cancel()
+
+    # -- documented lifecycle -----------------------------------------------------------
+
+    @trio_side
+    async def start(self) -> None:
+        """Start the node and every added agent; returns once all ``setup()`` finished."""
+        if self._state != "new" or self._exit_stack is not None:
+            raise MeshError(f"start() on a {self._state} mesh: a mesh starts once")
+        started = trio.Event()
+        trio.lowlevel.spawn_system_task(
+            self._host_in_system_task, started, context=contextvars.copy_context()
+        )
+        await started.wait()
+        if self._failure is not None and not self._started_ok:
+            raise self._failure
+
+    async def _host_in_system_task(self, started: trio.Event) -> None:
+        try:
+            async with trio.open_nursery() as nursery:
+                await nursery.start(self._main)
+                self._started_ok = True
+                started.set()
+        except Exception as exc:
+            failure = _unwrap(exc) if isinstance(exc, BaseExceptionGroup) else exc
+            self._failure = failure
+            if started.is_set():
+                _log.error("node %s stopped on an error", self.node_id, exc_info=failure)
+        finally:
+            started.set()
+            self._done.set()
+
+    @trio_side
+    async def stop(self) -> None:
+        """Stop the node (idempotent); raises the error that stopped it, if any."""
+        if self._state == "new" and self._exit_stack is None:
+            self._state = "stopped"
+            self._done.set()
+            return
+        self._stop_requested.set()
+        if self._called_from_own_agent():
+            # an agent stopping its own node: waiting here would wait for itself; its
+            # handler returns, the agent goes idle and the shutdown proceeds
+            await trio.lowlevel.checkpoint()
+            return
+        await self._done.wait()
+        if self._failure is not None:
+            raise self._failure
+
+    def _called_from_own_agent(self) -> bool:
+        agents = self._agents_nursery
+        if agents is None:
+            return False
+        task: trio.lowlevel.Task | None = trio.lowlevel.current_task()
+        while task is not None:
+            nursery = task.parent_nursery
+            if nursery is agents:
+                return True
+            task = None if nursery is None else nursery.parent_task
+        return False
+
+    @trio_side
+    async def run_forever(self) -> None:
+        """Wait until the node stops; raises the error that stopped it, if any."""
+        if self._state == "new":
+            raise MeshError("run_forever() needs a started mesh")
+        await self._done.wait()
+        if self._failure is not None:
+            raise self._failure
+
+    @asynccontextmanager
+    async def _hosted(self) -> AsyncIterator[Mesh]:
+        try:
+            async with trio.open_nursery() as nursery:
+                await nursery.start(self._main)
+                try:
+                    yield self
+                finally:
+                    self._stop_requested.set()
+        except BaseExceptionGroup as group:
+            exc = _unwrap(group)
+            if exc is group:
+                raise
+            raise exc from exc.__cause__
+
+    async def __aenter__(self) -> Mesh:
+        if self._state != "new" or self._exit_stack is not None:
+            raise MeshError(f"cannot enter a {self._state} mesh: a mesh starts once")
+        stack = AsyncExitStack()
+        await stack.enter_async_context(self._hosted())
+        self._exit_stack = stack
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> bool:
+        stack = self._exit_stack
+        assert stack is not None
+        return bool(await stack.__aexit__(exc_type, exc, tb))
+
+    # -- for the cross-node layer -------------------------------------------------------
+
+    @property
+    def directory(self) -> AgentDirectory[AgentInbox]:
+        """Local and remote agents; ``directory.version`` counts local changes."""
+        return self.router.directory
+
+    @property
+    def stats(self) -> NodeStats:
+        """Counters of dropped and refused messages."""
+        return self.router.stats
+
+    @property
+    def late_replies(self) -> int:
+        """Responses dropped because their request was gone (cancelled, timed out, expired)."""
+        return self.router.pending.late_replies
+
+    def attach_remote(self, route: RemoteRoute | None) -> None:
+        """Install (or remove, with ``None``) the route to other nodes."""
+        self.router.remote = route
+
+    def deliver_inbound(self, message: IncomingMessage) -> bool:
+        """A message from another node: to its agent's inbox, or to the pending request it
+        answers. ``False`` (counted) when it cannot be delivered without waiting."""
+        return self.router.deliver_inbound(message)
+
+    async def deliver_inbound_waiting(self, message: IncomingMessage, timeout: float) -> bool:
+        """Like :meth:`deliver_inbound`, but waits up to ``timeout`` seconds for space in a
+        full inbox before dropping the message (counted)."""
+        return await self.router.deliver_inbound_waiting(message, timeout)
+
+    def node_failed(self, node_id: str) -> int:
+        """Every pending request waiting on ``node_id`` returns ``None`` now."""
+        return self.router.pending.fail_node(node_id)
+
+    def __repr__(self) -> str:
+        return f"<Mesh {self.node_id} {self._state} agents={len(self._agents)}>"
+
+
+class _StartBatch:
+    """Agents set up together at node start: done when all have, or when one failed."""
+
+    __slots__ = ("_done", "_failure", "_remaining")
+
+    def __init__(self, count: int) -> None:
+        self._remaining = count
+        self._done = trio.Event()
+        self._failure: Exception | None = None
+        if count == 0:
+            self._done.set()
+
+    def done_one(self) -> None:
+        self._remaining -= 1
+        if self._remaining == 0:
+            self._done.set()
+
+    def fail(self, exc: Exception) -> None:
+        if self._failure is None:
+            self._failure = exc
+        self._done.set()
+
+    async def wait(self) -> None:
+        await self._done.wait()
+        if self._failure is not None:
+            raise self._failure
+
+
+def _check_agent_class(cls: type[Agent]) -> None:
+    if not issubclass(cls, Agent):
+        raise AgentDefinitionError(f"{cls!r} is not an Agent subclass")
+    role = getattr(cls, "role", "")
+    if not isinstance(role, str) or not role.strip():
+        raise AgentDefinitionError(f"{cls.__name__} has no role: set the class attribute `role`")
+    caps = cls.capabilities
+    if isinstance(caps, str) or not isinstance(caps, Sequence) or not all(
+        isinstance(c, str) for c in caps
+    ):
+        raise AgentDefinitionError(f"{cls.__name__}.capabilities must be a list of strings")
+    limit = cls.max_concurrency
+    if isinstance(limit, bool) or not isinstance(limit, int) or limit < 1:
+        raise AgentDefinitionError(
+            f"{cls.__name__}.max_concurrency must be a positive int, got {limit!r}"
+        )
+
+
+@asynccontextmanager
+async def open_mesh(
+    config: Mapping[str, Any] | MeshConfig | None = None,
+    *,
+    agents: Sequence[type[Agent] | Agent] = (),
+    **options: Any,
+) -> AsyncIterator[Mesh]:
+    """Run a node for the duration of the block; ``agents`` are started before it begins.
+
+    ``options`` are those of :class:`Mesh` (``restart_policy``, ``rng``, ``notify_timeout``,
+    ``max_pending``, ``env_file``, ``environ``).
+    """
+    mesh = Mesh(config, **options)
+    for agent in agents:
+        mesh.add(agent)
+    async with mesh._hosted():
+        yield mesh

@@ -1,0 +1,504 @@
+"""PeerClient: the documented discovery and messaging API an agent sees as ``self.peers``.
+
+Every sending call checks (and copies) its payload before anything else, so a refused payload
+raises :class:`~jarvis_trio.errors.PayloadError` at the call site whatever the route. Roles
+never resolve to the calling agent; an explicit agent_id may name it.
+
+Request/response: the caller registers a pending entry, hands the message over and parks its
+own task; the response is routed by the request's return path straight to the pending table
+and wakes the caller. Cancellation at any point removes the entry (``finally``), so a reply
+arriving afterwards is counted as late and dropped — it never reaches ``receive()``.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Mapping
+from types import MappingProxyType
+from typing import TYPE_CHECKING, Any
+
+import trio
+
+from .._sides import trio_side
+from .messages import NOTIFY, REQUEST, RESPONSE, IncomingMessage
+from .payload import checked_context, checked_copy
+from .pending import PendingEntry, Status
+from .strategies import STRATEGIES, SelectionState
+
+if TYPE_CHECKING:
+    from .directory import PeerInfo
+    from .inbox import AgentInbox
+    from .router import Router
+
+__all__ = ["PeerClient"]
+
+_ROUTE_CACHE = 64  # resolved targets remembered per client until the directory changes
+
+
+def _agent_id(info: PeerInfo) -> str:
+    return info.agent_id
+
+
+def _checked_timeout(name: str, value: object, *, allow_none: bool) -> float | None:
+    if value is None and allow_none:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int | float) or math.isnan(value):
+        raise ValueError(f"{name} must be a number of seconds, got {value!r}")
+    if value < 0:
+        raise ValueError(f"{name} must not be negative, got {value!r}")
+    return float(value)
+
+
+class PeerClient:
+    """Discovery and messaging for one agent. Injected by the mesh; never built by users."""
+
+    # ``_runtime_host`` is set by the asyncio shim when the mesh is hosted from asyncio
+    __slots__ = (
+        "_agent_id",
+        "_inbox",
+        "_reg_source",
+        "_reg_view",
+        "_role",
+        "_router",
+        "_routes",
+        "_runtime_host",
+        "_select",
+    )
+
+    def __init__(self, router: Router, agent_id: str, role: str, inbox: AgentInbox) -> None:
+        self._router = router
+        self._agent_id = agent_id
+        self._role = role
+        self._inbox = inbox
+        self._select: SelectionState | None = None
+        self._routes: tuple[int, dict[str, tuple[PeerInfo, AgentInbox | None]]] | None = None
+        self._reg_source: object = None
+        self._reg_view: Mapping[str, PeerInfo] = MappingProxyType({})
+
+    # -- identity -----------------------------------------------------------------------
+
+    @property
+    def my_id(self) -> str:
+        """This agent's agent_id."""
+        return self._agent_id
+
+    @property
+    def my_role(self) -> str:
+        """This agent's role."""
+        return self._role
+
+    @property
+    def node_id(self) -> str:
+        """The node this agent runs on."""
+        return self._router.node_id
+
+    # -- discovery ----------------------------------------------------------------------
+
+    def get_peer(self, role: str) -> PeerInfo | None:
+        """The first agent of ``role`` (local before remote), never the caller."""
+        me = self._agent_id
+        for info in self._router.directory.matching(role, None):
+            if info.agent_id != me:
+                return info
+        return None
+
+    def discover(
+        self, role: str | None = None, capability: str | None = None, strategy: str = "first"
+    ) -> list[PeerInfo]:
+        """Agents matching ``role`` and ``capability``, ordered by ``strategy``."""
+        if strategy not in STRATEGIES:
+            raise ValueError(
+                f"unknown strategy {strategy!r}: expected one of {', '.join(STRATEGIES)}"
+            )
+        me = self._agent_id
+        found = [i for i in self._router.directory.matching(role, capability) if i.agent_id != me]
+        return self._selection().order(found, strategy, (role, capability), _agent_id)
+
+    def discover_one(
+        self, role: str | None = None, capability: str | None = None, strategy: str = "first"
+    ) -> PeerInfo | None:
+        """The first of :meth:`discover`, or ``None``."""
+        found = self.discover(role=role, capability=capability, strategy=strategy)
+        return found[0] if found else None
+
+    def list_roles(self) -> list[str]:
+        """Sorted roles present in the mesh, without the caller's own role."""
+        return sorted({i.role for i in self._router.directory.matching()} - {self._role})
+
+    def list_peers(self) -> list[dict[str, Any]]:
+        """Every other agent as a dict (role, agent_id, capabilities, description, status,
+        location, node_id)."""
+        me = self._agent_id
+        return [i.as_dict() for i in self._router.directory.matching() if i.agent_id != me]
+
+    @trio_side
+    async def wait_for_peers(
+        self,
+        count: int = 1,
+        *,
+        role: str | None = None,
+        capability: str | None = None,
+        timeout: float | None = None,
+    ) -> bool:
+        """Wait until at least ``count`` other agents match the filters (local or remote).
+
+        Returns ``True`` when they do, ``False`` at ``timeout``. Event-driven: it wakes on
+        directory changes, never polls. Useful at start-up, before the first request.
+        """
+        directory = self._router.directory
+        me = self._agent_id
+
+        def enough(_: int) -> bool:
+            matching = directory.matching(role, capability)
+            return sum(1 for info in matching if info.agent_id != me) >= count
+
+        checked = _checked_timeout("timeout", timeout, allow_none=True)
+        with trio.move_on_after(math.inf if checked is None else checked):
+            await directory.changes.wait_value(enough)
+            return True
+        return False
+
+    @property
+    def registry(self) -> Mapping[str, PeerInfo]:
+        """Read-only mapping agent_id → PeerInfo of every agent in the mesh but the caller."""
+        source = self._router.directory.registry()
+        if source is not self._reg_source:
+            me = self._agent_id
+            self._reg_view = MappingProxyType({k: v for k, v in source.items() if k != me})
+            self._reg_source = source
+        return self._reg_view
+
+    def record_peer_usage(self, peer_id: str) -> None:
+        """Note that ``peer_id`` was just used (feeds the ``least_recent`` strategy)."""
+        self._selection().record(peer_id)
+
+    def _selection(self) -> SelectionState:
+        if self._select is None:
+            self._select = SelectionState(self._router.rng)
+        return self._select
+
+    def _resolve(self, target: str) -> tuple[PeerInfo, AgentInbox | None] | None:
+        directory = self._router.directory
+        cache = self._routes
+        if cache is not None and cache[0] == directory.epoch:
+            found = cache[1].get(target)
+            if found is not None:
+                return found
+        else:
+            cache = self._routes = (directory.epoch, {})
+        if not isinstance(target, str):
+            kind = type(target).__name__
+            raise TypeError(f"target must be a role or agent_id string, not {kind}")
+        found = directory.get(target)
+        if found is None:
+            me = self._agent_id
+            for info in directory.matching(target, None):
+                if info.agent_id != me:
+                    found = (info, directory.local_route(info.agent_id))
+                    break
+            else:
+                return None
+        if len(cache[1]) < _ROUTE_CACHE:
+            cache[1][target] = found
+        return found
+
+    # -- messaging ----------------------------------------------------------------------
+
+    @trio_side
+    async def notify(
+        self, target: str, message: dict[str, Any], context: dict[str, Any] | None = None
+    ) -> bool:
+        """Fire and forget. ``True`` once handed to a live route, ``False`` if ``target``
+        cannot be resolved or its inbox stays full for the node's ``notify_timeout``."""
+        await trio.lowlevel.checkpoint_if_cancelled()
+        router = self._router
+        data = checked_copy(message)
+        if context is None:
+            ctx: dict[str, Any] = {}
+            if len(router.encode(data)) > router.max_message_size:
+                router.check_size(data, ctx)  # raises
+        else:
+            ctx = checked_context(context)
+            router.check_size(data, ctx)
+        found = self._resolve(target)
+        if found is None or not router.accepting:
+            router.stats.notify_failed += 1
+            return False
+        info, inbox = found
+        msg = IncomingMessage(
+            self._agent_id, router.node_id, NOTIFY, data, None, time.time(), ctx, info.agent_id
+        )
+        if inbox is not None and inbox.put_nowait(msg):
+            return True
+        delivered = await router.send(info, inbox, msg, trio.current_time() + router.notify_timeout)
+        if not delivered:
+            router.stats.notify_failed += 1
+        return delivered
+
+    @trio_side
+    async def request(
+        self,
+        target: str,
+        message: dict[str, Any],
+        timeout: float = 30.0,
+        context: dict[str, Any] | None = None,
+    ) -> dict[str, Any] | None:
+        """Send a request and wait for the reply dict; ``None`` on an unresolved target, a
+        send failure, a timeout, a dead target node or a stopping node."""
+        await trio.lowlevel.checkpoint_if_cancelled()
+        prepared = self._prepare_request(target, message, timeout, context)
+        if prepared is None:
+            return None
+        entry, msg, inbox, info = prepared
+        try:
+            if (inbox is None or not inbox.put_nowait(msg)) and not await self._router.send(
+                info, inbox, msg, entry.deadline
+            ):
+                self._router.stats.request_failed += 1
+                return None
+            if entry.done:  # answered while the message was being handed over
+                await trio.lowlevel.checkpoint()
+                reply = entry.reply
+            else:  # parked on the entry itself (PendingTable.wait, inlined on the hot path)
+                entry.task = trio.lowlevel.current_task()
+                reply = await trio.lowlevel.wait_task_rescheduled(entry.abort)
+            return None if reply is None else reply.data
+        finally:
+            entry.table.discard(entry.key)
+
+    @trio_side
+    async def request_message(
+        self,
+        target: str,
+        message: dict[str, Any],
+        timeout: float = 30.0,
+        context: dict[str, Any] | None = None,
+    ) -> IncomingMessage | None:
+        """Like :meth:`request` but returns the whole response message (sender, context)."""
+        await trio.lowlevel.checkpoint_if_cancelled()
+        prepared = self._prepare_request(target, message, timeout, context)
+        if prepared is None:
+            return None
+        entry, msg, inbox, info = prepared
+        try:
+            if not await self._router.send(info, inbox, msg, entry.deadline):
+                self._router.stats.request_failed += 1
+                return None
+            return await entry.table.wait(entry.key, entry)
+        finally:
+            entry.table.discard(entry.key)
+
+    def _prepare_request(
+        self, target: str, message: dict[str, Any], timeout: float, context: dict[str, Any] | None
+    ) -> tuple[PendingEntry, IncomingMessage, AgentInbox | None, PeerInfo] | None:
+        """Check the payload, resolve the target and open the pending entry; ``None`` (counted)
+        when the request cannot be made. Synchronous: nothing to clean up if it raises."""
+        router = self._router
+        if type(timeout) is not float or not 0 <= timeout < math.inf:
+            timeout = _checked_timeout("timeout", timeout, allow_none=False)  # type: ignore[assignment]
+        data = checked_copy(message)
+        if context is None:
+            ctx: dict[str, Any] = {}
+            if len(router.encode(data)) > router.max_message_size:
+                router.check_size(data, ctx)  # raises
+        else:
+            ctx = checked_context(context)
+            router.check_size(data, ctx)
+        found = self._resolve(target)
+        if found is None or not router.accepting:
+            router.stats.request_failed += 1
+            return None
+        info, inbox = found
+        request_id = router.new_id("req-")
+        entry = router.pending.open_request(request_id, info.node_id, router.now() + timeout)
+        if entry is None:
+            router.stats.request_failed += 1
+            return None
+        msg = IncomingMessage(
+            self._agent_id,
+            router.node_id,
+            REQUEST,
+            data,
+            request_id,
+            time.time(),
+            ctx,
+            info.agent_id,
+        )
+        return entry, msg, inbox, info
+
+    @trio_side
+    async def respond(
+        self,
+        message: IncomingMessage,
+        response: dict[str, Any],
+        context: dict[str, Any] | None = None,
+    ) -> bool:
+        """Reply to a request along its return path (sender + sender_node). The context
+        defaults to the request's. ``False`` when the requester is gone (late reply)."""
+        return await self._respond(message, response, context)
+
+    async def _respond(
+        self,
+        message: IncomingMessage,
+        response: dict[str, Any],
+        context: dict[str, Any] | None = None,
+    ) -> bool:
+        if not isinstance(message, IncomingMessage) or not message.is_request:
+            raise ValueError("respond() needs a request message received from peers")
+        router = self._router
+        data = checked_copy(response, what="response")
+        if context is None:
+            context = message.context
+        ctx = checked_context(context) if context else {}
+        if ctx or len(router.encode(data)) > router.max_message_size:
+            router.check_size(data, ctx)
+        reply = IncomingMessage(
+            self._agent_id,
+            router.node_id,
+            RESPONSE,
+            data,
+            message.correlation_id,
+            time.time(),
+            ctx,
+            message.sender,
+        )
+        if message.sender_node == router.node_id:  # same node: never blocks
+            return router.pending.resolve(reply)
+        return await router.send_response(reply, message.sender_node)
+
+    @trio_side
+    async def broadcast(
+        self, message: dict[str, Any], context: dict[str, Any] | None = None
+    ) -> int:
+        """Notify every other agent in the mesh (one message per agent, concurrently);
+        returns how many were delivered."""
+        await trio.lowlevel.checkpoint_if_cancelled()
+        router = self._router
+        data = checked_copy(message)
+        ctx = checked_context(context)
+        router.check_size(data, ctx)
+        if not router.accepting:
+            return 0
+        me = self._agent_id
+        directory = router.directory
+        delivered = 0
+        slow: list[tuple[PeerInfo, AgentInbox | None, IncomingMessage]] = []
+        now = time.time()
+        first = True
+        for info in directory.matching():
+            if info.agent_id == me:
+                continue
+            if first:
+                payload, own_ctx, first = data, ctx, False
+            else:
+                payload, own_ctx = checked_copy(data), checked_context(ctx)
+            msg = IncomingMessage(
+                me, router.node_id, NOTIFY, payload, None, now, own_ctx, info.agent_id
+            )
+            inbox = directory.local_route(info.agent_id)
+            if inbox is not None:
+                if inbox.put_nowait(msg):
+                    delivered += 1
+                    continue
+                if inbox.closed:
+                    continue
+            slow.append((info, inbox, msg))
+        if slow:
+            deadline = trio.current_time() + router.notify_timeout
+            results: list[bool] = []
+
+            async def one(item: tuple[PeerInfo, AgentInbox | None, IncomingMessage]) -> None:
+                results.append(await router.send(item[0], item[1], item[2], deadline))
+
+            async with trio.open_nursery() as nursery:
+                for item in slow:
+                    nursery.start_soon(one, item)
+            delivered += sum(results)
+        else:
+            await trio.lowlevel.cancel_shielded_checkpoint()
+        return delivered
+
+    @trio_side
+    async def receive(self, timeout: float | None = None) -> IncomingMessage | None:
+        """The next message of this agent's inbox. ``timeout=0`` never blocks; ``None`` waits
+        until a message arrives."""
+        wait = _checked_timeout("timeout", timeout, allow_none=True)
+        return await self._inbox.get(wait)
+
+    @trio_side
+    async def ask_async(
+        self,
+        target: str,
+        message: dict[str, Any],
+        timeout: float = 120.0,
+        context: dict[str, Any] | None = None,
+    ) -> str:
+        """Send a request without waiting; returns its id (``async-`` + 12 hex) for
+        :meth:`check_inbox`. The entry expires ``timeout`` seconds from now. Raises
+        ``ValueError`` when the target cannot be resolved or the message cannot be sent."""
+        await trio.lowlevel.checkpoint_if_cancelled()
+        router = self._router
+        wait = _checked_timeout("timeout", timeout, allow_none=False)
+        assert wait is not None
+        data = checked_copy(message)
+        ctx = checked_context(context)
+        router.check_size(data, ctx)
+        found = self._resolve(target)
+        if found is None:
+            raise ValueError(f"ask_async: no agent matches {target!r}")
+        if not router.accepting:
+            raise ValueError("ask_async: the node is not running")
+        info, inbox = found
+        request_id = router.new_id("async-")
+        deadline = trio.current_time() + wait
+        entry = router.pending.open_async(request_id, info.node_id, deadline)
+        if entry is None:
+            raise ValueError(
+                f"ask_async: {router.pending.limit} requests are already pending on this node"
+            )
+        msg = IncomingMessage(
+            self._agent_id,
+            router.node_id,
+            REQUEST,
+            data,
+            request_id,
+            time.time(),
+            ctx,
+            info.agent_id,
+        )
+        if inbox is not None:
+            if inbox.put_nowait(msg):
+                return request_id
+            if inbox.closed:
+                router.pending.fail_async(request_id)
+                raise ValueError(f"ask_async: agent {info.agent_id} has stopped")
+            router.submit_background(info, inbox, msg, deadline, request_id)
+            return request_id
+        try:
+            sent = await router.send(info, None, msg, deadline)
+        except BaseException:
+            router.pending.fail_async(request_id)
+            raise
+        if not sent:
+            router.pending.fail_async(request_id)
+            raise ValueError(f"ask_async: could not send to {info.agent_id} on {info.node_id}")
+        return request_id
+
+    @trio_side
+    async def check_inbox(
+        self, request_id: str, timeout: float = 0.0, remove: bool = True
+    ) -> dict[str, Any] | None:
+        """The reply to an :meth:`ask_async` id, waiting up to ``timeout`` for it. Returns
+        ``None`` at once for an expired or unknown id."""
+        wait = _checked_timeout("timeout", timeout, allow_none=False)
+        assert wait is not None
+        reply = await self._router.pending.check(request_id, wait, remove)
+        return None if reply is None else reply.data
+
+    def inbox_status(self, request_id: str) -> Status:
+        """``"pending"``, ``"ready"``, ``"expired"`` or ``"unknown"`` for an ask_async id."""
+        return self._router.pending.status(request_id)
+
+    def __repr__(self) -> str:
+        return f"<PeerClient {self._agent_id} on {self._router.node_id}>"

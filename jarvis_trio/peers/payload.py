@@ -1,0 +1,157 @@
+"""JSON-compatibility of message payloads, checked where a payload enters the runtime.
+
+Every sending call (``notify``, ``request``, ``respond``, ``broadcast``, ``ask_async``) passes
+its payload and context through :func:`checked_copy` before choosing a route, so a same-node
+delivery refuses exactly what a cross-node one would: a refused value raises
+:class:`~jarvis_trio.errors.PayloadError` naming its path (``$.items[2].when``).
+
+Aliasing: the check *copies* while it walks. Same-node delivery never serialises, yet the
+receiver gets containers of its own (tuples become lists, as after a JSON round trip), so a
+sender that mutates its dict after ``notify()`` cannot change what the receiver sees, and the
+receiver cannot change the sender's data. Scalars are immutable and shared.
+
+Accepted: ``dict`` with ``str`` keys, ``list``/``tuple``, ``str``, ``int`` in the signed or
+unsigned 64-bit range (what the binary wire codec carries), finite ``float``, ``bool``,
+``None``; subclasses of these (``StrEnum``, ``OrderedDict``) are converted to the base type.
+Nesting deeper than :data:`MAX_DEPTH` is refused, which also catches reference cycles.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+from ..errors import PayloadError
+
+__all__ = ["MAX_DEPTH", "checked_context", "checked_copy", "format_path"]
+
+MAX_DEPTH = 64
+_INT_MIN = -(1 << 63)
+_INT_MAX = (1 << 64) - 1
+
+
+class _Refused(Exception):
+    """Internal: carries the reason outwards while each level adds its path segment."""
+
+    def __init__(self, value: object, reason: str) -> None:
+        super().__init__(reason)
+        self.value = value
+        self.reason = reason
+        self.segments: list[str | int] = []
+
+
+def format_path(segments: list[str | int]) -> str:
+    """Render path segments (outermost first) as ``$.key[3]["odd key"]``."""
+    out = ["$"]
+    for seg in segments:
+        if isinstance(seg, int):
+            out.append(f"[{seg}]")
+        elif seg.isidentifier():
+            out.append(f".{seg}")
+        else:
+            out.append(f"[{seg!r}]")
+    return "".join(out)
+
+
+def checked_copy(value: object, *, what: str = "message") -> dict[str, Any]:
+    """Return a JSON-compatible copy of the dict ``value`` or raise :class:`PayloadError`."""
+    if type(value) is dict:
+        # fast path: a flat dict of short scalars, the common message shape
+        out: dict[str, Any] = {}
+        for key, item in value.items():
+            kind = type(item)
+            if type(key) is not str or not (
+                kind is str
+                or (kind is int and _INT_MIN <= item <= _INT_MAX)
+                or kind is bool
+                or item is None
+            ):
+                break
+            out[key] = item
+        else:
+            return out
+    elif not isinstance(value, dict):
+        raise PayloadError("$", value, f"the {what} must be a dict, not {type(value).__name__}")
+    try:
+        result: dict[str, Any] = _copy_dict(value, 0)
+    except _Refused as refused:
+        refused.segments.reverse()
+        raise PayloadError(format_path(refused.segments), refused.value, refused.reason) from None
+    except RecursionError:
+        raise PayloadError("$", value, "nested too deeply") from None
+    return result
+
+
+def checked_context(context: object) -> dict[str, Any]:
+    """A context is optional metadata: ``None`` means an empty one."""
+    if not context and (context is None or type(context) is dict):
+        return {}
+    return checked_copy(context, what="context")
+
+
+def _copy_dict(value: dict[Any, Any], depth: int) -> dict[str, Any]:
+    if depth >= MAX_DEPTH:
+        raise _Refused(value, f"nested deeper than {MAX_DEPTH} levels (or a reference cycle)")
+    out: dict[str, Any] = {}
+    for key, item in value.items():
+        if type(key) is not str:
+            if isinstance(key, str):
+                key = str.__str__(key)
+            else:
+                refused = _Refused(key, f"keys must be str, got {type(key).__name__} {key!r}")
+                refused.segments.append(key if isinstance(key, int) else repr(key))
+                raise refused
+        try:
+            out[key] = _copy(item, depth + 1)
+        except _Refused as refused:
+            refused.segments.append(key)
+            raise
+    return out
+
+
+def _copy_list(value: list[Any] | tuple[Any, ...], depth: int) -> list[Any]:
+    if depth >= MAX_DEPTH:
+        raise _Refused(value, f"nested deeper than {MAX_DEPTH} levels (or a reference cycle)")
+    out: list[Any] = []
+    index = 0
+    try:
+        for index, item in enumerate(value):  # noqa: B007 - index is used in the handler
+            out.append(_copy(item, depth + 1))
+    except _Refused as refused:
+        refused.segments.append(index)
+        raise
+    return out
+
+
+def _copy(value: Any, depth: int) -> Any:
+    kind = type(value)
+    if kind is str or kind is bool or value is None:
+        return value
+    if kind is int:
+        if _INT_MIN <= value <= _INT_MAX:
+            return value
+        raise _Refused(value, "integer outside the 64-bit range")
+    if kind is float:
+        if math.isfinite(value):
+            return value
+        raise _Refused(value, f"{value!r} has no JSON representation")
+    if kind is dict:
+        return _copy_dict(value, depth)
+    if kind is list or kind is tuple:
+        return _copy_list(value, depth)
+    return _copy_subclass(value, depth)
+
+
+def _copy_subclass(value: Any, depth: int) -> Any:
+    """Slow path: subclasses of the JSON types become the base type; anything else is refused."""
+    if isinstance(value, str):
+        return str.__str__(value)
+    if isinstance(value, int):
+        return _copy(int(value), depth)
+    if isinstance(value, float):
+        return _copy(float(value), depth)
+    if isinstance(value, dict):
+        return _copy_dict(value, depth)
+    if isinstance(value, list | tuple):
+        return _copy_list(value, depth)
+    raise _Refused(value, f"{type(value).__name__} is not a JSON type")

@@ -1,0 +1,182 @@
+"""Message routing of one node: local inboxes, the remote route, the pending table.
+
+Same-node delivery hands the checked message object to the target's memory channel (no
+serialisation). When the inbox is full the sender waits — *backpressure* — within a budget:
+the request's own timeout, or the node's ``notify_timeout`` for notifications; when the
+budget runs out the outcome is ``None`` / ``False`` and the miss is counted. Remote delivery
+goes through a :class:`RemoteRoute` supplied by the cross-node layer.
+"""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Protocol, runtime_checkable
+
+import msgspec
+import trio
+
+from ..errors import PayloadTooLarge
+from .directory import AgentDirectory, PeerInfo
+from .messages import RESPONSE, IncomingMessage
+from .pending import PendingTable
+
+if TYPE_CHECKING:
+    from typing import Any
+
+    from .inbox import AgentInbox
+
+__all__ = ["NodeStats", "RemoteRoute", "Router"]
+
+
+@runtime_checkable
+class RemoteRoute(Protocol):
+    """What the cross-node layer provides to carry messages to other nodes."""
+
+    def node_alive(self, node_id: str) -> bool:
+        """False once membership declares ``node_id`` dead (requests then fail at once)."""
+        ...
+
+    async def send(self, node_id: str, message: IncomingMessage) -> bool:
+        """Hand ``message`` to the transport for ``node_id``; ``False`` if it could not."""
+        ...
+
+
+@dataclass(slots=True)
+class NodeStats:
+    """Counters of outcomes that are not errors but must be visible."""
+
+    backpressure_waits: int = 0
+    notify_failed: int = 0
+    request_failed: int = 0
+    inbound_dropped: int = 0
+
+
+class Router:
+    """The per-node routing core shared by every PeerClient of the node."""
+
+    def __init__(
+        self,
+        node_id: str,
+        *,
+        max_message_size: int,
+        notify_timeout: float,
+        max_pending: int,
+        rng: random.Random,
+    ) -> None:
+        self.node_id = node_id
+        self.directory: AgentDirectory[AgentInbox] = AgentDirectory(node_id)
+        self.pending = PendingTable(max_pending)
+        self.stats = NodeStats()
+        self.remote: RemoteRoute | None = None
+        self.stopping = False
+        self.accepting = False
+        # the run's clock, read directly on the hot path (set when the node starts)
+        self.now: Callable[[], float] = trio.current_time
+        self.background: trio.Nursery | None = None
+        self.notify_timeout = notify_timeout
+        self.max_message_size = max_message_size
+        self.rng = rng
+        self._ids = random.Random()
+        self.encode = msgspec.msgpack.Encoder().encode
+
+    def random_hex(self, digits: int) -> str:
+        """Fresh hex digits for identifiers; never drawn from the injectable ``rng``, so two
+        nodes seeded alike still name things differently."""
+        return f"{self._ids.getrandbits(4 * digits):0{digits}x}"
+
+    def new_id(self, prefix: str) -> str:
+        """``prefix`` + 12 hex digits, unique among this node's pending entries."""
+        bits = self._ids.getrandbits
+        entries = self.pending._entries
+        while True:
+            candidate = prefix + bits(48).to_bytes(6, "big").hex()
+            if candidate not in entries:
+                return candidate
+
+    def check_size(self, data: dict[str, Any], context: dict[str, Any]) -> None:
+        """Refuse what the wire would refuse, on every route."""
+        size = len(self.encode(data))
+        if context:
+            size += len(self.encode(context))
+        if size > self.max_message_size:
+            raise PayloadTooLarge(size, self.max_message_size)
+
+    async def send(
+        self, info: PeerInfo, inbox: AgentInbox | None, message: IncomingMessage, deadline: float
+    ) -> bool:
+        """Deliver ``message`` to ``info``'s agent, waiting for inbox space until ``deadline``."""
+        if inbox is not None:
+            if inbox.put_nowait(message):
+                return True
+            if inbox.closed:
+                await trio.lowlevel.checkpoint()
+                return False
+            self.stats.backpressure_waits += 1
+            return await inbox.put(message, deadline)
+        remote = self.remote
+        if remote is None or not remote.node_alive(info.node_id):
+            await trio.lowlevel.checkpoint()
+            return False
+        return await remote.send(info.node_id, message)
+
+    def submit_background(
+        self, info: PeerInfo, inbox: AgentInbox, message: IncomingMessage, deadline: float,
+        request_id: str,
+    ) -> None:
+        """Deliver an ``ask_async`` request into a full inbox from the node's nursery, so the
+        caller returns at once; failing to deliver by ``deadline`` ends the entry with ``None``.
+        The number of such tasks is bounded by the pending table."""
+        nursery = self.background
+        if nursery is None:
+            self.pending.fail_async(request_id)
+            return
+
+        async def deliver() -> None:
+            if not await self.send(info, inbox, message, deadline):
+                self.pending.fail_async(request_id)
+
+        nursery.start_soon(deliver)
+
+    async def send_response(self, response: IncomingMessage, node_id: str) -> bool:
+        """Route a response by its return path; same node = straight to the pending table."""
+        if node_id == self.node_id:
+            return self.pending.resolve(response)
+        remote = self.remote
+        if remote is None or not remote.node_alive(node_id):
+            await trio.lowlevel.checkpoint()
+            return False
+        return await remote.send(node_id, response)
+
+    async def deliver_inbound_waiting(self, message: IncomingMessage, timeout: float) -> bool:
+        """Like :meth:`deliver_inbound`, but waits up to ``timeout`` seconds for space in a
+        full inbox (backpressure onto the transport) before dropping (counted)."""
+        if message.type == RESPONSE:
+            await trio.lowlevel.checkpoint()
+            return self.pending.resolve(message)
+        if self.deliver_inbound(message, count=False):
+            await trio.lowlevel.checkpoint()
+            return True
+        inbox = self.directory.local_route(message.target)
+        if inbox is None or inbox.closed or not self.accepting:
+            self.stats.inbound_dropped += 1
+            await trio.lowlevel.checkpoint()
+            return False
+        self.stats.backpressure_waits += 1
+        if await inbox.put(message, trio.current_time() + timeout):
+            return True
+        self.stats.inbound_dropped += 1
+        return False
+
+    def deliver_inbound(self, message: IncomingMessage, *, count: bool = True) -> bool:
+        """A message from another node: a response resolves a pending entry, anything else
+        goes to its target's inbox without waiting (a full inbox drops it, counted)."""
+        if message.type == RESPONSE:
+            return self.pending.resolve(message)
+        inbox = self.directory.local_route(message.target)
+        if inbox is None or not self.accepting or not inbox.put_nowait(message):
+            if count:
+                self.stats.inbound_dropped += 1
+            return False
+        return True

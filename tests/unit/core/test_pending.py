@@ -1,0 +1,143 @@
+"""The pending-request table: resolution, late replies, deadlines, reaping, bounds."""
+
+from __future__ import annotations
+
+import trio
+import trio.testing
+
+from jarvis_trio.peers.messages import RESPONSE, IncomingMessage
+from jarvis_trio.peers.pending import TICK, PendingTable
+
+
+def reply(correlation_id: str, value: int = 1) -> IncomingMessage:
+    return IncomingMessage("b", "n1", RESPONSE, {"v": value}, correlation_id)
+
+
+async def test_request_entry_wakes_its_waiter_and_is_removed() -> None:
+    table = PendingTable()
+    entry = table.open_request("req-1", "n1", trio.current_time() + 10)
+    assert entry is not None
+    got: list[IncomingMessage | None] = []
+    async with trio.open_nursery() as nursery:
+
+        async def waiter() -> None:
+            got.append(await table.wait("req-1", entry))
+
+        nursery.start_soon(waiter)
+        await trio.testing.wait_all_tasks_blocked()
+        assert table.resolve(reply("req-1"))
+    assert got[0] is not None and got[0].data == {"v": 1}
+    assert "req-1" not in table
+    assert not table.resolve(reply("req-1"))
+    assert table.late_replies == 1
+
+
+async def test_request_deadline_ends_the_wait_with_none(autojump_clock: trio.abc.Clock) -> None:
+    table = PendingTable()
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(table.reap_forever)
+        start = trio.current_time()
+        entry = table.open_request("req-2", "n1", start + 2.0)
+        assert entry is not None
+        assert await table.wait("req-2", entry) is None
+        elapsed = trio.current_time() - start
+        assert 2.0 <= elapsed <= 2.0 + TICK + 1e-9
+        assert table.timed_out == 1
+        nursery.cancel_scope.cancel()
+    assert len(table) == 0
+
+
+async def test_async_entries_expire_and_leave_a_tombstone(autojump_clock: trio.abc.Clock) -> None:
+    table = PendingTable()
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(table.reap_forever)
+        await trio.testing.wait_all_tasks_blocked()
+        assert table.open_async("async-1", "n1", trio.current_time() + 5) is not None
+        assert table.open_async("async-2", "n1", trio.current_time() + 1) is not None
+        assert table.status("async-1") == "pending"
+        start = trio.current_time()
+        assert await table.check("async-2", timeout=30, remove=True) is None
+        assert trio.current_time() - start < 1.0 + 2 * TICK  # woken by expiry, not timeout
+        assert table.status("async-2") == "expired"
+        before = trio.current_time()
+        assert await table.check("async-2", timeout=30, remove=True) is None
+        assert trio.current_time() == before  # expired: answered at once
+        table.resolve(reply("async-1", 7))
+        assert table.status("async-1") == "ready"
+        found = await table.check("async-1", timeout=0, remove=False)
+        assert found is not None and found.data == {"v": 7}
+        assert table.status("async-1") == "ready"
+        found = await table.check("async-1", timeout=0, remove=True)
+        assert found is not None
+        assert table.status("async-1") == "unknown"
+        nursery.cancel_scope.cancel()
+    assert table.expired == 1
+
+
+async def test_check_waits_for_the_reply_event_driven(autojump_clock: trio.abc.Clock) -> None:
+    table = PendingTable()
+    table.open_async("async-3", "n1", trio.current_time() + 100)
+    got: list[IncomingMessage | None] = []
+    async with trio.open_nursery() as nursery:
+
+        async def checker() -> None:
+            got.append(await table.check("async-3", timeout=50, remove=True))
+
+        nursery.start_soon(checker)
+        await trio.sleep(3)
+        table.resolve(reply("async-3"))
+    assert got[0] is not None
+    assert trio.current_time() == 3
+
+
+async def test_fail_node_and_close_end_waiters_with_none() -> None:
+    table = PendingTable()
+    now = trio.current_time()
+    a = table.open_request("req-a", "n2", now + 10)
+    b = table.open_request("req-b", "n3", now + 10)
+    table.open_async("async-c", "n2", now + 10)
+    assert a is not None and b is not None
+    results: dict[str, IncomingMessage | None] = {}
+    async with trio.open_nursery() as nursery:
+
+        async def wait(name: str, entry: object) -> None:
+            results[name] = await table.wait(f"req-{name}", entry)  # type: ignore[arg-type]
+
+        nursery.start_soon(wait, "a", a)
+        nursery.start_soon(wait, "b", b)
+        await trio.testing.wait_all_tasks_blocked()
+        assert table.fail_node("n2") == 2
+        await trio.testing.wait_all_tasks_blocked()
+        assert results == {"a": None}
+        assert table.status("async-c") == "ready"
+        table.close()
+    assert results == {"a": None, "b": None}
+    assert table.open_request("req-z", "n1", now + 1) is None
+
+
+async def test_a_reply_racing_a_cancellation_counts_as_late() -> None:
+    table = PendingTable()
+    entry = table.open_request("req-c", "n1", trio.current_time() + 10)
+    assert entry is not None
+    async with trio.open_nursery() as nursery:
+
+        async def waiter() -> None:
+            await table.wait("req-c", entry)
+
+        nursery.start_soon(waiter)
+        await trio.testing.wait_all_tasks_blocked()
+        nursery.cancel_scope.cancel()  # the waiter is aborted but has not run yet
+        assert not table.resolve(reply("req-c"))
+    assert table.late_replies == 1
+    assert len(table) == 0
+
+
+def test_the_table_is_bounded() -> None:
+    table = PendingTable(limit=2)
+    assert table.open_request("r1", "n", 1e9) is not None
+    assert table.open_async("r2", "n", 1e9) is not None
+    assert table.open_request("r3", "n", 1e9) is None
+    assert table.open_async("r4", "n", 1e9) is None
+    assert table.refused == 2
+    table.discard("r1")
+    assert table.open_request("r3", "n", 1e9) is not None

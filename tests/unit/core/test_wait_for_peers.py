@@ -1,0 +1,54 @@
+"""PeerClient.wait_for_peers: wakes on directory changes, honours filters and its timeout."""
+
+from __future__ import annotations
+
+import trio
+
+from jarvis_trio.peers.directory import PeerInfo
+
+from .conftest import Echo, Idle, MeshFactory
+
+
+async def test_returns_at_once_when_enough_peers_exist(make_mesh: MeshFactory) -> None:
+    async with make_mesh() as mesh:
+        caller = await mesh.start_agent(Idle)
+        await mesh.start_agent(Echo)
+        with trio.fail_after(0.001):
+            assert await caller.peers.wait_for_peers(1, role="echo") is True
+
+
+async def test_wakes_when_a_local_agent_joins(make_mesh: MeshFactory, autojump_clock: object) -> None:
+    async with make_mesh() as mesh:
+        caller = await mesh.start_agent(Idle)
+        woke: list[float] = []
+
+        async def waiter() -> None:
+            assert await caller.peers.wait_for_peers(2, capability="echo")
+            woke.append(trio.current_time())
+
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(waiter)
+            await trio.sleep(5)
+            await mesh.start_agent(Echo)
+            assert woke == []  # one echo is not two
+            await trio.sleep(5)
+            started = trio.current_time()
+            await mesh.start_agent(Echo)
+        assert woke and woke[0] - started < 1
+
+
+async def test_counts_remote_agents_and_never_the_caller(make_mesh: MeshFactory) -> None:
+    async with make_mesh() as mesh:
+        caller = await mesh.start_agent(Idle)
+        assert await caller.peers.wait_for_peers(1, role="caller", timeout=0) is False
+        mesh.directory.set_remote_agents("other-node", [PeerInfo("caller-0000abcd", "caller")])
+        with trio.fail_after(1):
+            assert await caller.peers.wait_for_peers(1, role="caller")
+
+
+async def test_times_out_with_false(make_mesh: MeshFactory, autojump_clock: object) -> None:
+    async with make_mesh() as mesh:
+        caller = await mesh.start_agent(Idle)
+        before = trio.current_time()
+        assert await caller.peers.wait_for_peers(3, timeout=2.5) is False
+        assert trio.current_time() - before == 2.5
