@@ -1,0 +1,160 @@
+"""What both mailbox backends share: their bounds, message ids and argument checks."""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import itertools
+import os
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import trio
+
+__all__ = ["MailboxSettings", "MessageIds", "Pacer", "TrioCaller", "check_limit", "check_target"]
+
+
+@dataclass(frozen=True, slots=True)
+class MailboxSettings:
+    """Bounds and timings of a node's mailboxes. Every buffer is bounded by one of these.
+
+    ``queue_size``
+        In-process: messages waiting (not yet claimed) per agent; a send beyond it raises
+        ``MailboxFull``. Redis: the retention of an agent's stream, ``XADD MAXLEN ~``; when
+        an agent does not read, its oldest unacknowledged messages are trimmed first.
+    ``max_mailboxes``
+        In-process: agents that have a queue, including agents that have not joined yet and
+        already have mail; a send that would create one more raises ``MailboxFull``. Redis:
+        mailboxes one hub serves; ``mailbox_for`` beyond it raises ``MailboxFull``.
+    ``max_unacked``
+        Messages one mailbox has claimed and not yet acknowledged; ``receive`` / ``read``
+        beyond it raise ``MailboxError`` (acknowledge or nack first).
+    ``outbox_size``
+        Redis: messages accepted by ``send`` and not yet confirmed by Redis; a send beyond it
+        raises ``MailboxFull`` (this is what bounds memory while Redis is down).
+    ``batch_size``
+        Redis: most commands written in one pipeline round trip.
+    ``prefetch``
+        Redis: most messages one blocking read claims at once (they stay pending in Redis
+        until acknowledged, so a crash never loses them).
+    ``idle_ttl``
+        Redis: seconds after the last write before an agent's stream expires.
+    ``max_block``
+        Redis: longest server-side ``BLOCK`` of one read; bounds how long a worker thread
+        of an abandoned read can live.
+    ``ack_delay``
+        Redis: how long acknowledgements alone wait to share the next message's round trip
+        (a crash in that window delivers those messages once more).
+    ``close_timeout``
+        Redis: how long closing the hub keeps trying to write the outbox and the pending
+        acknowledgements before it reports what it could not write.
+    """
+
+    queue_size: int = 10_000
+    max_mailboxes: int = 10_000
+    max_unacked: int = 1_024
+    outbox_size: int = 10_000
+    batch_size: int = 512
+    prefetch: int = 128
+    idle_ttl: float = 7 * 24 * 3600.0
+    max_block: float = 2.0
+    close_timeout: float = 5.0
+    ack_delay: float = 0.005
+
+    def __post_init__(self) -> None:
+        for item in dataclasses.fields(self):
+            value = getattr(self, item.name)
+            if isinstance(value, bool) or not isinstance(value, int | float) or not value > 0:
+                raise ValueError(
+                    f"MailboxSettings.{item.name}={value!r}: expected a positive number"
+                )
+
+
+class MessageIds:
+    """Message ids ``msg-`` + 20 hex digits: 48 random bits drawn once per hub, then a
+    counter — unique without coordination, and cheaper than drawing random bytes per message.
+    """
+
+    __slots__ = ("_counter", "_prefix")
+
+    def __init__(self) -> None:
+        self._prefix = "msg-" + os.urandom(6).hex()
+        self._counter = itertools.count()
+
+    def next(self) -> str:
+        return f"{self._prefix}{next(self._counter) & 0xFFFFFFFF:08x}"
+
+
+def check_target(target_id: object) -> str:
+    """The target of a send must be an agent id: a non-empty string."""
+    if not isinstance(target_id, str) or not target_id:
+        raise ValueError(f"mailbox target_id must be a non-empty agent id, got {target_id!r}")
+    return target_id
+
+
+def check_limit(limit: object) -> int:
+    """``read(limit)`` takes a positive whole number."""
+    if isinstance(limit, bool) or not isinstance(limit, int) or limit <= 0:
+        raise ValueError(f"mailbox read limit must be a positive whole number, got {limit!r}")
+    return limit
+
+
+class TrioCaller:
+    """Runs small synchronous callbacks on the hub's Trio thread.
+
+    ``send`` is synchronous and may be called from another thread (an asyncio host, a worker
+    thread). Trio objects (events, parking lots) may only be touched from the Trio thread, so
+    a wake-up requested elsewhere is handed over with ``TrioToken.run_sync_soon``.
+    """
+
+    __slots__ = ("_thread", "_token")
+
+    def __init__(self) -> None:
+        self._token = trio.lowlevel.current_trio_token()
+        self._thread = threading.get_ident()
+
+    def on_trio_thread(self) -> bool:
+        return threading.get_ident() == self._thread
+
+    def wake(self, lot: trio.lowlevel.ParkingLot) -> None:
+        """Unpark one task waiting on ``lot`` (cheap when none waits)."""
+        if threading.get_ident() == self._thread:
+            if lot:
+                lot.unpark()
+        else:
+            with contextlib.suppress(trio.RunFinishedError):
+                self._token.run_sync_soon(lot.unpark)
+
+    def call(self, fn: Callable[[], object]) -> None:
+        """Run ``fn`` now if on the Trio thread, else as soon as the Trio thread can."""
+        if threading.get_ident() == self._thread:
+            fn()
+        else:
+            with contextlib.suppress(trio.RunFinishedError):
+                self._token.run_sync_soon(fn)
+
+
+class Pacer:
+    """Checkpoints for operations that usually complete at once.
+
+    Every mailbox call is a cancellation point (``checkpoint_if_cancelled``, a fraction of a
+    microsecond). Yielding to the scheduler costs a full scheduler pass (~10 µs), which would
+    cap an in-process mailbox far below 100,000 messages per second, so a call that finds
+    its work done yields only every ``every``-th time: a reader draining a long queue still
+    lets other tasks run regularly.
+    """
+
+    __slots__ = ("_count", "_every")
+
+    def __init__(self, every: int = 64) -> None:
+        self._every = every
+        self._count = 0
+
+    async def checkpoint(self) -> None:
+        self._count += 1
+        if self._count >= self._every:
+            self._count = 0
+            await trio.lowlevel.checkpoint()
+        else:
+            await trio.lowlevel.checkpoint_if_cancelled()

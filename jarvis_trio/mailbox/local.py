@@ -1,0 +1,281 @@
+"""The in-process mailbox: the default when no Redis is configured or reachable.
+
+Same API and delivery semantics as the Redis mailbox, within one process:
+
+* per-agent FIFO; a message to an agent that has not joined yet waits in its queue;
+* ``receive`` claims a message; it stays claimed until :meth:`LocalMailbox.ack`;
+  :meth:`LocalMailbox.nack` puts it back at the front of the queue (``delivery_count`` + 1);
+* when an agent leaves (it stopped or crashed; :meth:`InProcessHub.release`) its claimed,
+  unacknowledged messages go back to the front of its queue, so the agent gets them again
+  when it comes back — the in-process form of at-least-once delivery;
+* bounds (:class:`~jarvis_trio.mailbox.MailboxSettings`): ``queue_size`` messages waiting per
+  agent and ``max_mailboxes`` queues per hub — a send beyond either raises ``MailboxFull`` and
+  the message is not queued; ``max_unacked`` claims per mailbox — a receive beyond it raises
+  ``MailboxError``. Messages given back (nack, release) go in front even when the queue is
+  full: they were already counted once, so a queue never holds more than
+  ``queue_size + max_unacked``.
+
+A waiting receive parks on a per-agent :class:`trio.lowlevel.ParkingLot`; a send unparks it,
+from another thread through the Trio token. Nothing polls.
+"""
+
+from __future__ import annotations
+
+import math
+import threading
+import time
+from collections import deque
+from collections.abc import AsyncIterator, Mapping
+from contextlib import asynccontextmanager
+from typing import Any
+
+import trio
+
+from .._sides import trio_side
+from ..config import MeshConfig
+from ..errors import MailboxError, MailboxFull
+from ..services import MailboxMessage
+from ._codec import decode_payload, encode_payload
+from ._common import MailboxSettings, MessageIds, Pacer, TrioCaller, check_limit, check_target
+
+__all__ = ["InProcessHub", "LocalMailbox", "open_in_process_hub"]
+
+
+class _Entry:
+    """A queued message, kept encoded so each delivery decodes a private copy."""
+
+    __slots__ = ("data", "delivery_count", "message_id", "sender", "target", "timestamp")
+
+    def __init__(
+        self, message_id: str, sender: str | None, target: str, data: bytes, timestamp: float
+    ) -> None:
+        self.message_id = message_id
+        self.sender = sender
+        self.target = target
+        self.data = data
+        self.timestamp = timestamp
+        self.delivery_count = 1
+
+    def message(self) -> MailboxMessage:
+        return MailboxMessage(
+            message_id=self.message_id,
+            sender=self.sender,
+            target=self.target,
+            payload=decode_payload(self.data),
+            timestamp=self.timestamp,
+            delivery_count=self.delivery_count,
+        )
+
+
+class _Queue:
+    """One agent's waiting messages and the receivers parked on them."""
+
+    __slots__ = ("lot", "waiting")
+
+    def __init__(self) -> None:
+        self.waiting: deque[_Entry] = deque()
+        self.lot = trio.lowlevel.ParkingLot()
+
+
+class LocalMailbox:
+    """An agent's mailbox on the in-process hub (``self.mailbox``)."""
+
+    def __init__(self, hub: InProcessHub, agent_id: str) -> None:
+        self.agent_id = agent_id
+        self._hub = hub
+        self._queue = hub.queue(agent_id)
+        self._claims: dict[str, _Entry] = {}
+        self._released = False
+        self._pacer = Pacer()
+
+    def __repr__(self) -> str:
+        return f"<LocalMailbox {self.agent_id} claimed={len(self._claims)}>"
+
+    def send(self, target_id: str, message: Mapping[str, Any]) -> str:
+        """Queue ``message`` for ``target_id`` and return its id; never blocks.
+
+        Raises ``PayloadError`` / ``PayloadTooLarge`` for a bad payload, ``MailboxFull`` when
+        the target's queue (or the hub's table of queues) is full.
+        """
+        target = check_target(target_id)
+        data = encode_payload(message, self._hub.max_message_size)
+        return self._hub.deliver(self.agent_id, target, data)
+
+    @trio_side
+    async def receive(self, timeout: float | None = None) -> MailboxMessage | None:
+        """Claim the next message, waiting up to ``timeout`` seconds (``None``: forever,
+        ``0``: no wait); ``None`` when nothing came in time."""
+        await self._pacer.checkpoint()
+        self._check_usable(1)
+        queue = self._queue
+        if not queue.waiting:
+            if timeout is not None and timeout <= 0:
+                return None
+            deadline = trio.current_time() + timeout if timeout is not None else math.inf
+            with trio.move_on_at(deadline):
+                while not queue.waiting:
+                    await queue.lot.park()
+            if not queue.waiting:
+                return None
+            self._check_usable(1)
+        return self._claim(queue.waiting.popleft())
+
+    @trio_side
+    async def read(self, limit: int = 100) -> list[MailboxMessage]:
+        """Claim up to ``limit`` waiting messages without waiting for more."""
+        check_limit(limit)
+        await trio.lowlevel.checkpoint()
+        self._check_usable(1)
+        queue = self._queue
+        room = self._hub.settings.max_unacked - len(self._claims)
+        taken: list[MailboxMessage] = []
+        while queue.waiting and len(taken) < min(limit, room):
+            taken.append(self._claim(queue.waiting.popleft()))
+        return taken
+
+    @trio_side
+    async def peek(self) -> MailboxMessage | None:
+        """The next waiting message, without claiming it."""
+        await trio.lowlevel.checkpoint()
+        queue = self._queue
+        return queue.waiting[0].message() if queue.waiting else None
+
+    @trio_side
+    async def ack(self, message: MailboxMessage) -> None:
+        """Acknowledge a claimed message: it is gone for good."""
+        await self._pacer.checkpoint()
+        self._unclaim(message)
+
+    @trio_side
+    async def nack(self, message: MailboxMessage) -> None:
+        """Give a claimed message back: it is delivered again before any other."""
+        await self._pacer.checkpoint()
+        entry = self._unclaim(message)
+        entry.delivery_count += 1
+        self._hub.give_back(self.agent_id, [entry])
+
+    def release(self) -> None:
+        """The agent left: give back every claimed message; this mailbox is no longer used."""
+        if self._released:
+            return
+        self._released = True
+        entries = list(self._claims.values())
+        self._claims.clear()
+        for entry in entries:
+            entry.delivery_count += 1
+        self._hub.give_back(self.agent_id, entries)
+
+    def _check_usable(self, wanted: int) -> None:
+        if self._released:
+            raise MailboxError(
+                f"mailbox of {self.agent_id} was released; ask the hub for a new one"
+            )
+        if len(self._claims) + wanted > self._hub.settings.max_unacked:
+            raise MailboxError(
+                f"mailbox of {self.agent_id} holds {len(self._claims)} unacknowledged messages "
+                f"(max_unacked={self._hub.settings.max_unacked}): ack or nack some first"
+            )
+
+    def _claim(self, entry: _Entry) -> MailboxMessage:
+        self._claims[entry.message_id] = entry
+        return entry.message()
+
+    def _unclaim(self, message: MailboxMessage) -> _Entry:
+        entry = self._claims.pop(message.message_id, None)
+        if entry is None:
+            raise MailboxError(
+                f"message {message.message_id} is not claimed by the mailbox of {self.agent_id} "
+                "(already acknowledged or given back, or claimed elsewhere)"
+            )
+        return entry
+
+
+class InProcessHub:
+    """The mailboxes of one node when messages stay in the process."""
+
+    kind = "in-process"
+
+    def __init__(self, config: MeshConfig, node_name: str, settings: MailboxSettings) -> None:
+        self.node_name = node_name
+        self.settings = settings
+        self.max_message_size = config.max_message_size
+        self._queues: dict[str, _Queue] = {}
+        self._mailboxes: dict[str, LocalMailbox] = {}
+        self._lock = threading.Lock()
+        self._caller = TrioCaller()
+        self._ids = MessageIds()
+        self._closed = False
+
+    def __repr__(self) -> str:
+        return f"<InProcessHub {self.node_name} queues={len(self._queues)}>"
+
+    def mailbox_for(self, agent_id: str) -> LocalMailbox:
+        """The mailbox of ``agent_id`` (the same object until :meth:`release`)."""
+        check_target(agent_id)
+        mailbox = self._mailboxes.get(agent_id)
+        if mailbox is None:
+            mailbox = self._mailboxes[agent_id] = LocalMailbox(self, agent_id)
+        return mailbox
+
+    def release(self, agent_id: str) -> None:
+        """``agent_id`` stopped or crashed: its unacknowledged messages are queued again and
+        the next :meth:`mailbox_for` returns a fresh mailbox that receives them first."""
+        mailbox = self._mailboxes.pop(agent_id, None)
+        if mailbox is not None:
+            mailbox.release()
+
+    def queue(self, agent_id: str) -> _Queue:
+        with self._lock:
+            return self._queue_locked(agent_id)
+
+    def _queue_locked(self, agent_id: str) -> _Queue:
+        queue = self._queues.get(agent_id)
+        if queue is None:
+            if len(self._queues) >= self.settings.max_mailboxes:
+                raise MailboxFull(
+                    f"in-process hub {self.node_name} already holds "
+                    f"{self.settings.max_mailboxes} mailboxes (max_mailboxes); "
+                    f"no queue for {agent_id}"
+                )
+            queue = self._queues[agent_id] = _Queue()
+        return queue
+
+    def deliver(self, sender: str | None, target: str, data: bytes) -> str:
+        """Append an encoded message to ``target``'s queue; thread-safe, never blocks."""
+        if self._closed:
+            raise MailboxError(f"in-process hub {self.node_name} is closed")
+        message_id = self._ids.next()
+        with self._lock:
+            queue = self._queue_locked(target)
+            if len(queue.waiting) >= self.settings.queue_size:
+                raise MailboxFull(
+                    f"mailbox of {target} holds {len(queue.waiting)} waiting messages "
+                    f"(queue_size={self.settings.queue_size}); message refused"
+                )
+            queue.waiting.append(_Entry(message_id, sender, target, data, time.time()))
+        self._caller.wake(queue.lot)
+        return message_id
+
+    def give_back(self, agent_id: str, entries: list[_Entry]) -> None:
+        """Put claimed entries back at the front of the queue, in their original order."""
+        if not entries:
+            return
+        with self._lock:
+            queue = self._queue_locked(agent_id)
+            queue.waiting.extendleft(reversed(entries))
+        self._caller.call(queue.lot.unpark_all)
+
+    def close(self) -> None:
+        self._closed = True
+
+
+@asynccontextmanager
+async def open_in_process_hub(
+    config: MeshConfig, node_name: str, settings: MailboxSettings | None = None
+) -> AsyncIterator[InProcessHub]:
+    """An in-process hub for the lifetime of the block."""
+    hub = InProcessHub(config, node_name, settings or MailboxSettings())
+    try:
+        yield hub
+    finally:
+        hub.close()

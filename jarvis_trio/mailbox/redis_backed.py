@@ -1,0 +1,335 @@
+"""The Redis-backed mailbox: any node's agent reaches any other's, at least once.
+
+This module holds the hub and its writer; the reading side of each agent's mailbox is
+:mod:`.redis_mailbox`, the key and entry format :mod:`._stream`.
+
+Layout in Redis
+    One stream per agent, ``jarvis:mbox:<agent_id>``, read through one consumer group
+    (``mbox``) by one consumer named after the agent. Each entry has one field, ``m``: a
+    msgpack array ``[message_id, sender, timestamp, payload JSON]`` — one field instead of
+    four halves the reply parsing a reader does per message. A stream with a consumer group was
+    chosen over ``BLMOVE`` into a processing list because Redis then keeps, per message, the
+    pending state and the delivery count (the PEL), assigns ids in arrival order, trims by
+    length, and lets a reader block on ``XREADGROUP ... BLOCK`` without polling.
+
+Sending
+    ``send`` is synchronous and never blocks: it checks the payload, appends the encoded
+    message to the hub's bounded outbox (``outbox_size``; full → ``MailboxFull``) and wakes
+    the hub's writer task. The writer takes up to ``batch_size`` messages and acknowledgements
+    and writes them in one pipeline round trip (the messages through one small Lua script
+    doing ``XADD`` + ``PEXPIRE`` per message, so Redis answers once per batch, not once per
+    message); a message leaves the outbox only after Redis answered. While Redis is
+    unreachable the writer backs off and retries, so nothing accepted is lost; a batch whose
+    answer was lost with the connection is written again, so a message may then arrive twice
+    (with the same ``message_id``) — at-least-once, never at-most-once. Messages from one
+    sender to one target keep their order (one writer, batches written in order).
+
+Receiving
+    ``receive`` first re-claims the agent's pending messages that no live claim holds
+    (``XPENDING`` + ``XCLAIM``; ``delivery_count`` = Redis' count + 1): after a crash, the
+    agent's next mailbox gets what it had claimed and not acknowledged. It then reads new
+    messages with ``XREADGROUP ... >`` in batches of ``prefetch``, blocking on the server
+    (bounded by ``max_block`` per round trip, on a dedicated connection; see
+    :mod:`jarvis_trio._redis`). Prefetched messages are already pending in Redis, so a crash
+    never loses them. A cancelled read is abandoned and may have claimed messages Redis
+    now counts as delivered; the next receive re-claims them, and every idle blocking
+    round trip looks at the pending list again, so such a message waits at most
+    ``max_block``. ``delivery_count`` may then be higher than the times the agent saw it.
+
+    Taking a prefetched message needs no round trip and no lock, so a busy reader costs one
+    Redis round trip per ``prefetch`` messages.
+
+Acknowledging
+    ``ack`` is local and immediate; the writer sends ``XACK`` + ``XDEL`` with its next
+    pipeline (acknowledgements alone wait up to ``ack_delay`` to share a message's round
+    trip), so the stream only holds messages not yet acknowledged. If the process dies
+    between ``ack`` and that write, the message is delivered once more. ``nack`` puts the
+    message back at the front of the local queue, ``delivery_count`` + 1.
+
+Retention (trim policy)
+    ``XADD ... MAXLEN queue_size`` (exact): an agent's stream holds at most ``queue_size``
+    unacknowledged messages; beyond that the oldest are dropped, read or not. Every write to a
+    stream resets its TTL to ``idle_ttl``: a stream nobody writes to for that long — an agent
+    that left for good — disappears. Messages for an agent that has not joined yet wait in its
+    stream within these bounds: the group is created at id ``0`` when the agent joins.
+
+Redis lost mid-run
+    Reads and writes back off (50 ms doubling to 2 s, jittered) and retry; one WARNING when
+    Redis is lost and one when it is back. Closing the hub keeps writing for
+    ``close_timeout`` seconds, then logs an ERROR with the number of messages it could not
+    write.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections import deque
+from collections.abc import AsyncIterator, Sequence
+from contextlib import asynccontextmanager
+from itertools import islice
+from typing import Any
+
+import redis
+import trio
+
+from .._redis import Backoff, RedisClient, is_transient
+from ..config import MeshConfig
+from ..errors import MailboxError, MailboxFull
+from ._common import MailboxSettings, MessageIds, TrioCaller, check_target
+from ._stream import APPEND_SCRIPT, GROUP, KEY_PREFIX, Outgoing, stream_key
+from .redis_mailbox import RedisMailbox
+
+__all__ = ["RedisHub", "RedisMailbox", "open_redis_hub", "stream_key"]
+
+log = logging.getLogger("jarvis_trio.mailbox")
+
+
+class RedisHub:
+    """The mailboxes of one node, backed by Redis; owns the writer task."""
+
+    kind = "redis"
+
+    def __init__(
+        self, client: RedisClient, config: MeshConfig, node_name: str, settings: MailboxSettings
+    ) -> None:
+        self.client = client
+        self.node_name = node_name
+        self.settings = settings
+        self.max_message_size = config.max_message_size
+        self.ttl_ms = max(1, round(settings.idle_ttl * 1000))
+        self._mailboxes: dict[str, RedisMailbox] = {}
+        self._outbox: deque[Outgoing] = deque()
+        self._acks: deque[tuple[str, bytes]] = deque()
+        self._acks_in_flight: list[tuple[str, bytes]] = []
+        self._lock = threading.Lock()
+        self._caller = TrioCaller()
+        self._ids = MessageIds()
+        self._wake = trio.Event()
+        self._progress = trio.Event()
+        self._closed = False
+        self._down = False
+        self.written = 0
+        self.dropped = 0
+
+    def __repr__(self) -> str:
+        return f"<RedisHub {self.node_name} {self.client.safe_url} outbox={len(self._outbox)}>"
+
+    @property
+    def pending_writes(self) -> int:
+        """Messages accepted by ``send`` that Redis has not confirmed yet."""
+        return len(self._outbox)
+
+    def mailbox_for(self, agent_id: str) -> RedisMailbox:
+        """The mailbox of ``agent_id`` (the same object until :meth:`release`)."""
+        check_target(agent_id)
+        mailbox = self._mailboxes.get(agent_id)
+        if mailbox is None:
+            if len(self._mailboxes) >= self.settings.max_mailboxes:
+                raise MailboxFull(
+                    f"hub {self.node_name} already serves {self.settings.max_mailboxes} "
+                    f"mailboxes (max_mailboxes); none for {agent_id}"
+                )
+            mailbox = self._mailboxes[agent_id] = RedisMailbox(self, agent_id)
+        return mailbox
+
+    def release(self, agent_id: str) -> None:
+        """``agent_id`` stopped or crashed; its next mailbox re-claims what it left pending."""
+        mailbox = self._mailboxes.pop(agent_id, None)
+        if mailbox is not None:
+            mailbox.release()
+
+    def enqueue(self, sender: str, target: str, data: bytes) -> str:
+        """Accept a message for the writer; thread-safe, never blocks."""
+        if self._closed:
+            raise MailboxError(f"mailbox hub {self.node_name} is closed")
+        message_id = self._ids.next()
+        with self._lock:
+            if len(self._outbox) >= self.settings.outbox_size:
+                raise MailboxFull(
+                    f"outbox of {self.node_name} holds {len(self._outbox)} messages not yet "
+                    f"written to Redis (outbox_size={self.settings.outbox_size}); message refused"
+                )
+            self._outbox.append(Outgoing(stream_key(target), message_id, sender, data))
+        self._caller.call(self._wake.set)
+        return message_id
+
+    def acks_pending_for(self, key: str) -> set[bytes]:
+        """Stream ids of ``key`` acknowledged locally and not yet written to Redis."""
+        with self._lock:
+            acks = [*self._acks, *self._acks_in_flight]
+        return {stream_id for ack_key, stream_id in acks if ack_key == key}
+
+    def enqueue_ack(self, key: str, stream_id: bytes) -> None:
+        with self._lock:
+            self._acks.append((key, stream_id))
+            pending = len(self._acks)
+        if pending == 1 or pending >= self.settings.batch_size:
+            self._caller.call(self._wake.set)
+
+    async def run_writer(self) -> None:
+        """Write the outbox and acknowledgements to Redis until cancelled."""
+        backoff = Backoff()
+        while True:
+            self._wake = trio.Event()
+            if not self._outbox:
+                if not self._acks:
+                    await self._wake.wait()
+                    continue
+                if len(self._acks) < self.settings.batch_size:
+                    # Acknowledgements alone wait up to ack_delay for the next message, so
+                    # both share one round trip and a reader acknowledging each message
+                    # does not keep the writer busy when the next message arrives.
+                    with trio.move_on_after(self.settings.ack_delay):
+                        await self._wake.wait()
+            try:
+                await self._write_batch()
+            except Exception as error:
+                if not is_transient(error):
+                    raise
+                self._note_progress()
+                if not self._down:
+                    self._down = True
+                    log.warning(
+                        "Redis at %s lost (%s): %d messages wait in the outbox of %s; "
+                        "reconnecting with backoff",
+                        self.client.safe_url,
+                        error,
+                        len(self._outbox),
+                        self.node_name,
+                    )
+                await backoff.sleep()
+                continue
+            self._note_progress()
+            backoff.reset()
+            if self._down:
+                self._down = False
+                log.warning(
+                    "Redis at %s is back: the outbox of %s drains",
+                    self.client.safe_url,
+                    self.node_name,
+                )
+
+    def _note_progress(self) -> None:
+        self._progress.set()
+        self._progress = trio.Event()
+
+    async def _write_batch(self) -> None:
+        size = self.settings.batch_size
+        with self._lock:
+            batch = list(islice(self._outbox, size))
+            acks = [self._acks.popleft() for _ in range(min(len(self._acks), size))]
+            self._acks_in_flight = acks
+        try:
+            results = await self.client.run(lambda r: self._pipeline(r, batch, acks))
+        except BaseException:
+            with self._lock:
+                self._acks.extendleft(reversed(acks))
+            raise
+        finally:
+            with self._lock:
+                self._acks_in_flight = []
+        with self._lock:
+            for _ in batch:
+                self._outbox.popleft()
+        refused = results[0] if batch else []
+        if isinstance(refused, Exception):
+            raise refused  # the script itself failed: a server misconfiguration, not one message
+        for index, reason in zip(refused[::2], refused[1::2], strict=True):
+            item = batch[int(index) - 1]
+            self.dropped += 1
+            log.error(
+                "mailbox message %s to %s refused by Redis (%s); dropped",
+                item.message_id,
+                item.key.removeprefix(KEY_PREFIX),
+                reason.decode(errors="replace") if isinstance(reason, bytes) else reason,
+            )
+        self.written += len(batch) - len(refused) // 2
+
+    def _pipeline(
+        self, r: redis.Redis, batch: Sequence[Outgoing], acks: Sequence[tuple[str, bytes]]
+    ) -> list[Any]:
+        pipe: Any = r.pipeline(transaction=False)
+        if batch:
+            pipe.execute_command(
+                "EVAL", APPEND_SCRIPT, len(batch),
+                *(item.key for item in batch),
+                self.settings.queue_size, self.ttl_ms,
+                *(item.envelope for item in batch),
+            )  # fmt: skip
+        by_key: dict[str, list[bytes]] = {}
+        for key, stream_id in acks:
+            by_key.setdefault(key, []).append(stream_id)
+        for key, ids in by_key.items():
+            pipe.execute_command("XACK", key, GROUP, *ids)
+            pipe.execute_command("XDEL", key, *ids)
+        return list(pipe.execute(raise_on_error=False))
+
+    async def flush_remaining(self) -> None:
+        """Write the outbox and the acknowledgements from the calling task (the writer task
+        must have stopped), backing off while Redis is unreachable."""
+        backoff = Backoff()
+        while self._outbox or self._acks:
+            try:
+                await self._write_batch()
+            except Exception as error:
+                if not is_transient(error):
+                    raise
+                await backoff.sleep()
+
+    def refuse_sends(self) -> None:
+        """From now on ``send`` raises ``MailboxError``: the hub is closing."""
+        self._closed = True
+
+    async def drain(self) -> None:
+        """Wait until the writer task has written the outbox and the acknowledgements."""
+        while self._outbox or self._acks:
+            await self._progress.wait()
+
+    def close(self) -> None:
+        self._closed = True
+        for mailbox in self._mailboxes.values():
+            mailbox.release()
+        self._mailboxes.clear()
+
+
+@asynccontextmanager
+async def open_redis_hub(
+    client: RedisClient, config: MeshConfig, node_name: str, settings: MailboxSettings
+) -> AsyncIterator[RedisHub]:
+    """A Redis hub whose writer runs for the lifetime of the block.
+
+    Leaving the block — normally or by cancellation — refuses new sends, stops the writer
+    task, then keeps writing what is left for up to ``close_timeout`` seconds, shielded from
+    the cancellation; what is still unwritten is reported in an ERROR and lost.
+    """
+    hub = RedisHub(client, config, node_name, settings)
+    writer_scope = trio.CancelScope()
+    writer_done = trio.Event()
+
+    async def writer() -> None:
+        try:
+            with writer_scope:
+                await hub.run_writer()
+        finally:
+            writer_done.set()
+
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(writer)
+        try:
+            yield hub
+        finally:
+            hub.refuse_sends()
+            writer_scope.cancel()
+            with trio.CancelScope(shield=True):
+                await writer_done.wait()
+                with trio.move_on_after(settings.close_timeout):
+                    await hub.flush_remaining()
+            hub.close()
+            if hub.pending_writes:
+                log.error(
+                    "mailbox hub %s closed with %d messages not written to Redis at %s: lost",
+                    node_name,
+                    hub.pending_writes,
+                    client.safe_url,
+                )

@@ -1,0 +1,202 @@
+"""A real ``redis-server`` for tests and benchmarks: free port, private directory, restartable.
+
+::
+
+    with RedisServer(persistent=True) as server:
+        config = MeshConfig.load({"redis_url": server.url})
+        ...
+        server.stop()      # or server.kill() to simulate a crash
+        server.start()     # same port, same directory: with persistence the data is back
+
+With ``persistent=True`` the server writes an append-only file with ``appendfsync always``
+(every acknowledged write is on disk before the reply); without it nothing is written to
+disk. Readiness is detected from the server's own log line ("Ready to accept connections"),
+read by a small thread from its stdout, so starting never sleeps-and-retries.
+
+The methods block (they start and stop a process); from Trio call them through
+``trio.to_thread.run_sync``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import shutil
+import socket
+import subprocess
+import tempfile
+import threading
+from collections import deque
+from pathlib import Path
+from types import TracebackType
+
+__all__ = ["RedisServer", "RedisServerError", "find_redis_server", "free_port"]
+
+_READY = "Ready to accept connections"
+
+
+class RedisServerError(RuntimeError):
+    """The redis-server binary is missing or the server did not start."""
+
+
+def find_redis_server() -> str | None:
+    """Path of the ``redis-server`` binary, or ``None`` when it is not installed."""
+    found = shutil.which("redis-server")
+    if found:
+        return found
+    fallback = Path("/usr/bin/redis-server")
+    return str(fallback) if fallback.exists() else None
+
+
+def free_port(host: str = "127.0.0.1") -> int:
+    """A TCP port that was free a moment ago (the OS picks it)."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind((host, 0))
+        return int(sock.getsockname()[1])
+
+
+class RedisServer:
+    """One ``redis-server`` process on 127.0.0.1, restartable on the same port and data."""
+
+    def __init__(
+        self,
+        *,
+        persistent: bool = False,
+        directory: str | Path | None = None,
+        port: int | None = None,
+        executable: str | None = None,
+        start_timeout: float = 10.0,
+    ) -> None:
+        binary = executable or find_redis_server()
+        if binary is None:
+            raise RedisServerError("redis-server is not installed (looked in PATH and /usr/bin)")
+        self.executable = binary
+        self.persistent = persistent
+        self.start_timeout = start_timeout
+        self._own_dir = directory is None
+        self.directory = Path(directory or tempfile.mkdtemp(prefix="jarvis-redis-"))
+        self.port = port or free_port()
+        self._fixed_port = port is not None
+        self._process: subprocess.Popen[str] | None = None
+        self._log: deque[str] = deque(maxlen=200)
+
+    @property
+    def url(self) -> str:
+        return f"redis://127.0.0.1:{self.port}/0"
+
+    @property
+    def running(self) -> bool:
+        return self._process is not None and self._process.poll() is None
+
+    def _command(self) -> list[str]:
+        command = [
+            self.executable,
+            "--port", str(self.port),
+            "--bind", "127.0.0.1",
+            "--dir", str(self.directory),
+            "--daemonize", "no",
+            "--protected-mode", "no",
+            "--save", "",
+            "--logfile", "",
+            "--loglevel", "notice",
+        ]  # fmt: skip
+        if self.persistent:
+            command += ["--appendonly", "yes", "--appendfsync", "always"]
+        else:
+            command += ["--appendonly", "no"]
+        return command
+
+    def start(self) -> None:
+        """Start the server and return once it accepts connections.
+
+        On the first start a port taken in the meantime is replaced by another free one; a
+        restart keeps its port (clients reconnect to the same URL).
+        """
+        if self.running:
+            return
+        attempts = 1 if (self._fixed_port or self._process is not None) else 3
+        for attempt in range(attempts):
+            if self._launch():
+                return
+            if attempt + 1 < attempts:
+                self.port = free_port()
+        log = "\n".join(self._log)
+        raise RedisServerError(f"redis-server did not start on port {self.port}:\n{log}")
+
+    def _launch(self) -> bool:
+        ready = threading.Event()
+        process = subprocess.Popen(
+            self._command(),
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+            cwd=self.directory,
+        )
+        self._process = process
+
+        def pump() -> None:
+            assert process.stdout is not None
+            for line in process.stdout:
+                self._log.append(line.rstrip())
+                if _READY in line:
+                    ready.set()
+            ready.set()  # the process ended: wake the waiter, which then sees it is gone
+
+        threading.Thread(target=pump, name=f"redis-server-{self.port}-log", daemon=True).start()
+        if ready.wait(self.start_timeout) and process.poll() is None:
+            return True
+        self._terminate(process, kill=True)
+        self._process = None
+        return False
+
+    def stop(self) -> None:
+        """Stop gracefully (SIGTERM); with persistence every acknowledged write is kept."""
+        if self._process is not None:
+            self._terminate(self._process, kill=False)
+
+    def kill(self) -> None:
+        """Kill the server (SIGKILL), as in a crash."""
+        if self._process is not None:
+            self._terminate(self._process, kill=True)
+
+    def restart(self) -> None:
+        self.stop()
+        self.start()
+
+    @staticmethod
+    def _terminate(process: subprocess.Popen[str], *, kill: bool) -> None:
+        if process.poll() is None:
+            if kill:
+                process.kill()
+            else:
+                process.terminate()
+            try:
+                process.wait(10.0)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait(10.0)
+        if process.stdout is not None:
+            process.stdout.close()
+
+    def close(self) -> None:
+        """Stop the server and remove its directory if this object created it."""
+        self.stop()
+        self._process = None
+        if self._own_dir:
+            with contextlib.suppress(OSError):
+                shutil.rmtree(self.directory)
+
+    def log_tail(self, lines: int = 20) -> str:
+        """The last lines the server logged (for failure messages)."""
+        return "\n".join(list(self._log)[-lines:])
+
+    def __enter__(self) -> RedisServer:
+        self.start()
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()
