@@ -1,0 +1,221 @@
+"""The anyio shim: requests made from an asyncio program to a mesh hosted on the Trio thread.
+
+Questions (targets from the issue):
+
+* request round trip from asyncio through the shim: p50 at most 2x the p50 of the same request made
+  natively on Trio, in the same run (same process, same mesh, same agents, rounds interleaved
+  so that both see the same machine load);
+* 64 concurrent asyncio callers: requests per second (≥ 20,000); the note gives the same
+  load from 64 Trio tasks on the same mesh, which shows how busy the machine was.
+
+For context the p50 row also notes a bare cross-thread round trip (one byte each way over a
+socket pair between two plain threads): the least any two-thread design pays per call, before
+either event loop does any work.
+
+Each figure is the median of several runs; every run is a fresh ``asyncio.run`` with its own
+mesh and its own Trio runtime thread.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+import threading
+import time
+from typing import Any
+
+import trio
+
+from benchmarks._harness import Result, median, percentile
+from jarvis_trio.agent import CustomAgent
+from jarvis_trio.compat import TrioHost
+from jarvis_trio.mesh import Mesh
+from jarvis_trio.peers.client import PeerClient
+from jarvis_trio.peers.messages import IncomingMessage
+
+CALLERS = 64
+P50_TARGET = 2.0
+RATE_TARGET = 20_000.0
+
+
+class Echo(CustomAgent):
+    role = "echo"
+
+    async def on_peer_request(self, message: IncomingMessage) -> dict[str, Any]:
+        return message.data
+
+
+class Caller(CustomAgent):
+    role = "caller"
+
+
+async def _native_latencies(peers: PeerClient, count: int) -> list[float]:
+    """On the Trio thread: ``count`` sequential requests, each timed."""
+    samples = []
+    for i in range(count):
+        started = time.perf_counter()
+        await peers.request("echo", {"n": i})
+        samples.append(time.perf_counter() - started)
+    return samples
+
+
+async def _shim_latencies(peers: PeerClient, count: int) -> list[float]:
+    """On the asyncio side: the same requests, through the shim."""
+    samples = []
+    for i in range(count):
+        started = time.perf_counter()
+        await peers.request("echo", {"n": i})
+        samples.append(time.perf_counter() - started)
+    return samples
+
+
+async def _latency_run(rounds: int, per_round: int) -> tuple[float, float]:
+    """p50 (seconds) of native and shim requests, rounds interleaved."""
+    mesh = Mesh(config={"p2p_enabled": False}, env_file=None, environ={})
+    mesh.add(Echo)
+    caller = mesh.add(Caller)
+    await mesh.start()
+    host: TrioHost = mesh._runtime_host  # type: ignore[attr-defined]
+    native: list[float] = []
+    shim: list[float] = []
+    try:
+        await _shim_latencies(caller.peers, per_round)  # warm-up, both sides
+        await host.call(_native_latencies, caller.peers, per_round)
+        for _ in range(rounds):
+            native += await host.call(_native_latencies, caller.peers, per_round)
+            shim += await _shim_latencies(caller.peers, per_round)
+    finally:
+        await mesh.stop()
+    return percentile(native, 50), percentile(shim, 50)
+
+
+async def _native_rate(peers: PeerClient, per_caller: int) -> float:
+    """On the Trio thread: requests per second with CALLERS Trio tasks."""
+
+    async def one_caller() -> None:
+        for i in range(per_caller):
+            await peers.request("echo", {"n": i})
+
+    started = time.perf_counter()
+    async with trio.open_nursery() as nursery:
+        for _ in range(CALLERS):
+            nursery.start_soon(one_caller)
+    return CALLERS * per_caller / (time.perf_counter() - started)
+
+
+async def _rate_run(per_caller: int) -> tuple[float, float]:
+    """Requests per second with CALLERS asyncio tasks each making ``per_caller`` requests,
+    and, for comparison, with CALLERS Trio tasks on the same mesh."""
+    mesh = Mesh(config={"p2p_enabled": False}, env_file=None, environ={})
+    mesh.add(Echo)
+    caller = mesh.add(Caller)
+    await mesh.start()
+    host: TrioHost = mesh._runtime_host  # type: ignore[attr-defined]
+    peers = caller.peers
+
+    async def one_caller(n: int) -> None:
+        for i in range(n):
+            await peers.request("echo", {"n": i})
+
+    try:
+        await asyncio.gather(*(one_caller(20) for _ in range(CALLERS)))  # warm-up
+        native = await host.call(_native_rate, peers, per_caller)
+        started = time.perf_counter()
+        await asyncio.gather(*(one_caller(per_caller) for _ in range(CALLERS)))
+        elapsed = time.perf_counter() - started
+    finally:
+        await mesh.stop()
+    return CALLERS * per_caller / elapsed, native
+
+
+def _bare_round_trip(count: int) -> float:
+    """p50 (seconds) of a one-byte round trip between two plain threads over a socket pair."""
+    left, right = socket.socketpair()
+
+    def echo() -> None:
+        while (data := right.recv(1)) != b"q":
+            right.send(data)
+
+    thread = threading.Thread(target=echo, daemon=True)
+    thread.start()
+    samples = []
+    try:
+        for _ in range(count):
+            started = time.perf_counter()
+            left.send(b"x")
+            left.recv(1)
+            samples.append(time.perf_counter() - started)
+    finally:
+        left.send(b"q")
+        thread.join(5)
+        left.close()
+        right.close()
+    return percentile(samples, 50)
+
+
+def run(quick: bool) -> list[Result]:
+    runs = 3 if quick else 5
+    rounds, per_round = (4, 500) if quick else (10, 1000)
+    per_caller = 150 if quick else 500
+
+    ratios: list[float] = []
+    natives: list[float] = []
+    shims: list[float] = []
+    for _ in range(runs):
+        native, shim = asyncio.run(_latency_run(rounds, per_round))
+        natives.append(native)
+        shims.append(shim)
+        ratios.append(shim / native)
+    rate_runs = [asyncio.run(_rate_run(per_caller)) for _ in range(runs)]
+    rates = [shim for shim, _ in rate_runs]
+    bare = _bare_round_trip(5_000 if quick else 20_000)
+    # A pure Trio program, for reference: the same request under trio.run on the main thread.
+    pure = median([trio.run(_pure_trio_p50, per_round) for _ in range(runs)])
+
+    ratio = median(ratios)
+    rate = median(rates)
+    return [
+        Result(
+            question="compat: asyncio request p50 / native Trio p50",
+            figure=ratio,
+            unit="x",
+            target=f"<= {P50_TARGET:g}",
+            ok=ratio <= P50_TARGET,
+            note=(
+                f"shim p50 {median(shims) * 1e6:.1f} us, native p50 {median(natives) * 1e6:.1f} us"
+                f" (pure trio.run {pure * 1e6:.1f} us); bare thread round trip "
+                f"{bare * 1e6:.1f} us"
+            ),
+        ),
+        Result(
+            question=f"compat: {CALLERS} asyncio callers, requests/s",
+            figure=rate,
+            unit="req/s",
+            target=f">= {RATE_TARGET:,.0f}",
+            ok=rate >= RATE_TARGET,
+            note=(
+                f"runs: {', '.join(f'{r:,.0f}' for r in rates)}; the same with {CALLERS} "
+                f"Trio callers: {median([native for _, native in rate_runs]):,.0f} req/s"
+            ),
+        ),
+    ]
+
+
+async def _pure_trio_p50(count: int) -> float:
+    mesh = Mesh(config={"p2p_enabled": False}, env_file=None, environ={})
+    mesh.add(Echo)
+    caller = mesh.add(Caller)
+    await mesh.start()
+    try:
+        await _native_latencies(caller.peers, count)  # warm-up
+        samples = await _native_latencies(caller.peers, count)
+    finally:
+        await mesh.stop()
+    return percentile(samples, 50)
+
+
+if __name__ == "__main__":
+    from benchmarks._harness import format_table, machine
+
+    print(machine())
+    print(format_table(run(quick=True)))

@@ -1,0 +1,65 @@
+"""The anyio shim: the documented imperative API from asyncio programs as well as Trio ones.
+
+Code written against the documented API runs under either library with only its imports
+changed::
+
+    from jarvis_trio import CustomAgent, Mesh
+
+    async def main():
+        mesh = Mesh(config={...})
+        scout = mesh.add(ScoutAgent)
+        await mesh.start()
+        result = await scout.execute_task("sector-7", {"mission_id": "abc123"})
+        await mesh.stop()
+
+    asyncio.run(main())      # or: trio.run(main)
+
+Under ``trio.run`` none of this package is involved: every call runs directly. Under
+``asyncio.run``, ``await mesh.start()`` (or ``async with mesh``) starts a :class:`TrioHost` — the
+Trio runtime on one dedicated daemon thread, one per asyncio loop, shared by that loop's meshes —
+and runs the mesh there. Every ``@trio_side`` method of the mesh and of what it injects into
+agents (``peers``, ``mailbox``, ``_blob_storage``, ``_redis_store``, ``_auth_manager``) then
+crosses to that thread when awaited from asyncio:
+
+* cancelling the awaiting asyncio task cancels the Trio side of the call, and ``CancelledError``
+  is raised once that side has unwound (no pending request is left behind);
+* an exception raised on the Trio side is raised, as the same object, in the asyncio caller;
+* synchronous methods that touch Trio state (``mesh.add()`` after start) run on the Trio thread
+  while the caller blocks for that one hop;
+* agent code (``setup``/``run``/``teardown``, handlers) runs on Trio and may use anyio or Trio;
+  asyncio primitives there raise :class:`~jarvis_trio.errors.AsyncioMisuseError` saying what to
+  use instead;
+* the host stops with the last hosted mesh; if the program does not stop its meshes, the end of
+  ``asyncio.run`` (or Ctrl-C) stops them — every ``teardown()`` runs — and interpreter exit
+  does so for loops that were never shut down, without ever hanging on the runtime thread.
+
+Modules: :mod:`._host` (the thread and the crossing), :mod:`._lifecycle` (one host per asyncio
+loop; loop shutdown and interpreter exit), :mod:`._hosted` (the ``Mesh`` class decorator),
+:mod:`._guard` (clear errors for asyncio code that runs on the Trio side).
+"""
+
+from .._sides import RuntimeHost, current_host, on_trio, trio_side, trio_side_sync
+from ._guard import asyncio_guard, asyncio_misuse_explained, explain_asyncio_misuse
+from ._host import TrioHost
+from ._hosted import INJECTED_ATTRIBUTES, adopt, asyncio_hostable, hosted_start, hosted_stop
+from ._lifecycle import acquire_host, host_of_loop, release_host
+
+__all__ = [
+    "INJECTED_ATTRIBUTES",
+    "RuntimeHost",
+    "TrioHost",
+    "acquire_host",
+    "adopt",
+    "asyncio_guard",
+    "asyncio_hostable",
+    "asyncio_misuse_explained",
+    "current_host",
+    "explain_asyncio_misuse",
+    "host_of_loop",
+    "hosted_start",
+    "hosted_stop",
+    "on_trio",
+    "release_host",
+    "trio_side",
+    "trio_side_sync",
+]
