@@ -1,0 +1,384 @@
+"""The Trio driver: one UDP socket, two tasks, and the protocol core in between.
+
+Usage, from the runtime::
+
+    async with open_swim_node(name="a", bind=("127.0.0.1", 0), seeds=[("127.0.0.1", 7946)],
+                              config=SwimConfig.from_mesh(mesh_config)) as node:
+        events = node.subscribe()
+        await node.update_metadata(directory_version=3)
+        async for event in events: ...
+        await node.leave()          # graceful, bounded by ``leave_timeout``
+
+or ``node = await nursery.start(SwimNode(...).run)`` inside a nursery the caller owns.
+
+Tasks (in the node's own nursery): the *receiver* awaits datagrams and feeds them to the
+core; the *timer* task sleeps until the earliest armed deadline (``trio.current_time()``, so
+``MockClock`` drives it) or until an earlier timer is armed. Nothing polls.
+
+Bounds: the timer heap holds at most what the core arms (one probe tick, one probe timeout,
+one relay timer per relayed ping-req, one suspicion timer per suspect, a few periodic ones);
+stale tokens are dropped when they fire. Each subscriber has a bounded buffer
+(``maxlen``, 256 by default). A subscriber that falls behind **loses** the events that do not
+fit (counted in ``stats()["events_lost"]``) and, once it has drained what is buffered,
+receives one *resync* event (``kind is None``): its picture is stale and it must re-read
+:meth:`SwimNode.members`. Received datagrams are never buffered beyond the kernel's socket
+buffer; garbage is dropped and counted by the core, and send errors are counted here.
+"""
+
+from __future__ import annotations
+
+import heapq
+import ipaddress
+import logging
+import random
+import socket as _stdsocket
+from collections import Counter
+from collections.abc import AsyncIterator, Callable, Sequence
+from contextlib import asynccontextmanager
+from typing import Any
+
+import trio
+
+from ..config import MeshConfig
+from ..errors import ConfigError
+from .config import SwimConfig
+from .members import Member, MembershipEvent, MemberState, NodeMeta
+from .protocol import Address, Effects, SwimProtocol, TimerToken
+
+__all__ = ["Subscription", "SwimNode", "open_swim_node"]
+
+_log = logging.getLogger(__name__)
+_RECV_SIZE = 65_536  # read whole datagrams so that oversized ones are seen and counted
+
+
+class Subscription:
+    """A bounded stream of membership events; iterate it with ``async for``.
+
+    See the module docstring for what happens when it falls behind. ``close()`` (or leaving
+    an ``async with``) unsubscribes.
+    """
+
+    def __init__(self, node: SwimNode, maxlen: int) -> None:
+        self._node = node
+        self._send, self._receive = trio.open_memory_channel[MembershipEvent](maxlen)
+        self.lost = 0
+        self._resync = False
+
+    def _offer(self, event: MembershipEvent) -> None:
+        try:
+            self._send.send_nowait(event)
+        except trio.WouldBlock:
+            self.lost += 1
+            self._resync = True
+            self._node._counters["events_lost"] += 1
+        except trio.ClosedResourceError:
+            pass
+
+    def __aiter__(self) -> Subscription:
+        return self
+
+    async def __anext__(self) -> MembershipEvent:
+        try:
+            return self._receive.receive_nowait()
+        except trio.WouldBlock:
+            pass
+        except trio.EndOfChannel:
+            raise StopAsyncIteration from None
+        if self._resync:
+            self._resync = False
+            return MembershipEvent(None, self._node.local_member)
+        try:
+            return await self._receive.receive()
+        except (trio.EndOfChannel, trio.ClosedResourceError):
+            raise StopAsyncIteration from None
+
+    async def receive(self) -> MembershipEvent:
+        """The next event (or resync marker)."""
+        return await self.__anext__()
+
+    def close(self) -> None:
+        """Stop receiving; pending events are discarded."""
+        self._node._subscribers.discard(self)
+        self._send.close()
+
+    async def __aenter__(self) -> Subscription:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        self.close()
+
+
+class SwimNode:
+    """One SWIM member on a real UDP socket. Start it with :meth:`run` or
+    :func:`open_swim_node`."""
+
+    def __init__(
+        self,
+        *,
+        name: str,
+        bind: tuple[str, int] = ("127.0.0.1", 7946),
+        seeds: Sequence[tuple[str, int]] = (),
+        config: SwimConfig | None = None,
+        advertise_host: str | None = None,
+        data_port: int = 0,
+        public_key: bytes = b"",
+        directory_version: int = 0,
+        cluster_key: bytes | None = None,
+        cluster_name: str = "jarvis",
+        rng: random.Random | None = None,
+        leave_timeout: float | None = None,
+    ) -> None:
+        self.name = name
+        self.config = config or SwimConfig()
+        self._bind = bind
+        self._seeds = list(seeds)
+        self._advertise_host = advertise_host
+        self._data_port = data_port
+        self._public_key = public_key
+        self._directory_version = directory_version
+        self._cluster_key = cluster_key
+        self._cluster_name = cluster_name
+        self._rng = rng or random.Random()
+        self.leave_timeout = leave_timeout if leave_timeout is not None else 3 * self.config.period
+        self._proto: SwimProtocol | None = None
+        self._sock: trio.socket.SocketType | None = None
+        self._timers: list[tuple[float, int, TimerToken]] = []
+        self._timer_seq = 0
+        self._timer_wakeup = trio.Event()
+        self._subscribers: set[Subscription] = set()
+        self._counters: Counter[str] = Counter()
+        self._cancel: trio.CancelScope | None = None
+        self._left = trio.Event()
+        self._activity = trio.lowlevel.ParkingLot()
+        self.address: Address = bind
+
+    @classmethod
+    def from_mesh(
+        cls,
+        config: MeshConfig,
+        *,
+        public_key: bytes = b"",
+        directory_version: int = 0,
+        swim: SwimConfig | None = None,
+        rng: random.Random | None = None,
+    ) -> SwimNode:
+        """A node configured from the mesh configuration (LAN profile unless ``swim``)."""
+        return cls(
+            name=config.node_name or "node",
+            bind=(config.bind_host, config.bind_port),
+            seeds=[(seed.host, seed.port) for seed in config.seed_nodes],
+            config=swim or SwimConfig.from_mesh(config),
+            advertise_host=config.advertise_host,
+            data_port=config.resolved_data_port,
+            public_key=public_key,
+            directory_version=directory_version,
+            cluster_key=config.cluster_key.encode() if config.cluster_key else None,
+            cluster_name=config.cluster_name,
+            rng=rng,
+        )
+
+    # ------------------------------------------------------------------ views
+
+    @property
+    def protocol(self) -> SwimProtocol:
+        """The core (for inspection in tests); only valid once started."""
+        if self._proto is None:
+            raise RuntimeError("the SWIM node is not started")
+        return self._proto
+
+    @property
+    def local_member(self) -> Member:
+        """This node's own record."""
+        return self.protocol.local_member
+
+    def members(self) -> list[Member]:
+        """Snapshot of the view (this node included; dead members until reaped)."""
+        return self.protocol.members()
+
+    def alive_members(self) -> list[Member]:
+        """Snapshot of the members currently believed alive (suspects included)."""
+        live = (MemberState.ALIVE, MemberState.SUSPECT)
+        return [m for m in self.protocol.members() if m.state in live]
+
+    def stats(self) -> dict[str, int]:
+        """Counters: datagrams and bytes in and out, drops by reason (``drop_*``), refutations,
+        failed probes, send errors, events lost by lagging subscribers, ..."""
+        merged = self.protocol.counters()
+        merged.update(self._counters)
+        return merged
+
+    async def wait_until(self, predicate: Callable[[], bool]) -> None:
+        """Return once ``predicate()`` holds, re-checking after every datagram or timer this
+        node processes (no polling). Bound it with ``trio.fail_after``."""
+        while not predicate():
+            await self._activity.park()
+
+    def subscribe(self, maxlen: int = 256) -> Subscription:
+        """A new bounded event stream (see :class:`Subscription`)."""
+        sub = Subscription(self, maxlen)
+        self._subscribers.add(sub)
+        return sub
+
+    # ------------------------------------------------------------------ commands
+
+    async def update_metadata(
+        self,
+        *,
+        data_port: int | None = None,
+        public_key: bytes | None = None,
+        directory_version: int | None = None,
+    ) -> None:
+        """Change what this node advertises; peers learn it by gossip (incarnation bump)."""
+        old = self.protocol.meta
+        meta = NodeMeta(
+            old.host,
+            old.port,
+            old.data_port if data_port is None else data_port,
+            old.public_key if public_key is None else public_key,
+            old.directory_version if directory_version is None else directory_version,
+        )
+        await self._apply(self.protocol.update_metadata(meta, trio.current_time()))
+
+    async def leave(self) -> None:
+        """Leave gracefully: gossip the *left* record, wait until it has been sent enough
+        (at most ``leave_timeout`` seconds), then stop the node."""
+        proto = self.protocol
+        await self._apply(proto.leave(trio.current_time()))
+        with trio.move_on_after(self.leave_timeout):
+            if not proto.leave_done():
+                await self._left.wait()
+        self.close()
+
+    def close(self) -> None:
+        """Stop abruptly (no goodbye): peers will detect the failure."""
+        if self._cancel is not None:
+            self._cancel.cancel()
+
+    # ------------------------------------------------------------------ running
+
+    async def run(
+        self, *, task_status: trio.TaskStatus[SwimNode] = trio.TASK_STATUS_IGNORED
+    ) -> None:
+        """Bind, join the seeds, serve until cancelled, :meth:`leave` or :meth:`close`."""
+        host, port = self._bind
+        family = _stdsocket.AF_INET6 if ":" in host else _stdsocket.AF_INET
+        sock = trio.socket.socket(family, _stdsocket.SOCK_DGRAM)
+        try:
+            await sock.bind((host, port))
+            self.address = sock.getsockname()[:2]
+            advertise = await _resolve(self._advertise_host or host, family)
+            if ipaddress.ip_address(advertise).is_unspecified:
+                raise ConfigError(
+                    "advertise_host", self._advertise_host, f"an address peers reach (bound {host})"
+                )
+            if self._cluster_key is None and not ipaddress.ip_address(advertise).is_loopback:
+                _log.warning(
+                    "SWIM node %s listens on %s without a cluster key: anyone who reaches the "
+                    "port can forge membership; set cluster_key",
+                    self.name,
+                    advertise,
+                )
+            meta = NodeMeta(
+                advertise,
+                self.address[1],
+                self._data_port,
+                self._public_key,
+                self._directory_version,
+            )
+            self._sock = sock
+            self._proto = SwimProtocol(
+                self.name,
+                meta,
+                self.config,
+                self._rng,
+                key=self._cluster_key,
+                cluster_name=self._cluster_name,
+            )
+            seeds = [(await _resolve(h, family), p) for h, p in self._seeds]
+            async with trio.open_nursery() as nursery:
+                self._cancel = nursery.cancel_scope
+                nursery.start_soon(self._receive_loop)
+                nursery.start_soon(self._timer_loop)
+                now = trio.current_time()
+                await self._apply(self._proto.start(now))
+                await self._apply(self._proto.join(seeds, now))
+                task_status.started(self)
+        finally:
+            sock.close()
+            for sub in list(self._subscribers):
+                sub.close()
+
+    async def _receive_loop(self) -> None:
+        sock = self._sock
+        proto = self._proto
+        assert sock is not None and proto is not None
+        while True:
+            try:
+                data, addr = await sock.recvfrom(_RECV_SIZE)
+            except OSError:
+                self._counters["recv_errors"] += 1
+                continue
+            await self._apply(proto.handle_datagram(data, (addr[0], addr[1]), trio.current_time()))
+
+    async def _timer_loop(self) -> None:
+        proto = self._proto
+        assert proto is not None
+        timers = self._timers
+        while True:
+            now = trio.current_time()
+            while timers and timers[0][0] <= now:
+                _, _, token = heapq.heappop(timers)
+                await self._apply(proto.handle_timer(token, now))
+            deadline = timers[0][0] if timers else float("inf")
+            self._timer_wakeup = trio.Event()
+            with trio.move_on_at(deadline):
+                await self._timer_wakeup.wait()
+
+    async def _apply(self, fx: Effects) -> None:
+        timers = self._timers
+        for token, deadline in fx.timers:
+            self._timer_seq += 1
+            if not timers or deadline < timers[0][0]:
+                self._timer_wakeup.set()
+            heapq.heappush(timers, (deadline, self._timer_seq, token))
+        for event in fx.events:
+            for sub in list(self._subscribers):
+                sub._offer(event)
+        proto = self._proto
+        if proto is not None and proto.leaving and proto.leave_done():
+            self._left.set()
+        if self._activity:
+            self._activity.unpark_all()
+        sock = self._sock
+        if sock is None:
+            return
+        for addr, data in fx.datagrams:
+            try:
+                await sock.sendto(data, addr)
+            except OSError:
+                self._counters["send_errors"] += 1
+
+
+async def _resolve(host: str, family: int) -> str:
+    """An IP literal for ``host`` in ``family`` (names are resolved once, at start)."""
+    try:
+        return str(ipaddress.ip_address(host))
+    except ValueError:
+        pass
+    infos = await trio.socket.getaddrinfo(host, None, family, _stdsocket.SOCK_DGRAM)
+    return str(infos[0][4][0])
+
+
+@asynccontextmanager
+async def open_swim_node(**kwargs: Any) -> AsyncIterator[SwimNode]:
+    """Run a :class:`SwimNode` (same keyword arguments) for the duration of the block.
+
+    Leaving the block without :meth:`SwimNode.leave` stops the node abruptly.
+    """
+    node = SwimNode(**kwargs)
+    async with trio.open_nursery() as nursery:
+        await nursery.start(node.run)
+        try:
+            yield node
+        finally:
+            node.close()

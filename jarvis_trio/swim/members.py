@@ -1,0 +1,164 @@
+"""Member records, their public snapshots, and the rules that merge gossip into them.
+
+A member is identified by its node name. Everything a node says about itself (address, data
+port, public key, agent-directory version) travels in :class:`NodeMeta` inside an *alive*
+record together with an incarnation number; the newest incarnation wins. The merge rules are
+the SWIM ones, written as small pure functions so that they can be table-tested:
+
+========================  =============================================================
+incoming                  overrides the local record when
+========================  =============================================================
+alive(inc)                the member is unknown, or ``inc >`` the local incarnation
+suspect(inc)              the member is alive or suspect and ``inc >=`` local incarnation
+                          (an equal incarnation on a suspect is a *confirmation*)
+dead(inc) / left(inc)     the member is alive or suspect and ``inc >=`` local incarnation
+========================  =============================================================
+
+Anything said about the local node that would override it is *refuted*: the node bumps its
+incarnation past the claim and gossips a fresh alive record instead.
+"""
+
+from __future__ import annotations
+
+import enum
+import ipaddress
+from dataclasses import dataclass
+
+__all__ = [
+    "EventKind",
+    "Member",
+    "MemberState",
+    "MembershipEvent",
+    "NodeMeta",
+    "Verdict",
+    "judge_alive",
+    "judge_dead",
+    "judge_suspect",
+]
+
+
+class MemberState(enum.IntEnum):
+    """Where a member stands in the local view. Values are the wire encoding."""
+
+    ALIVE = 0
+    SUSPECT = 1
+    DEAD = 2
+    LEFT = 3
+
+
+class EventKind(enum.Enum):
+    """What changed about a member, as published to subscribers of the membership."""
+
+    JOIN = "join"
+    SUSPECT = "suspect"
+    ALIVE = "alive"
+    DEAD = "dead"
+    LEFT = "left"
+    METADATA = "metadata"
+
+
+@dataclass(frozen=True, slots=True)
+class NodeMeta:
+    """What a node advertises about itself; disseminated whenever it changes.
+
+    ``host`` is an IPv4 or IPv6 literal (the driver resolves names before building it, so that
+    the record packs into 4 or 16 bytes); ``port`` is the SWIM UDP port; ``data_port`` the data
+    channel's port; ``public_key`` the node's data-channel key (may be empty);
+    ``directory_version`` the version of the node's agent directory, bumped by the runtime so
+    that peers know to fetch it again.
+    """
+
+    host: str
+    port: int
+    data_port: int = 0
+    public_key: bytes = b""
+    directory_version: int = 0
+
+    def __post_init__(self) -> None:
+        ipaddress.ip_address(self.host)  # raises ValueError for a name or garbage
+        if not 0 <= self.port <= 0xFFFF or not 0 <= self.data_port <= 0xFFFF:
+            raise ValueError(f"ports must be 0..65535, got {self.port}/{self.data_port}")
+        if len(self.public_key) > 255:
+            raise ValueError("public_key is limited to 255 bytes")
+        if not 0 <= self.directory_version < 1 << 64:
+            raise ValueError("directory_version must fit in 64 bits")
+
+    @property
+    def address(self) -> tuple[str, int]:
+        """The SWIM address: where to send datagrams for this member."""
+        return (self.host, self.port)
+
+
+@dataclass(frozen=True, slots=True)
+class Member:
+    """Immutable snapshot of one member record, as handed to the runtime."""
+
+    name: str
+    incarnation: int
+    state: MemberState
+    meta: NodeMeta
+
+    @property
+    def address(self) -> tuple[str, int]:
+        """The member's SWIM address."""
+        return self.meta.address
+
+
+@dataclass(frozen=True, slots=True)
+class MembershipEvent:
+    """One change of the local view. ``member`` is the record right after the change.
+
+    ``kind`` is ``None`` only for the *resync* marker a lagging subscriber receives (see
+    :mod:`jarvis_trio.swim.driver`), whose ``member`` is then the local node.
+    """
+
+    kind: EventKind | None
+    member: Member
+
+
+class Verdict(enum.Enum):
+    """What a merge rule decided about an incoming record."""
+
+    IGNORE = 0  # stale or redundant: drop it, do not re-gossip
+    APPLY = 1  # newer: update the record and re-gossip it
+    CONFIRM = 2  # same suspicion from possibly another accuser: count it, re-gossip if new
+    REFUTE = 3  # a claim about ourselves that we must contradict with a higher incarnation
+
+
+def judge_alive(
+    known: MemberState | None, known_inc: int, inc: int, *, is_self: bool, same_meta: bool
+) -> Verdict:
+    """Decide an incoming *alive* record. ``known`` is ``None`` for an unknown member."""
+    if is_self:
+        if inc < known_inc or (inc == known_inc and same_meta):
+            return Verdict.IGNORE
+        return Verdict.REFUTE
+    if known is None or inc > known_inc:
+        return Verdict.APPLY
+    return Verdict.IGNORE
+
+
+def judge_suspect(known: MemberState | None, known_inc: int, inc: int, *, is_self: bool) -> Verdict:
+    """Decide an incoming *suspect* record."""
+    if known is None or inc < known_inc:
+        return Verdict.IGNORE
+    if is_self:
+        return Verdict.REFUTE
+    if known is MemberState.SUSPECT and inc == known_inc:
+        return Verdict.CONFIRM
+    if known in (MemberState.ALIVE, MemberState.SUSPECT):
+        return Verdict.APPLY
+    return Verdict.IGNORE
+
+
+def judge_dead(
+    known: MemberState | None, known_inc: int, inc: int, *, is_self: bool, leaving: bool
+) -> Verdict:
+    """Decide an incoming *dead* or *left* record (the same rule for both)."""
+    if known is None or inc < known_inc:
+        return Verdict.IGNORE
+    if is_self:
+        return Verdict.IGNORE if leaving else Verdict.REFUTE
+    if known in (MemberState.ALIVE, MemberState.SUSPECT):
+        return Verdict.APPLY
+    return Verdict.IGNORE

@@ -1,0 +1,898 @@
+"""The SWIM state machine: datagrams, timer expiries and commands in; effects out.
+
+No I/O, no clock, no global randomness: ``now`` is an argument of every input and the caller's
+``random.Random`` is the only source of chance, so a simulator can run a thousand instances in
+virtual time and get the same trace from the same seed, and the Trio driver is a thin loop.
+
+Each input returns an :class:`Effects`: datagrams to send, timers to arm (a token and an
+absolute deadline) and membership events. Timers are never cancelled; a token whose work is
+no longer wanted is recognised as stale when it fires and ignored, which keeps drivers trivial.
+
+One protocol period (SWIM §3, with Lifeguard):
+
+1. pick the next member in a round-robin walk over a shuffled list (reshuffled every pass,
+   newcomers inserted at random positions) and ping it;
+2. no ack after ``probe_timeout · (health + 1)``: ask ``k`` random members to ping it for us
+   (ping-req); each helper answers with the ack it relays or, Lifeguard, a nack;
+3. at the end of the period (``period · (health + 1)``), still no ack: suspect the member,
+   gossip the suspicion and tell the suspect directly so that it can refute at once.
+
+A suspicion becomes a death when its timer expires; the timer starts at ``max`` and shrinks
+toward ``min`` with every independent accuser (Lifeguard). Updates ride on every datagram
+(piggyback) and on extra gossip rounds; push/pull anti-entropy and re-join attempts to seeds
+and recently dead members repair what gossip lost and heal partitions.
+
+Bounds: member table ``max_members``; piggyback queue ``max_broadcasts``; relayed ping-reqs
+``max_relays``; push/pull replies ``pushpull_replies_per_period``; rejoin candidates
+``max_rejoin_candidates``; the dead list is bounded by the member table. See
+:class:`~jarvis_trio.swim.config.SwimConfig`.
+"""
+
+from __future__ import annotations
+
+import random
+import struct
+from collections import Counter, deque
+from collections.abc import Iterable, Sequence
+
+from . import codec
+from .broadcasts import BroadcastQueue, retransmit_limit
+from .codec import Authenticator, DecodeError, Packet, Update
+from .config import SwimConfig, pushpull_scale
+from .lifeguard import Health, expected_confirmations, suspicion_bounds, suspicion_timeout
+from .members import (
+    EventKind,
+    Member,
+    MembershipEvent,
+    MemberState,
+    NodeMeta,
+    Verdict,
+    judge_alive,
+    judge_dead,
+    judge_suspect,
+)
+
+__all__ = ["Address", "Effects", "SwimProtocol", "TimerToken"]
+
+Address = tuple[str, int]
+# (kind, member name or "", number): hashable, cheap, compared by value.
+TimerToken = tuple[int, str, int]
+
+T_PROBE, T_PROBE_TIMEOUT, T_RELAY, T_SUSPECT, T_GOSSIP, T_PUSHPULL, T_REJOIN, T_JOIN = range(8)
+
+_U32_FROM = struct.Struct(">I").unpack_from
+_ALIVE = MemberState.ALIVE
+_SUSPECT = MemberState.SUSPECT
+_DEAD = MemberState.DEAD
+_LEFT = MemberState.LEFT
+
+
+class Effects:
+    """What one input asks the outside world to do."""
+
+    __slots__ = ("datagrams", "events", "timers")
+
+    def __init__(self) -> None:
+        self.datagrams: list[tuple[Address, bytes]] = []
+        self.timers: list[tuple[TimerToken, float]] = []
+        self.events: list[MembershipEvent] = []
+
+
+class _Suspicion:
+    __slots__ = ("accusers", "deadline", "expected", "high", "low", "start")
+
+    def __init__(self, start: float, low: float, high: float, expected: int, accuser: str):
+        self.start = start
+        self.low = low
+        self.high = high
+        self.expected = expected
+        self.accusers = {accuser}
+        self.deadline = start + suspicion_timeout(low, high, 0, expected)
+
+    def confirm(self, accuser: str) -> bool:
+        """Count a new independent accuser; True if the deadline moved."""
+        if accuser in self.accusers or not accuser:
+            return False
+        self.accusers.add(accuser)
+        timeout = suspicion_timeout(self.low, self.high, len(self.accusers) - 1, self.expected)
+        deadline = self.start + timeout
+        if deadline < self.deadline:
+            self.deadline = deadline
+            return True
+        return False
+
+
+class _Record:
+    """Mutable member record; :meth:`snapshot` gives the frozen public view."""
+
+    __slots__ = (
+        "changed_at",
+        "in_order",
+        "inc",
+        "live_pos",
+        "meta",
+        "meta8",
+        "name",
+        "name8",
+        "state",
+        "suspicion",
+    )
+
+    def __init__(
+        self,
+        name: str,
+        inc: int,
+        meta: NodeMeta,
+        now: float,
+        encoded: tuple[bytes, bytes] | None = None,
+    ) -> None:
+        self.name = name
+        self.name8, self.meta8 = encoded or (codec.encode_name(name), codec.encode_meta(meta))
+        self.inc = inc
+        self.meta = meta
+        self.state = _ALIVE
+        self.changed_at = now
+        self.suspicion: _Suspicion | None = None
+        self.live_pos = -1  # index in the live list, -1 when not live
+        self.in_order = False  # already somewhere in the current probe walk
+
+    def snapshot(self) -> Member:
+        return Member(self.name, self.inc, self.state, self.meta)
+
+
+class SwimProtocol:
+    """One node's SWIM state. Feed it with the ``handle_*`` methods and commands."""
+
+    def __init__(
+        self,
+        name: str,
+        meta: NodeMeta,
+        config: SwimConfig,
+        rng: random.Random,
+        *,
+        incarnation: int = 0,
+        key: bytes | None = None,
+        cluster_name: str = "jarvis",
+    ) -> None:
+        self.name = name
+        self.config = config
+        self.rng = rng
+        self.health = Health(config.max_health)
+        self.stats: Counter[str] = Counter()  # rare events; see counters() for all
+        self.rx_datagrams = 0  # hot counters are plain attributes (cheaper than a Counter)
+        self.rx_bytes = 0
+        self.tx_datagrams = 0
+        self.tx_bytes = 0
+        self.probes = 0
+        self.leaving = False
+        self.started = False
+        self._auth = Authenticator(key, cluster_name) if key else None
+        self._payload_max = config.max_datagram - (codec.TAG_SIZE if key else 0)
+        self._self = _Record(name, incarnation, meta, 0.0)
+        self._members: dict[str, _Record] = {name: self._self}
+        self._members8: dict[bytes, _Record] = {self._self.name8: self._self}  # by encoded name
+        self._live: list[_Record] = []  # alive + suspect, self excluded; O(1) random choice
+        self._order: list[_Record] = []  # the probe walk; stale entries are skipped
+        self._order_idx = 0
+        self._queue = BroadcastQueue(config.max_broadcasts)
+        self._limit_n = -1
+        self._limit = retransmit_limit(config.retransmit_mult, 1)
+        self._meta_cache: dict[bytes, NodeMeta] = {}
+        self._seq = 0
+        self._tick_gen = 0
+        self._probe_seq = 0
+        self._probe_target: _Record | None = None
+        self._probe_inc = 0
+        self._probe_acked = True
+        self._probe_expected_nacks = 0
+        self._probe_nacks = 0
+        self._relays: dict[int, tuple[Address, int]] = {}
+        self._dead_fifo: deque[tuple[float, str, int]] = deque()
+        self._rejoin: dict[str, tuple[Address, float]] = {}
+        self._seeds: list[Address] = []
+        self._joined = False
+        self._gossip_armed = False
+        self._pp_budget = config.pushpull_replies_per_period
+        self._now = 0.0
+        self._fx = Effects()
+        self.on_probe: list[tuple[float, str]] | None = None  # optional probe log (benchmarks)
+
+    # ------------------------------------------------------------------ public views
+
+    @property
+    def incarnation(self) -> int:
+        """The local node's current incarnation."""
+        return self._self.inc
+
+    @property
+    def meta(self) -> NodeMeta:
+        """The local node's current metadata."""
+        return self._self.meta
+
+    @property
+    def local_member(self) -> Member:
+        """Snapshot of the local node's own record."""
+        return self._self.snapshot()
+
+    def members(self) -> list[Member]:
+        """Snapshot of every record, the local node included, dead ones until reaped."""
+        return [rec.snapshot() for rec in self._members.values()]
+
+    def member(self, name: str) -> Member | None:
+        """Snapshot of one record, or ``None``."""
+        rec = self._members.get(name)
+        return None if rec is None else rec.snapshot()
+
+    def state_of(self, name: str) -> MemberState | None:
+        """The state of ``name`` in the local view (cheap; no snapshot)."""
+        rec = self._members.get(name)
+        return None if rec is None else rec.state
+
+    def live_names(self) -> list[str]:
+        """Names of alive and suspect members, the local node excluded."""
+        return [rec.name for rec in self._live]
+
+    def num_live(self) -> int:
+        """How many members (the local node included) are alive or suspect."""
+        return len(self._live) + 1
+
+    def counters(self) -> dict[str, int]:
+        """Every counter: datagrams and bytes in and out, drops by reason (``drop_*``),
+        refutations, failed probes, deaths declared, members reaped, health."""
+        merged = dict(self.stats)
+        merged.update(
+            rx_datagrams=self.rx_datagrams,
+            rx_bytes=self.rx_bytes,
+            tx_datagrams=self.tx_datagrams,
+            tx_bytes=self.tx_bytes,
+            probes=self.probes,
+            health=self.health.score,
+        )
+        return merged
+
+    def pending_broadcasts(self) -> int:
+        """Updates still waiting in the piggyback queue."""
+        return len(self._queue)
+
+    # ------------------------------------------------------------------ inputs
+
+    def start(self, now: float, *, phase: float | None = None) -> Effects:
+        """Arm the periodic timers. ``phase`` (0..1 of a period) fixes the first probe tick;
+        by default it is random so that nodes started together do not probe in lockstep."""
+        fx = self._begin(now)
+        if self.started:
+            return fx
+        self.started = True
+        cfg = self.config
+        first = cfg.period * (self.rng.random() if phase is None else phase)
+        self._tick_gen += 1
+        fx.timers.append(((T_PROBE, "", self._tick_gen), now + first))
+        if cfg.pushpull_interval is not None:
+            first_pp = pushpull_scale(cfg.pushpull_interval, len(self._live) + 1)
+            fx.timers.append(((T_PUSHPULL, "", 0), now + first_pp * self.rng.random()))
+        if cfg.rejoin_interval is not None:
+            fx.timers.append(((T_REJOIN, "", 0), now + cfg.rejoin_interval * self.rng.random()))
+        if len(self._queue):
+            self._arm_gossip()
+        return fx
+
+    def bootstrap(
+        self, members: Iterable[tuple[str, NodeMeta, bytes, bytes]], now: float = 0.0
+    ) -> None:
+        """Pre-populate the view with alive members, silently (no events, no gossip).
+
+        Entries are ``(name, meta, encoded name, encoded meta)`` so that a simulator can
+        share the immutable encodings between its nodes. For simulations that start from a
+        converged cluster, as the SWIM analysis assumes.
+        """
+        for name, meta, name8, meta8 in members:
+            if name != self.name and name not in self._members:
+                rec = _Record(name, 0, meta, now, (name8, meta8))
+                self._members[name] = rec
+                self._members8[rec.name8] = rec
+                self._live_add(rec)
+                rec.in_order = True
+                self._order.append(rec)
+        self.rng.shuffle(self._order)
+
+    def join(self, seeds: Sequence[Address], now: float) -> Effects:
+        """Contact ``seeds`` with a push/pull; retried every ``join_retry`` until one answers."""
+        fx = self._begin(now)
+        own = self._self.meta.address
+        self._seeds = [(host, port) for host, port in seeds if (host, port) != own]
+        self._joined = not self._seeds
+        for seed in self._seeds:
+            self._send_state(seed, codec.FLAG_FIRST)
+        if self._seeds:
+            fx.timers.append(((T_JOIN, "", 0), now + self.config.join_retry))
+        return fx
+
+    def leave(self, now: float) -> Effects:
+        """Say goodbye: gossip a *left* record at once and stop probing.
+
+        The node keeps answering pings (which carry the record further) until its driver
+        closes it; see :meth:`leave_done`.
+        """
+        fx = self._begin(now)
+        if self.leaving:
+            return fx
+        self.leaving = True
+        me = self._self
+        me.state = _LEFT
+        self._broadcast(me.name, codec.encode_left(me.name8, me.inc))
+        for rec in self._sample(max(4, self.config.gossip_nodes + 1), None, alive_only=False):
+            self._send(rec.meta.address, codec.HEADER_GOSSIP)
+        return fx
+
+    def leave_done(self) -> bool:
+        """True once the *left* record has been sent as often as the protocol wants."""
+        return self.name not in self._queue
+
+    def update_metadata(self, meta: NodeMeta, now: float) -> Effects:
+        """Advertise new metadata: bump the incarnation and gossip the new alive record."""
+        fx = self._begin(now)
+        me = self._self
+        if meta == me.meta:
+            return fx
+        me.meta = meta
+        me.meta8 = codec.encode_meta(meta)
+        me.inc += 1
+        self._broadcast_alive(me)
+        return fx
+
+    def handle_datagram(self, data: bytes, addr: Address, now: float) -> Effects:
+        """Process one received datagram. Bad input is dropped and counted, never raised."""
+        fx = self._begin(now)
+        stats = self.stats
+        self.rx_datagrams += 1
+        self.rx_bytes += len(data)
+        if len(data) > self.config.max_datagram:
+            stats["drop_oversized"] += 1
+            return fx
+        try:
+            if self._auth is not None:
+                data = self._auth.open(data)
+            packet = codec.decode(data, self._meta_cache)
+        except DecodeError as error:
+            stats["drop_" + error.reason] += 1
+            return fx
+        self._dispatch(packet, addr, now)
+        return fx
+
+    def handle_timer(self, token: TimerToken, now: float) -> Effects:
+        """Process the expiry of a timer this protocol asked for (stale tokens are ignored)."""
+        fx = self._begin(now)
+        kind = token[0]
+        if kind == T_PROBE:
+            if token[2] == self._tick_gen and not self.leaving:
+                self._probe_tick(now)
+        elif kind == T_PROBE_TIMEOUT:
+            self._probe_timeout(token[2])
+        elif kind == T_RELAY:
+            relay = self._relays.pop(token[2], None)
+            if relay is not None and self.config.lifeguard:
+                self._send(relay[0], codec.header_seq(codec.NACK, relay[1]))
+        elif kind == T_SUSPECT:
+            self._suspicion_expired(token[1], token[2], now)
+        elif kind == T_GOSSIP:
+            self._gossip_armed = False
+            self._gossip_tick(now)
+        elif kind == T_PUSHPULL:
+            self._pushpull_tick(now)
+        elif kind == T_REJOIN:
+            self._rejoin_tick(now)
+        elif kind == T_JOIN and not self._joined and not self.leaving:
+            for seed in self._seeds:
+                self._send_state(seed, codec.FLAG_FIRST)
+            fx.timers.append(((T_JOIN, "", 0), now + self.config.join_retry))
+        return fx
+
+    # ------------------------------------------------------------------ plumbing
+
+    def _begin(self, now: float) -> Effects:
+        self._now = now
+        fx = self._fx = Effects()
+        return fx
+
+    def _retransmits(self) -> int:
+        n = len(self._live) + 1
+        if n != self._limit_n:
+            self._limit_n = n
+            self._limit = retransmit_limit(self.config.retransmit_mult, n)
+        return self._limit
+
+    def _send(self, addr: Address, header: bytes, first: bytes | None = None) -> None:
+        """Send ``header`` plus as much piggyback as fits (``first`` goes in front)."""
+        parts: list[bytes] = []
+        budget = self._payload_max - len(header) - 1
+        if first is not None:
+            parts.append(first)
+            budget -= len(first)
+        self._queue.fill(budget, self._retransmits(), parts, 255 - len(parts))
+        data = header + bytes((len(parts),)) + b"".join(parts)
+        if self._auth is not None:
+            data = self._auth.seal(data)
+        self.tx_datagrams += 1
+        self.tx_bytes += len(data)
+        self._fx.datagrams.append((addr, data))
+
+    def _broadcast(self, key: str, data: bytes) -> None:
+        self._queue.push(key, data)
+        if not self._gossip_armed and self.started:
+            self._arm_gossip()
+
+    def _arm_gossip(self) -> None:
+        interval = self.config.gossip_interval
+        if interval is not None:
+            self._gossip_armed = True
+            self._fx.timers.append(((T_GOSSIP, "", 0), self._now + interval))
+
+    def _broadcast_alive(self, rec: _Record) -> None:
+        self._broadcast(rec.name, codec.encode_alive(rec.name8, rec.inc, rec.meta8))
+
+    def _event(self, kind: EventKind, rec: _Record) -> None:
+        self._fx.events.append(MembershipEvent(kind, rec.snapshot()))
+
+    def _live_add(self, rec: _Record) -> None:
+        if rec.live_pos < 0:
+            rec.live_pos = len(self._live)
+            self._live.append(rec)
+
+    def _live_remove(self, rec: _Record) -> None:
+        pos = rec.live_pos
+        if pos < 0:
+            return
+        rec.live_pos = -1
+        last = self._live.pop()
+        if last is not rec:
+            self._live[pos] = last
+            last.live_pos = pos
+
+    def _order_insert(self, rec: _Record) -> None:
+        if not rec.in_order:
+            rec.in_order = True
+            self._order.insert(self.rng.randint(0, len(self._order)), rec)
+
+    def _sample(self, count: int, exclude: _Record | None, *, alive_only: bool) -> list[_Record]:
+        """Up to ``count`` distinct random live members, never ``exclude``."""
+        live = self._live
+        small = len(live) <= count + 4
+        pool = list(live) if small else self.rng.sample(live, count + 4)
+        chosen = [
+            rec for rec in pool if rec is not exclude and (not alive_only or rec.state is _ALIVE)
+        ]
+        if len(chosen) > count:
+            if small:
+                chosen = self.rng.sample(chosen, count)
+            else:
+                del chosen[count:]
+        return chosen
+
+    # ------------------------------------------------------------------ dispatch
+
+    def _dispatch(self, packet: Packet, addr: Address, now: float) -> None:
+        kind = packet.type
+        if packet.updates:
+            self._merge_updates(packet.updates, now)
+        elif kind == codec.PUSHPULL:
+            try:
+                self._merge_state(packet.raw, packet.offset, packet.count, packet.target, now)
+            except DecodeError as error:
+                self.stats["drop_" + error.reason] += 1
+                return
+        if kind == codec.PING:
+            if packet.target != self.name:
+                self.stats["drop_misdirected"] += 1
+                return
+            self._send(addr, codec.header_seq(codec.ACK, packet.seq))
+        elif kind == codec.ACK:
+            seq = packet.seq
+            if seq == self._probe_seq and not self._probe_acked:
+                self._probe_acked = True
+                if self.config.lifeguard:
+                    self.health.apply(-1)
+            else:
+                relay = self._relays.pop(seq, None)
+                if relay is not None:
+                    self._send(relay[0], codec.header_seq(codec.ACK, relay[1]))
+                else:
+                    self.stats["late_acks"] += 1
+        elif kind == codec.NACK:
+            if packet.seq == self._probe_seq:
+                self._probe_nacks += 1
+        elif kind == codec.PING_REQ:
+            assert packet.target_addr is not None
+            if len(self._relays) >= self.config.max_relays:
+                self.stats["drop_relay_full"] += 1
+                return
+            seq = self._next_seq()
+            self._relays[seq] = (addr, packet.seq)
+            target8 = codec.encode_name(packet.target)
+            self._send(packet.target_addr, codec.header_ping(seq, target8))
+            deadline = now + self.config.probe_timeout * self.config.nack_fraction
+            self._fx.timers.append(((T_RELAY, "", seq), deadline))
+        elif kind == codec.PUSHPULL:
+            if packet.flags & codec.FLAG_REPLY:
+                self._joined = True
+            elif packet.flags & codec.FLAG_FIRST:
+                if self._pp_budget > 0:
+                    self._pp_budget -= 1
+                    self._send_state(addr, codec.FLAG_REPLY)
+                else:
+                    self.stats["drop_pushpull_budget"] += 1
+
+    def _next_seq(self) -> int:
+        self._seq = (self._seq + 1) & 0xFFFFFFFF or 1
+        return self._seq
+
+    def _merge_updates(self, updates: list[Update], now: float) -> None:
+        for kind, name, inc, meta, accuser in updates:
+            if kind == codec.ALIVE:
+                assert meta is not None
+                self._on_alive(name, inc, meta, now)
+            elif kind == codec.SUSPECT:
+                self._on_suspect(name, inc, accuser, now)
+            elif kind == codec.DEAD:
+                self._on_dead(name, inc, accuser, now, left=False)
+            else:
+                self._on_dead(name, inc, name, now, left=True)
+
+    def _merge_state(self, raw: bytes, pos: int, count: int, sender: str, now: float) -> None:
+        """Merge a push/pull chunk, record by record (each record stands on its own).
+
+        A remote *dead* is taken as a suspicion (the member may well be alive and merely cut
+        off from the sender); a member hearing it about itself refutes. Records that cannot
+        change anything (the common case: same incarnation and state) are skipped after
+        reading their name, incarnation and state, without decoding the rest. A malformed
+        record ends the chunk (raised as :class:`DecodeError`, counted by the caller).
+        """
+        members8 = self._members8
+        me = self._self
+        size = len(raw)
+        for _ in range(count):
+            if pos + 3 > size:
+                raise DecodeError("truncated")
+            state = raw[pos + 1]
+            name_end = pos + 3 + raw[pos + 2]
+            meta_start = name_end + 4
+            if raw[pos] != codec.FULL or state > 3 or name_end == pos + 3:
+                raise DecodeError("malformed")
+            if meta_start + 1 > size:
+                raise DecodeError("truncated")
+            family = raw[meta_start]
+            if family == 4:
+                key_at = meta_start + 17  # family, 4 address bytes, ports, version
+            elif family == 6:
+                key_at = meta_start + 29
+            else:
+                raise DecodeError("malformed")
+            if key_at >= size:
+                raise DecodeError("truncated")
+            meta_end = key_at + 1 + raw[key_at]
+            if meta_end > size:
+                raise DecodeError("truncated")
+            inc: int = _U32_FROM(raw, name_end)[0]
+            rec = members8.get(raw[pos + 2 : name_end])
+            name_start = pos + 3
+            pos = meta_end
+            if rec is not None and rec is not me:
+                if inc < rec.inc:
+                    continue
+                known = rec.state
+                if inc == rec.inc and (state == known or known is not _ALIVE):
+                    continue
+                if state == _LEFT and (known is _DEAD or known is _LEFT):
+                    continue
+            try:
+                name = raw[name_start:name_end].decode()
+            except UnicodeDecodeError:
+                raise DecodeError("malformed") from None
+            if state in (_ALIVE, _SUSPECT):
+                meta = codec.decode_meta(raw, meta_start, meta_end, self._meta_cache)
+                self._on_alive(name, inc, meta, now)
+                if state == _SUSPECT:
+                    self._on_suspect(name, inc, sender, now)
+            elif state == _DEAD:
+                self._on_suspect(name, inc, sender, now)
+            else:
+                self._on_dead(name, inc, name, now, left=True)
+        if pos != size:
+            raise DecodeError("malformed")
+
+    # ------------------------------------------------------------------ merge rules
+
+    def _refute(self, claimed: int) -> None:
+        me = self._self
+        me.inc = max(me.inc, claimed) + 1
+        self.stats["refutations"] += 1
+        if self.config.lifeguard:
+            self.health.apply(1)
+        self._broadcast_alive(me)
+
+    def _on_alive(self, name: str, inc: int, meta: NodeMeta, now: float) -> None:
+        rec = self._members.get(name)
+        if rec is self._self:
+            verdict = judge_alive(_ALIVE, rec.inc, inc, is_self=True, same_meta=meta == rec.meta)
+            if verdict is Verdict.REFUTE and not self.leaving:
+                self._refute(inc)
+            return
+        if rec is None:
+            if len(self._members) >= self.config.max_members:
+                self.stats["drop_table_full"] += 1
+                return
+            rec = _Record(name, inc, meta, now)
+            self._members[name] = rec
+            self._members8[rec.name8] = rec
+            self._live_add(rec)
+            self._order_insert(rec)
+            self._event(EventKind.JOIN, rec)
+            self._broadcast_alive(rec)
+            return
+        if inc <= rec.inc:
+            return
+        old = rec.state
+        meta_changed = meta != rec.meta
+        if meta_changed:
+            rec.meta = meta
+            rec.meta8 = codec.encode_meta(meta)
+        rec.inc = inc
+        rec.state = _ALIVE
+        rec.suspicion = None
+        if old is not _ALIVE:
+            rec.changed_at = now
+        if old is _DEAD or old is _LEFT:
+            self._live_add(rec)
+            self._order_insert(rec)
+            self._rejoin.pop(name, None)
+            self._event(EventKind.JOIN, rec)
+        else:
+            if old is _SUSPECT:
+                self._event(EventKind.ALIVE, rec)
+            if meta_changed:
+                self._event(EventKind.METADATA, rec)
+        self._broadcast_alive(rec)
+
+    def _on_suspect(self, name: str, inc: int, accuser: str, now: float) -> None:
+        rec = self._members.get(name)
+        if rec is None:
+            return
+        is_self = rec is self._self
+        if is_self and self.leaving:
+            return
+        verdict = judge_suspect(rec.state, rec.inc, inc, is_self=is_self)
+        if verdict is Verdict.REFUTE:
+            self._refute(inc)
+        elif verdict is Verdict.CONFIRM:
+            susp = rec.suspicion
+            if susp is not None and accuser not in susp.accusers:
+                if susp.confirm(accuser):
+                    self._fx.timers.append(((T_SUSPECT, name, rec.inc), susp.deadline))
+                accuser8 = codec.encode_name(accuser) if accuser else rec.name8
+                self._broadcast(name, codec.encode_suspect(rec.name8, rec.inc, accuser8))
+        elif verdict is Verdict.APPLY:
+            rec.inc = inc
+            rec.state = _SUSPECT
+            rec.changed_at = now
+            cfg = self.config
+            n = len(self._live) + 1
+            low, high = suspicion_bounds(cfg.suspicion_mult, cfg.suspicion_max_mult, n, cfg.period)
+            if cfg.lifeguard:
+                expected = expected_confirmations(cfg.suspicion_mult, n)
+            else:
+                high, expected = low, 0
+            susp = rec.suspicion = _Suspicion(now, low, high, expected, accuser or self.name)
+            self._fx.timers.append(((T_SUSPECT, name, inc), susp.deadline))
+            self._event(EventKind.SUSPECT, rec)
+            accuser8 = codec.encode_name(accuser) if accuser else self._self.name8
+            self._broadcast(name, codec.encode_suspect(rec.name8, inc, accuser8))
+
+    def _on_dead(self, name: str, inc: int, accuser: str, now: float, *, left: bool) -> None:
+        rec = self._members.get(name)
+        if rec is None:
+            return
+        is_self = rec is self._self
+        verdict = judge_dead(rec.state, rec.inc, inc, is_self=is_self, leaving=self.leaving)
+        if verdict is Verdict.REFUTE:
+            self._refute(inc)
+            return
+        if verdict is not Verdict.APPLY:
+            return
+        rec.inc = inc
+        rec.state = _LEFT if left else _DEAD
+        rec.changed_at = now
+        rec.suspicion = None
+        self._live_remove(rec)
+        self._dead_fifo.append((now, name, inc))
+        if left:
+            self._event(EventKind.LEFT, rec)
+            self._broadcast(name, codec.encode_left(rec.name8, inc))
+        else:
+            if len(self._rejoin) >= self.config.max_rejoin_candidates:
+                del self._rejoin[next(iter(self._rejoin))]
+            self._rejoin[name] = (rec.meta.address, now)
+            self._event(EventKind.DEAD, rec)
+            accuser8 = codec.encode_name(accuser) if accuser else self._self.name8
+            self._broadcast(name, codec.encode_dead(rec.name8, inc, accuser8))
+
+    def _suspicion_expired(self, name: str, inc: int, now: float) -> None:
+        rec = self._members.get(name)
+        if rec is None or rec.state is not _SUSPECT or rec.inc != inc:
+            return
+        susp = rec.suspicion
+        if susp is None or now < susp.deadline - 1e-9:
+            return
+        self.stats["declared_dead"] += 1
+        self._on_dead(name, inc, self.name, now, left=False)
+
+    # ------------------------------------------------------------------ periodic work
+
+    def _probe_tick(self, now: float) -> None:
+        cfg = self.config
+        self._finish_probe(now)
+        self._pp_budget = cfg.pushpull_replies_per_period
+        self._reap(now)
+        scale = self.health.score + 1 if cfg.lifeguard else 1
+        target = self._next_target()
+        if target is not None:
+            self.probes += 1
+            seq = self._probe_seq = self._next_seq()
+            self._probe_target = target
+            self._probe_inc = target.inc
+            self._probe_acked = False
+            self._probe_expected_nacks = 0
+            self._probe_nacks = 0
+            if self.on_probe is not None:
+                self.on_probe.append((now, target.name))
+            first = None
+            if target.state is _SUSPECT and cfg.lifeguard:  # buddy system
+                first = codec.encode_suspect(target.name8, target.inc, self._self.name8)
+            self._send(target.meta.address, codec.header_ping(seq, target.name8), first)
+            self._fx.timers.append(((T_PROBE_TIMEOUT, "", seq), now + cfg.probe_timeout * scale))
+        self._tick_gen += 1
+        self._fx.timers.append(((T_PROBE, "", self._tick_gen), now + cfg.period * scale))
+
+    def _next_target(self) -> _Record | None:
+        order = self._order
+        members = self._members
+        while True:
+            if self._order_idx >= len(order):
+                for rec in order:
+                    rec.in_order = False
+                order = self._order = list(self._live)
+                for rec in order:
+                    rec.in_order = True
+                self.rng.shuffle(order)
+                self._order_idx = 0
+                if not order:
+                    return None
+            rec = order[self._order_idx]
+            self._order_idx += 1
+            if (rec.state is _ALIVE or rec.state is _SUSPECT) and members.get(rec.name) is rec:
+                return rec
+
+    def _probe_timeout(self, seq: int) -> None:
+        target = self._probe_target
+        if seq != self._probe_seq or self._probe_acked or target is None:
+            return
+        helpers = self._sample(self.config.indirect_probes, target, alive_only=True)
+        header = codec.header_ping_req(
+            seq, codec.encode_address(*target.meta.address), target.name8
+        )
+        for rec in helpers:
+            self._send(rec.meta.address, header)
+        self._probe_expected_nacks = len(helpers) if self.config.lifeguard else 0
+
+    def _finish_probe(self, now: float) -> None:
+        target = self._probe_target
+        if target is None:
+            return
+        self._probe_target = None
+        if self._probe_acked:
+            return
+        self.stats["probes_failed"] += 1
+        if self.config.lifeguard:
+            expected = self._probe_expected_nacks
+            missed = expected - self._probe_nacks if expected else 1
+            if missed > 0:
+                self.health.apply(missed)
+        if self._members.get(target.name) is not target or target.inc != self._probe_inc:
+            return
+        if target.state is _ALIVE or target.state is _SUSPECT:
+            self._on_suspect(target.name, target.inc, self.name, now)
+            if self.config.lifeguard and target.state is _SUSPECT:
+                notice = codec.encode_suspect(target.name8, target.inc, self._self.name8)
+                self._send(target.meta.address, codec.HEADER_GOSSIP, notice)
+
+    def _reap(self, now: float) -> None:
+        fifo = self._dead_fifo
+        horizon = now - self.config.dead_retention
+        while fifo and fifo[0][0] <= horizon:
+            when, name, inc = fifo.popleft()
+            rec = self._members.get(name)
+            if (
+                rec is not None
+                and rec is not self._self
+                and (rec.state is _DEAD or rec.state is _LEFT)
+                and rec.inc == inc
+                and rec.changed_at == when
+            ):
+                del self._members[name]
+                del self._members8[rec.name8]
+                self._queue.drop(name)
+                self.stats["reaped"] += 1
+
+    def _gossip_tick(self, now: float) -> None:
+        if not len(self._queue):
+            return
+        cfg = self.config
+        targets = [
+            rec.meta.address for rec in self._sample(cfg.gossip_nodes, None, alive_only=False)
+        ]
+        if self._rejoin and self.rng.random() < len(self._rejoin) / (
+            len(self._live) + len(self._rejoin)
+        ):
+            addr, died = self._rejoin[self.rng.choice(list(self._rejoin))]
+            if now - died <= cfg.gossip_to_dead:
+                targets[-1:] = [addr]
+        for addr in targets:
+            if not len(self._queue):
+                break
+            self._send(addr, codec.HEADER_GOSSIP)
+        if len(self._queue):
+            self._arm_gossip()
+
+    def _pushpull_tick(self, now: float) -> None:
+        interval = self.config.pushpull_interval
+        assert interval is not None
+        peers = self._sample(1, None, alive_only=True)
+        if peers and not self.leaving:
+            self._send_state(peers[0].meta.address, codec.FLAG_FIRST)
+        delay = pushpull_scale(interval, len(self._live) + 1)
+        self._fx.timers.append(((T_PUSHPULL, "", 0), now + delay))
+
+    def _rejoin_tick(self, now: float) -> None:
+        cfg = self.config
+        assert cfg.rejoin_interval is not None
+        self._fx.timers.append(((T_REJOIN, "", 0), now + cfg.rejoin_interval))
+        if self.leaving:
+            return
+        live_addrs = {rec.meta.address for rec in self._live} if self._seeds else set()
+        lost = [seed for seed in self._seeds if seed not in live_addrs]
+        if lost:
+            self._send_state(self.rng.choice(lost), codec.FLAG_FIRST)
+        horizon = now - cfg.rejoin_window
+        for name in [n for n, (_, died) in self._rejoin.items() if died < horizon]:
+            del self._rejoin[name]
+        if self._rejoin:
+            addr, _ = self._rejoin[self.rng.choice(list(self._rejoin))]
+            self._send_state(addr, codec.FLAG_FIRST)
+
+    def _send_state(self, addr: Address, flags: int) -> None:
+        """Send the whole member table to ``addr`` as FULL records, chunked to fit datagrams.
+
+        Only the first chunk of a request carries ``FLAG_FIRST``, so the peer answers once.
+        """
+        budget = self._payload_max - 5 - len(self._self.name8)
+        chunk: list[bytes] = []
+        used = 0
+        for rec in self._members.values():
+            state = rec.state
+            if rec is self._self and self.leaving:
+                state = _LEFT
+            record = codec.encode_full(state, rec.name8, rec.inc, rec.meta8)
+            if used + len(record) > budget or len(chunk) == 0xFFFF:
+                self._send_chunk(addr, flags, chunk)
+                flags &= ~codec.FLAG_FIRST
+                chunk, used = [], 0
+            chunk.append(record)
+            used += len(record)
+        self._send_chunk(addr, flags, chunk)
+
+    def _send_chunk(self, addr: Address, flags: int, chunk: list[bytes]) -> None:
+        data = codec.header_pushpull(flags, self._self.name8, len(chunk)) + b"".join(chunk)
+        if self._auth is not None:
+            data = self._auth.seal(data)
+        self.tx_datagrams += 1
+        self.tx_bytes += len(data)
+        self.stats["tx_pushpull"] += 1
+        self._fx.datagrams.append((addr, data))
