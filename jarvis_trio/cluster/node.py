@@ -1,0 +1,383 @@
+"""One node's cross-node layer: membership drives connections, directories and failures.
+
+:class:`ClusterNode` is the core's :class:`~jarvis_trio.peers.router.RemoteRoute`. It runs
+three kinds of tasks in its own nursery:
+
+* the *membership watcher* turns SWIM events into data connections (and, with CURVE, the
+  set of keys ZAP admits), starts a directory sync per live node, and on *dead*/*left* drops
+  the node's agents from the directory and fails every request waiting on it at once;
+* one *directory sync* per live node fetches the node's agent list over the data channel
+  whenever the version in its membership record moves past the one fetched (retrying with
+  back-off while the node does not answer);
+* the *inbound pump* takes frames from the bridge in batches: agent messages go to their
+  agent (responses straight to the pending table), directory requests are answered.
+
+Inbound backpressure: a message for an agent whose inbox is full makes the pump wait (at
+most ``send_timeout``, then the message is dropped and counted) instead of dropping at once,
+so a slow agent slows its senders down -- through the bridge's bounded inbox, ZeroMQ's
+high-water marks and the senders' credits -- rather than losing their notifications. While
+the pump waits, later frames wait behind it: arrival order is kept.
+"""
+
+from __future__ import annotations
+
+import itertools
+import logging
+import time
+from collections.abc import Callable, Iterable
+from typing import TYPE_CHECKING
+
+import trio
+from trio_util import AsyncValue
+
+from .._sides import trio_side
+from ..errors import PayloadTooLarge, PeerUnavailable, TransportError
+from ..peers.directory import PeerInfo
+from ..peers.messages import RESPONSE, IncomingMessage
+from ..swim import Member, MemberState, Subscription, SwimNode
+from ..transport import Bridge, Envelope, Kind, encode_envelope
+from .wire import (
+    DirectoryError,
+    directory_payload,
+    is_newer,
+    published_version,
+    read_directory,
+    to_envelope,
+    to_message,
+)
+
+if TYPE_CHECKING:
+    from ..mesh import Mesh
+
+__all__ = ["ClusterNode"]
+
+log = logging.getLogger("jarvis_trio.cluster")
+
+_LIVE = (MemberState.ALIVE, MemberState.SUSPECT)
+
+
+class _Fetch:
+    __slots__ = ("done", "node", "result")
+
+    def __init__(self, node: str) -> None:
+        self.node = node
+        self.done = trio.Event()
+        self.result: tuple[int, list[PeerInfo]] | None = None
+
+
+class _Remote:
+    """What this node tracks about one live peer node."""
+
+    __slots__ = ("fetched", "member", "scope", "wanted")
+
+    def __init__(self, member: Member) -> None:
+        self.member = member
+        self.wanted: AsyncValue[int] = AsyncValue(member.meta.directory_version)
+        self.fetched: int | None = None
+        self.scope = trio.CancelScope()
+
+
+class ClusterNode:
+    """The cross-node layer of one :class:`~jarvis_trio.mesh.Mesh` (see the module doc)."""
+
+    def __init__(
+        self,
+        mesh: Mesh,
+        bridge: Bridge,
+        swim: SwimNode,
+        *,
+        epoch: int,
+        send_timeout: float,
+        fetch_timeout: float,
+        retry_min: float = 0.05,
+        retry_max: float = 2.0,
+    ) -> None:
+        self.mesh = mesh
+        self.bridge = bridge
+        self.swim = swim
+        self.epoch = epoch
+        self.send_timeout = send_timeout
+        self.fetch_timeout = fetch_timeout
+        self.retry_min = retry_min
+        self.retry_max = retry_max
+        self._curve = bridge.public_key is not None
+        self._remotes: dict[str, _Remote] = {}
+        self._fetches: dict[str, _Fetch] = {}
+        self._fetch_ids = itertools.count(1)
+        self._nursery: trio.Nursery | None = None
+        self.changes: AsyncValue[int] = AsyncValue(0)
+        self._left = False
+        self._counters: dict[str, int] = {
+            "inbound_malformed": 0,
+            "inbound_waited": 0,
+            "inbound_dropped_full": 0,
+            "send_timeouts": 0,
+            "directory_fetches": 0,
+            "directory_fetch_failures": 0,
+            "directory_refused": 0,
+            "directory_unsolicited": 0,
+            "directory_unanswered": 0,
+        }
+
+    # -- RemoteRoute ------------------------------------------------------------------------
+    def node_alive(self, node_id: str) -> bool:
+        """True while membership holds ``node_id`` alive or suspect."""
+        return node_id in self._remotes
+
+    async def send(self, node_id: str, message: IncomingMessage) -> bool:
+        """Hand ``message`` to the data channel for ``node_id``.
+
+        ``False`` when the node is not live, or has no credit left for ``send_timeout``
+        seconds (a backed-up peer); raises ``PayloadTooLarge`` over the frame limit.
+        """
+        if node_id not in self._remotes or not self.bridge.is_connected(node_id):
+            await trio.lowlevel.checkpoint()
+            return False
+        bridge = self.bridge
+        frame = encode_envelope(to_envelope(message), bridge.settings.max_frame)
+        try:
+            if bridge.send_nowait(node_id, frame):  # the common case: credit available
+                await trio.lowlevel.checkpoint_if_cancelled()
+                return True
+            with trio.move_on_after(self.send_timeout):
+                await bridge.send(node_id, frame)
+                return True
+        except PeerUnavailable:
+            return False
+        self._counters["send_timeouts"] += 1
+        return False
+
+    # -- views ------------------------------------------------------------------------------
+    def live_nodes(self) -> list[str]:
+        """Names of the other nodes currently alive or suspect."""
+        return list(self._remotes)
+
+    @trio_side
+    async def leave(self) -> None:
+        """Leave the cluster gracefully (idempotent): peers drop this node's agents and fail
+        the requests they wait on at once, instead of waiting to detect a failure; here every
+        other node is dropped the same way. Bounded by the SWIM node's ``leave_timeout``.
+        """
+        if self._left:
+            await trio.lowlevel.checkpoint()
+            return
+        self._left = True
+        await self.swim.leave()
+        for name in list(self._remotes):  # we are out: nobody is reachable any more
+            self._down(name)
+
+    @trio_side
+    async def wait_until(self, predicate: Callable[[], bool]) -> None:
+        """Wait until ``predicate()`` holds; it is re-checked whenever the set of live nodes
+        or a remote directory changes (bound the wait with ``trio.fail_after``)."""
+        await self.changes.wait_value(lambda _: predicate())
+
+    def stats(self) -> dict[str, int]:
+        """This layer's counters merged with the bridge's (``bridge_`` prefix)."""
+        merged = dict(self._counters)
+        merged.update({f"bridge_{k}": v for k, v in self.bridge.stats().items()})
+        merged["live_nodes"] = len(self._remotes)
+        return merged
+
+    # -- running ----------------------------------------------------------------------------
+    async def run(
+        self,
+        subscription: Subscription,
+        *,
+        task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED,
+    ) -> None:
+        """Serve until cancelled: membership watcher, inbound pump, version publisher."""
+        async with trio.open_nursery() as nursery:
+            self._nursery = nursery
+            self._reconcile(self.swim.members())
+            nursery.start_soon(self._watch, subscription)
+            nursery.start_soon(self._pump)
+            nursery.start_soon(self._publish_versions)
+            task_status.started()
+
+    async def _publish_versions(self) -> None:
+        async for version in self.mesh.directory.version.eventual_values():
+            if self._left:
+                return
+            await self.swim.update_metadata(
+                directory_version=published_version(self.epoch, version)
+            )
+
+    # -- membership -------------------------------------------------------------------------
+    async def _watch(self, subscription: Subscription) -> None:
+        async for event in subscription:
+            if event.kind is None:  # we fell behind: re-read the whole view
+                self._reconcile(self.swim.members())
+            else:
+                self._apply(event.member)
+
+    def _reconcile(self, members: Iterable[Member]) -> None:
+        seen = set()
+        for member in members:
+            seen.add(member.name)
+            self._apply(member)
+        for name in [n for n in self._remotes if n not in seen]:
+            self._down(name)
+
+    def _apply(self, member: Member) -> None:
+        if member.name == self.swim.name:
+            return
+        if member.state in _LIVE:
+            self._up(member)
+        else:
+            self._down(member.name)
+
+    def _up(self, member: Member) -> None:
+        name, meta = member.name, member.meta
+        remote = self._remotes.get(name)
+        keys_changed = remote is None or remote.member.meta.public_key != meta.public_key
+        if meta.data_port:
+            try:
+                self.bridge.connect(name, meta.host, meta.data_port, meta.public_key or None)
+            except (ValueError, TransportError) as exc:
+                log.warning("cannot connect to node %s: %s", name, exc)
+                return
+        if remote is None:
+            remote = self._remotes[name] = _Remote(member)
+            if self._nursery is not None and meta.data_port:
+                self._nursery.start_soon(self._sync, remote)
+            self.changes.value += 1
+        else:
+            remote.member = member
+            remote.wanted.value = meta.directory_version
+        if self._curve and keys_changed:
+            self._update_keys()
+
+    def _down(self, name: str) -> None:
+        remote = self._remotes.pop(name, None)
+        if remote is None:
+            return
+        remote.scope.cancel()
+        self.mesh.directory.drop_node(name)
+        failed = self.mesh.node_failed(name)
+        self.bridge.disconnect(name)
+        for fetch in self._fetches.values():
+            if fetch.node == name:
+                fetch.done.set()
+        if self._curve:
+            self._update_keys()
+        self.changes.value += 1
+        log.info("node %s is gone: its agents were dropped, %d requests failed", name, failed)
+
+    def _update_keys(self) -> None:
+        self.bridge.set_members(
+            {
+                r.member.meta.public_key: name
+                for name, r in self._remotes.items()
+                if r.member.meta.public_key
+            }
+        )
+
+    # -- directories ------------------------------------------------------------------------
+    async def _sync(self, remote: _Remote) -> None:
+        name = remote.member.name
+        delay = self.retry_min
+        with remote.scope:
+            while True:
+                await remote.wanted.wait_value(lambda v: is_newer(v, remote.fetched))
+                if await self._fetch(name, remote):
+                    delay = self.retry_min
+                    continue
+                self._counters["directory_fetch_failures"] += 1
+                if self.bridge.is_connected(name):
+                    # with CURVE the node may have refused us before it knew our key
+                    self.bridge.reset(name)
+                await trio.sleep(delay)  # back off before asking a silent node again
+                delay = min(delay * 2, self.retry_max)
+
+    async def _fetch(self, name: str, remote: _Remote) -> bool:
+        fetch_id = f"dir-{next(self._fetch_ids)}"
+        fetch = self._fetches[fetch_id] = _Fetch(name)
+        self._counters["directory_fetches"] += 1
+        try:
+            with trio.move_on_after(self.fetch_timeout):
+                envelope = Envelope(Kind.DIRECTORY_GET, "", "", fetch_id, time.time(), None, {})
+                try:
+                    await self.bridge.send_envelope(name, envelope)
+                except PeerUnavailable:
+                    return False
+                await fetch.done.wait()
+            if fetch.result is None or name not in self._remotes:
+                return False
+            version, agents = fetch.result
+            self.mesh.directory.set_remote_agents(name, agents)
+            remote.fetched = version
+            self.changes.value += 1
+            return True
+        finally:
+            del self._fetches[fetch_id]
+
+    def _answer_directory(self, node: str, request: Envelope) -> None:
+        directory = self.mesh.directory
+        payload = directory_payload(
+            published_version(self.epoch, directory.version.value), directory.local_agents()
+        )
+        reply = Envelope(
+            Kind.DIRECTORY, "", "", request.correlation_id, time.time(), None, payload
+        )
+        too_large: PayloadTooLarge | None = None
+        try:
+            frame = encode_envelope(reply, self.bridge.settings.max_frame)
+            if self.bridge.send_nowait(node, frame):
+                return
+        except PayloadTooLarge as exc:
+            too_large = exc
+        except PeerUnavailable:
+            pass  # the asker is not (yet) a member we know: it will ask again
+        self._counters["directory_unanswered"] += 1
+        if too_large is not None:
+            log.error("the agent directory does not fit in one message: %s", too_large)
+
+    def _take_directory(self, node: str, reply: Envelope) -> None:
+        fetch = self._fetches.get(reply.correlation_id or "")
+        if fetch is None or fetch.node != node:
+            self._counters["directory_unsolicited"] += 1
+            return
+        try:
+            fetch.result = read_directory(reply.data)
+        except DirectoryError as exc:
+            self._counters["directory_refused"] += 1
+            log.warning("refused the agent directory of node %s: %s", node, exc)
+        fetch.done.set()
+
+    # -- inbound ----------------------------------------------------------------------------
+    async def _pump(self) -> None:
+        mesh = self.mesh
+        router = mesh.router
+        while True:
+            batch = await self.bridge.receive_envelopes()
+            if not batch:
+                return
+            for node, envelope in batch:
+                kind = envelope.kind
+                if kind is Kind.DIRECTORY_GET:
+                    self._answer_directory(node, envelope)
+                    continue
+                if kind is Kind.DIRECTORY:
+                    self._take_directory(node, envelope)
+                    continue
+                message = to_message(node, envelope)
+                if message is None:
+                    self._counters["inbound_malformed"] += 1
+                    continue
+                inbox = None
+                if message.type != RESPONSE and router.accepting:
+                    inbox = router.directory.local_route(message.target)
+                if inbox is None:
+                    mesh.deliver_inbound(message)  # a response, or counted as dropped
+                    continue
+                if inbox.put_nowait(message):
+                    continue
+                if inbox.closed:
+                    mesh.deliver_inbound(message)  # counted as dropped
+                    continue
+                # full: wait for the agent (keeping arrival order), within send_timeout
+                if await inbox.put(message, trio.current_time() + self.send_timeout):
+                    self._counters["inbound_waited"] += 1
+                else:
+                    self._counters["inbound_dropped_full"] += 1
