@@ -1,60 +1,109 @@
 """jarvis_trio: a Trio-native actor runtime for agents that talk peer to peer.
 
-Public names are re-exported here; every other module is private.
+Public names are re-exported here; every other module is private. Development helpers (a
+real redis-server on a free port, a development Nexus gateway) live in
+:mod:`jarvis_trio.testing`.
 """
 
+from ._supervision import DEFAULT_RESTART, NO_RESTART, RestartPolicy
 from .agent import Agent, CustomAgent
-from .config import MeshConfig
+from .auth import (
+    AuthenticationManager,
+    AuthSettings,
+    ConnectionId,
+    ConsentPrompt,
+    NexusCallProxy,
+    open_auth_manager,
+)
+from .config import MeshConfig, SeedAddress
 from .errors import (
     AgentCrashed,
+    AgentDefinitionError,
     AsyncioMisuseError,
     AuthError,
     AuthTimeout,
+    BlobNotFound,
+    BlobTooLarge,
     ConfigError,
     ConnectionNotActive,
     DuplicateAgentError,
     FrameError,
+    HostStopped,
     JarvisError,
     MailboxError,
     MailboxFull,
     MeshError,
+    NexusNotConfigured,
     NexusProtocolError,
+    NexusUnavailable,
     PayloadError,
     PayloadTooLarge,
+    PeerUnavailable,
+    RedisUnavailable,
     StorageError,
     TransportError,
     UnsafePathError,
 )
+from .mailbox import MailboxSettings, open_mailbox_hub
 from .mesh import Mesh, open_mesh
-from .peers import IncomingMessage, PeerClient, PeerInfo
-from .services import MailboxMessage
+from .peers import IncomingMessage, NodeStats, PeerClient, PeerInfo, RemoteRoute
+from .services import Mailbox, MailboxMessage
+from .storage.blob import BlobStorage
+from .storage.redis_store import RedisStore, StreamEntry, open_redis_store
 
 __all__ = [
+    "DEFAULT_RESTART",
+    "NO_RESTART",
     "Agent",
     "AgentCrashed",
+    "AgentDefinitionError",
     "AsyncioMisuseError",
     "AuthError",
+    "AuthSettings",
     "AuthTimeout",
+    "AuthenticationManager",
+    "BlobNotFound",
+    "BlobStorage",
+    "BlobTooLarge",
     "ConfigError",
+    "ConnectionId",
     "ConnectionNotActive",
+    "ConsentPrompt",
     "CustomAgent",
     "DuplicateAgentError",
     "FrameError",
+    "HostStopped",
     "IncomingMessage",
     "JarvisError",
+    "Mailbox",
     "MailboxError",
     "MailboxFull",
     "MailboxMessage",
+    "MailboxSettings",
     "Mesh",
     "MeshConfig",
     "MeshError",
+    "NexusCallProxy",
+    "NexusNotConfigured",
     "NexusProtocolError",
+    "NexusUnavailable",
+    "NodeStats",
     "PayloadError",
     "PayloadTooLarge",
     "PeerClient",
     "PeerInfo",
+    "PeerUnavailable",
+    "RedisStore",
+    "RedisUnavailable",
+    "RemoteRoute",
+    "RestartPolicy",
+    "SeedAddress",
     "StorageError",
+    "StreamEntry",
     "TransportError",
     "UnsafePathError",
+    "open_auth_manager",
+    "open_mailbox_hub",
     "open_mesh",
+    "open_redis_store",
 ]

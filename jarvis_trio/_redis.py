@@ -145,6 +145,8 @@ class RedisClient:
         self._limiter = trio.CapacityLimiter(pool_size)
         self._blocking_limiter = trio.CapacityLimiter(blocking_slots)
         self._blocking_timeout = max_block + command_timeout
+        # dedicated connections of finished blocking reads, kept for the next one; at most
+        # ``blocking_slots`` (as many as can be in use at once), the rest are closed
         self._idle: list[redis.Redis] = []
         self._blocking_slots = blocking_slots
         self._closed = False

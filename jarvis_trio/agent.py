@@ -149,8 +149,13 @@ class Agent:
 
     # -- the runtime's side -------------------------------------------------------------
 
+    def _uses_default_loop(self) -> bool:
+        """True unless the class replaced ``run()`` by its own long-running loop (a task-style
+        ``run(task, context)`` does not replace it)."""
+        return self._task_style or type(self).run is Agent.run
+
     def _main_loop(self) -> Callable[[], Awaitable[None]]:
-        if self._task_style or type(self).run is Agent.run:
+        if self._uses_default_loop():
             if self.max_concurrency == 1 and not self._serves_mailbox():
                 return self._serve_inbox
             return self._serve
@@ -163,7 +168,7 @@ class Agent:
         )
 
     def _receiver_count(self) -> int:
-        if self._task_style or type(self).run is Agent.run:
+        if self._uses_default_loop():
             return self.max_concurrency + (1 if self._serves_mailbox() else 0)
         return 1
 

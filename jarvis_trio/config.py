@@ -26,7 +26,7 @@ __all__ = ["MeshConfig", "SeedAddress", "parse_host_port", "read_env_file"]
 
 _TRUE = {"1", "true", "yes", "on"}
 _FALSE = {"0", "false", "no", "off", ""}
-AUTH_MODES = ("production", "development", "disabled")
+AUTH_MODES = ("production", "disabled")
 
 
 @dataclass(frozen=True, slots=True)
@@ -193,7 +193,11 @@ _FIELDS: dict[str, _Field] = {
     "data_port": _Field("JC_DATA_PORT", _data_port, "ZeroMQ port; default bind_port + 1000"),
     "node_name": _Field("JC_NODE_NAME", _optional_text, "name of this node in the cluster"),
     "redis_url": _Field("REDIS_URL", _url(("redis", "rediss", "unix")), "Redis for mailboxes"),
-    "auth_mode": _Field("JC_AUTH_MODE", _choice(AUTH_MODES), "Nexus auth mode"),
+    "auth_mode": _Field(
+        "JC_AUTH_MODE",
+        _choice(AUTH_MODES),
+        "production: inject the Nexus auth manager; disabled: None",
+    ),
     "nexus_gateway_url": _Field("NEXUS_GATEWAY_URL", _url(("http", "https")), "Nexus gateway"),
     "blob_storage_path": _Field("JC_BLOB_STORAGE_PATH", _host, "root folder of blob storage"),
     "cluster_key": _Field("JC_CLUSTER_KEY", _cluster_key, "shared secret of the cluster"),

@@ -181,7 +181,9 @@ def _identifier(value: object, where: str, name: str) -> str:
     if not isinstance(value, str) or not value.strip():
         raise NexusProtocolError(f"{where}: {name} must be a non-empty string, got {value!r}")
     if len(value) > _MAX_ID_LENGTH or not value.isprintable():
-        raise NexusProtocolError(f"{where}: {name} is not a printable id of at most 256 characters")
+        raise NexusProtocolError(
+            f"{where}: {name} is not a printable id of at most {_MAX_ID_LENGTH} characters"
+        )
     return value
 
 

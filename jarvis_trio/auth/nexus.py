@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import json as jsonlib
 from collections.abc import Mapping
-from typing import Any
+from typing import Any, TypedDict, Unpack
 
 import httpx
 
@@ -30,9 +30,21 @@ from ..errors import AuthError
 from .client import ResponseTooLarge, read_limited
 from .manager import AuthenticationManager, ConnectionId, current_auth_manager
 
-__all__ = ["NexusCallProxy"]
+__all__ = ["CallOptions", "NexusCallProxy"]
 
 _NO_JSON = object()
+
+
+class CallOptions(TypedDict, total=False):
+    """The keyword options of :meth:`NexusCallProxy.call`, shared by its per-verb shortcuts
+    (``get``, ``post``, ...) so that they stay in step; each defaults to ``None``."""
+
+    headers: Mapping[str, str] | None
+    params: Mapping[str, Any] | None
+    json: Any
+    content: bytes | str | None
+    data: Mapping[str, Any] | None
+    timeout: float | None
 
 
 class NexusCallProxy:
@@ -89,94 +101,29 @@ class NexusCallProxy:
         return _result(response, raw)
 
     @trio_side
-    async def get(
-        self,
-        url: str,
-        *,
-        headers: Mapping[str, str] | None = None,
-        params: Mapping[str, Any] | None = None,
-        json: Any = None,
-        content: bytes | str | None = None,
-        data: Mapping[str, Any] | None = None,
-        timeout: float | None = None,
-    ) -> dict[str, Any]:
+    async def get(self, url: str, **options: Unpack[CallOptions]) -> dict[str, Any]:
         """``call("GET", url, ...)``."""
-        return await self.call(
-            "GET", url, headers=headers, params=params, json=json, content=content,
-            data=data, timeout=timeout,
-        )
+        return await self.call("GET", url, **options)
 
     @trio_side
-    async def post(
-        self,
-        url: str,
-        *,
-        headers: Mapping[str, str] | None = None,
-        params: Mapping[str, Any] | None = None,
-        json: Any = None,
-        content: bytes | str | None = None,
-        data: Mapping[str, Any] | None = None,
-        timeout: float | None = None,
-    ) -> dict[str, Any]:
+    async def post(self, url: str, **options: Unpack[CallOptions]) -> dict[str, Any]:
         """``call("POST", url, ...)``."""
-        return await self.call(
-            "POST", url, headers=headers, params=params, json=json, content=content,
-            data=data, timeout=timeout,
-        )
+        return await self.call("POST", url, **options)
 
     @trio_side
-    async def put(
-        self,
-        url: str,
-        *,
-        headers: Mapping[str, str] | None = None,
-        params: Mapping[str, Any] | None = None,
-        json: Any = None,
-        content: bytes | str | None = None,
-        data: Mapping[str, Any] | None = None,
-        timeout: float | None = None,
-    ) -> dict[str, Any]:
+    async def put(self, url: str, **options: Unpack[CallOptions]) -> dict[str, Any]:
         """``call("PUT", url, ...)``."""
-        return await self.call(
-            "PUT", url, headers=headers, params=params, json=json, content=content,
-            data=data, timeout=timeout,
-        )
+        return await self.call("PUT", url, **options)
 
     @trio_side
-    async def patch(
-        self,
-        url: str,
-        *,
-        headers: Mapping[str, str] | None = None,
-        params: Mapping[str, Any] | None = None,
-        json: Any = None,
-        content: bytes | str | None = None,
-        data: Mapping[str, Any] | None = None,
-        timeout: float | None = None,
-    ) -> dict[str, Any]:
+    async def patch(self, url: str, **options: Unpack[CallOptions]) -> dict[str, Any]:
         """``call("PATCH", url, ...)``."""
-        return await self.call(
-            "PATCH", url, headers=headers, params=params, json=json, content=content,
-            data=data, timeout=timeout,
-        )
+        return await self.call("PATCH", url, **options)
 
     @trio_side
-    async def delete(
-        self,
-        url: str,
-        *,
-        headers: Mapping[str, str] | None = None,
-        params: Mapping[str, Any] | None = None,
-        json: Any = None,
-        content: bytes | str | None = None,
-        data: Mapping[str, Any] | None = None,
-        timeout: float | None = None,
-    ) -> dict[str, Any]:
+    async def delete(self, url: str, **options: Unpack[CallOptions]) -> dict[str, Any]:
         """``call("DELETE", url, ...)``."""
-        return await self.call(
-            "DELETE", url, headers=headers, params=params, json=json, content=content,
-            data=data, timeout=timeout,
-        )
+        return await self.call("DELETE", url, **options)
 
     def _build(
         self,

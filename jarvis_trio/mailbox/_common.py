@@ -9,10 +9,24 @@ import os
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Generic, TypeVar
 
 import trio
 
-__all__ = ["MailboxSettings", "MessageIds", "Pacer", "TrioCaller", "check_limit", "check_target"]
+from ..errors import MailboxError
+from ..services import MailboxMessage
+
+__all__ = [
+    "Claims",
+    "MailboxSettings",
+    "MessageIds",
+    "Pacer",
+    "TrioCaller",
+    "check_limit",
+    "check_target",
+]
+
+C = TypeVar("C")
 
 
 @dataclass(frozen=True, slots=True)
@@ -114,9 +128,6 @@ class TrioCaller:
         self._token = trio.lowlevel.current_trio_token()
         self._thread = threading.get_ident()
 
-    def on_trio_thread(self) -> bool:
-        return threading.get_ident() == self._thread
-
     def wake(self, lot: trio.lowlevel.ParkingLot) -> None:
         """Unpark one task waiting on ``lot`` (cheap when none waits)."""
         if threading.get_ident() == self._thread:
@@ -158,3 +169,61 @@ class Pacer:
             await trio.lowlevel.checkpoint()
         else:
             await trio.lowlevel.checkpoint_if_cancelled()
+
+
+class Claims(Generic[C]):
+    """The messages one mailbox has claimed and not yet acknowledged, keyed by message id.
+
+    Bounded by ``max_unacked``: :meth:`check_usable` refuses a claim beyond it, so a reader
+    that never acknowledges fails loudly instead of growing without limit. ``C`` is what the
+    backend keeps per claim (an in-process queue entry, a Redis stream entry).
+    """
+
+    __slots__ = ("_agent_id", "_items", "_max", "released")
+
+    def __init__(self, agent_id: str, max_unacked: int) -> None:
+        self._agent_id = agent_id
+        self._max = max_unacked
+        self._items: dict[str, C] = {}
+        self.released = False
+
+    def __len__(self) -> int:
+        return len(self._items)
+
+    @property
+    def room(self) -> int:
+        """How many more messages may be claimed now."""
+        return self._max - len(self._items)
+
+    def check_usable(self, wanted: int) -> None:
+        """Raise ``MailboxError`` when the mailbox was released or ``wanted`` more claims
+        would exceed ``max_unacked``."""
+        if self.released:
+            raise MailboxError(
+                f"mailbox of {self._agent_id} was released; ask the hub for a new one"
+            )
+        if len(self._items) + wanted > self._max:
+            raise MailboxError(
+                f"mailbox of {self._agent_id} holds {len(self._items)} unacknowledged messages "
+                f"(max_unacked={self._max}): ack or nack some first"
+            )
+
+    def add(self, message_id: str, item: C) -> None:
+        self._items[message_id] = item
+
+    def pop(self, message: MailboxMessage) -> C:
+        """End the claim of ``message`` (ack or nack); ``MailboxError`` if it holds none."""
+        item = self._items.pop(message.message_id, None)
+        if item is None:
+            raise MailboxError(
+                f"message {message.message_id} is not claimed by the mailbox of "
+                f"{self._agent_id} (already acknowledged or given back, or claimed by "
+                "another mailbox)"
+            )
+        return item
+
+    def values(self) -> list[C]:
+        return list(self._items.values())
+
+    def clear(self) -> None:
+        self._items.clear()

@@ -36,7 +36,15 @@ from ..config import MeshConfig
 from ..errors import MailboxError, MailboxFull
 from ..services import MailboxMessage
 from ._codec import decode_payload, encode_payload
-from ._common import MailboxSettings, MessageIds, Pacer, TrioCaller, check_limit, check_target
+from ._common import (
+    Claims,
+    MailboxSettings,
+    MessageIds,
+    Pacer,
+    TrioCaller,
+    check_limit,
+    check_target,
+)
 
 __all__ = ["InProcessHub", "LocalMailbox", "open_in_process_hub"]
 
@@ -84,8 +92,7 @@ class LocalMailbox:
         self.agent_id = agent_id
         self._hub = hub
         self._queue = hub.queue(agent_id)
-        self._claims: dict[str, _Entry] = {}
-        self._released = False
+        self._claims: Claims[_Entry] = Claims(agent_id, hub.settings.max_unacked)
         self._pacer = Pacer()
 
     def __repr__(self) -> str:
@@ -106,7 +113,7 @@ class LocalMailbox:
         """Claim the next message, waiting up to ``timeout`` seconds (``None``: forever,
         ``0``: no wait); ``None`` when nothing came in time."""
         await self._pacer.checkpoint()
-        self._check_usable(1)
+        self._claims.check_usable(1)
         queue = self._queue
         if not queue.waiting:
             if timeout is not None and timeout <= 0:
@@ -117,7 +124,7 @@ class LocalMailbox:
                     await queue.lot.park()
             if not queue.waiting:
                 return None
-            self._check_usable(1)
+            self._claims.check_usable(1)
         return self._claim(queue.waiting.popleft())
 
     @trio_side
@@ -125,9 +132,9 @@ class LocalMailbox:
         """Claim up to ``limit`` waiting messages without waiting for more."""
         check_limit(limit)
         await trio.lowlevel.checkpoint()
-        self._check_usable(1)
+        self._claims.check_usable(1)
         queue = self._queue
-        room = self._hub.settings.max_unacked - len(self._claims)
+        room = self._claims.room
         taken: list[MailboxMessage] = []
         while queue.waiting and len(taken) < min(limit, room):
             taken.append(self._claim(queue.waiting.popleft()))
@@ -144,50 +151,30 @@ class LocalMailbox:
     async def ack(self, message: MailboxMessage) -> None:
         """Acknowledge a claimed message: it is gone for good."""
         await self._pacer.checkpoint()
-        self._unclaim(message)
+        self._claims.pop(message)
 
     @trio_side
     async def nack(self, message: MailboxMessage) -> None:
         """Give a claimed message back: it is delivered again before any other."""
         await self._pacer.checkpoint()
-        entry = self._unclaim(message)
+        entry = self._claims.pop(message)
         entry.delivery_count += 1
         self._hub.give_back(self.agent_id, [entry])
 
     def release(self) -> None:
         """The agent left: give back every claimed message; this mailbox is no longer used."""
-        if self._released:
+        if self._claims.released:
             return
-        self._released = True
-        entries = list(self._claims.values())
+        self._claims.released = True
+        entries = self._claims.values()
         self._claims.clear()
         for entry in entries:
             entry.delivery_count += 1
         self._hub.give_back(self.agent_id, entries)
 
-    def _check_usable(self, wanted: int) -> None:
-        if self._released:
-            raise MailboxError(
-                f"mailbox of {self.agent_id} was released; ask the hub for a new one"
-            )
-        if len(self._claims) + wanted > self._hub.settings.max_unacked:
-            raise MailboxError(
-                f"mailbox of {self.agent_id} holds {len(self._claims)} unacknowledged messages "
-                f"(max_unacked={self._hub.settings.max_unacked}): ack or nack some first"
-            )
-
     def _claim(self, entry: _Entry) -> MailboxMessage:
-        self._claims[entry.message_id] = entry
+        self._claims.add(entry.message_id, entry)
         return entry.message()
-
-    def _unclaim(self, message: MailboxMessage) -> _Entry:
-        entry = self._claims.pop(message.message_id, None)
-        if entry is None:
-            raise MailboxError(
-                f"message {message.message_id} is not claimed by the mailbox of {self.agent_id} "
-                "(already acknowledged or given back, or claimed elsewhere)"
-            )
-        return entry
 
 
 class InProcessHub:

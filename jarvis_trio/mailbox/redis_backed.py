@@ -100,6 +100,8 @@ class RedisHub:
         self.ttl_ms = max(1, round(settings.idle_ttl * 1000))
         self._mailboxes: dict[str, RedisMailbox] = {}
         self._outbox: deque[Outgoing] = deque()
+        # acknowledged stream ids not yet written; bounded because each was a claim, and
+        # claims are bounded by ``max_unacked`` per mailbox and ``max_mailboxes`` per hub
         self._acks: deque[tuple[str, bytes]] = deque()
         self._acks_in_flight: list[tuple[str, bytes]] = []
         self._lock = threading.Lock()

@@ -18,10 +18,9 @@ import trio
 
 from .._redis import Backoff, is_transient
 from .._sides import trio_side
-from ..errors import MailboxError
 from ..services import MailboxMessage
 from ._codec import decode_payload, encode_payload
-from ._common import Pacer, check_limit, check_target
+from ._common import Claims, Pacer, check_limit, check_target
 from ._stream import GROUP, Held, entry_message, id_order, stream_key
 
 if TYPE_CHECKING:
@@ -40,11 +39,10 @@ class RedisMailbox:
         self.key = stream_key(agent_id)
         self._hub = hub
         self._ready: deque[Held] = deque()
-        self._claims: dict[str, Held] = {}
+        self._claims: Claims[Held] = Claims(agent_id, hub.settings.max_unacked)
         self._lock = trio.Lock()
         self._attached = False
         self._recover = True
-        self._released = False
         self._pacer = Pacer()
 
     def __repr__(self) -> str:
@@ -69,14 +67,14 @@ class RedisMailbox:
     async def receive(self, timeout: float | None = None) -> MailboxMessage | None:
         """Claim the next message, waiting up to ``timeout`` seconds (``None``: forever,
         ``0``: no wait); ``None`` when nothing came in time. Waits through Redis outages."""
-        self._check_usable(1)
+        self._claims.check_usable(1)
         if self._ready:
             # Fast path: a prefetched message is waiting. No lock is needed to take it (no
             # await between the check and the pop), and the pacer keeps this a cancellation
             # point without a full scheduler pass per message.
             await self._pacer.checkpoint()
             if self._ready:
-                self._check_usable(1)
+                self._claims.check_usable(1)
                 return self._claim(self._ready.popleft())
         deadline = math.inf if timeout is None else trio.current_time() + max(0.0, timeout)
         async with self._lock:
@@ -84,15 +82,15 @@ class RedisMailbox:
                 await self._refill(deadline, self._hub.settings.prefetch)
             if not self._ready:
                 return None
-            self._check_usable(1)
+            self._claims.check_usable(1)
             return self._claim(self._ready.popleft())
 
     @trio_side
     async def read(self, limit: int = 100) -> list[MailboxMessage]:
         """Claim up to ``limit`` waiting messages without waiting for more."""
         check_limit(limit)
-        self._check_usable(1)
-        room = min(limit, self._hub.settings.max_unacked - len(self._claims))
+        self._claims.check_usable(1)
+        room = min(limit, self._claims.room)
         async with self._lock:
             if len(self._ready) < room:
                 await self._refill(-math.inf, room - len(self._ready))
@@ -140,14 +138,14 @@ class RedisMailbox:
     async def ack(self, message: MailboxMessage) -> None:
         """Acknowledge: the writer removes the message from Redis with its next pipeline."""
         await self._pacer.checkpoint()
-        held = self._unclaim(message)
+        held = self._claims.pop(message)
         self._hub.enqueue_ack(self.key, held.stream_id)
 
     @trio_side
     async def nack(self, message: MailboxMessage) -> None:
         """Give a claimed message back: it is delivered again before any other."""
         await self._pacer.checkpoint()
-        held = self._unclaim(message)
+        held = self._claims.pop(message)
         again = replace(  # a fresh copy of the payload, whatever the handler did to the last
             message, payload=decode_payload(held.data), delivery_count=message.delivery_count + 1
         )
@@ -156,35 +154,15 @@ class RedisMailbox:
     def release(self) -> None:
         """The agent left: drop local state. Its claimed, unacknowledged messages stay pending
         in Redis; the agent's next mailbox re-claims them."""
-        self._released = True
+        self._claims.released = True
         self._ready.clear()
         self._claims.clear()
 
     # internals ---------------------------------------------------------------------------
 
-    def _check_usable(self, wanted: int) -> None:
-        if self._released:
-            raise MailboxError(
-                f"mailbox of {self.agent_id} was released; ask the hub for a new one"
-            )
-        if len(self._claims) + wanted > self._hub.settings.max_unacked:
-            raise MailboxError(
-                f"mailbox of {self.agent_id} holds {len(self._claims)} unacknowledged messages "
-                f"(max_unacked={self._hub.settings.max_unacked}): ack or nack some first"
-            )
-
     def _claim(self, held: Held) -> MailboxMessage:
-        self._claims[held.message.message_id] = held
+        self._claims.add(held.message.message_id, held)
         return held.message
-
-    def _unclaim(self, message: MailboxMessage) -> Held:
-        held = self._claims.pop(message.message_id, None)
-        if held is None:
-            raise MailboxError(
-                f"message {message.message_id} is not claimed by the mailbox of {self.agent_id} "
-                "(already acknowledged or given back, or claimed by an earlier mailbox)"
-            )
-        return held
 
     async def _refill(self, deadline: float, count: int) -> None:
         """Fill ``_ready``: re-claim orphaned pending messages first, then read new ones,

@@ -24,7 +24,7 @@ from .._sides import trio_side
 from .messages import NOTIFY, REQUEST, RESPONSE, IncomingMessage
 from .payload import checked_context, checked_copy
 from .pending import PendingEntry, Status
-from .strategies import STRATEGIES, SelectionState
+from .strategies import SelectionState
 
 if TYPE_CHECKING:
     from .directory import PeerInfo
@@ -106,11 +106,8 @@ class PeerClient:
     def discover(
         self, role: str | None = None, capability: str | None = None, strategy: str = "first"
     ) -> list[PeerInfo]:
-        """Agents matching ``role`` and ``capability``, ordered by ``strategy``."""
-        if strategy not in STRATEGIES:
-            raise ValueError(
-                f"unknown strategy {strategy!r}: expected one of {', '.join(STRATEGIES)}"
-            )
+        """Agents matching ``role`` and ``capability``, ordered by ``strategy`` (an unknown
+        one is a ``ValueError``)."""
         me = self._agent_id
         found = [i for i in self._router.directory.matching(role, capability) if i.agent_id != me]
         return self._selection().order(found, strategy, (role, capability), _agent_id)
@@ -213,14 +210,7 @@ class PeerClient:
         cannot be resolved or its inbox stays full for the node's ``notify_timeout``."""
         await trio.lowlevel.checkpoint_if_cancelled()
         router = self._router
-        data = checked_copy(message)
-        if context is None:
-            ctx: dict[str, Any] = {}
-            if len(router.encode(data)) > router.max_message_size:
-                router.check_size(data, ctx)  # raises
-        else:
-            ctx = checked_context(context)
-            router.check_size(data, ctx)
+        data, ctx = self._checked(message, context)
         found = self._resolve(target)
         if found is None or not router.accepting:
             router.stats.notify_failed += 1
@@ -246,6 +236,25 @@ class PeerClient:
     ) -> dict[str, Any] | None:
         """Send a request and wait for the reply dict; ``None`` on an unresolved target, a
         send failure, a timeout, a dead target node or a stopping node."""
+        reply = await self._exchange(target, message, timeout, context)
+        return None if reply is None else reply.data
+
+    @trio_side
+    async def request_message(
+        self,
+        target: str,
+        message: dict[str, Any],
+        timeout: float = 30.0,
+        context: dict[str, Any] | None = None,
+    ) -> IncomingMessage | None:
+        """Like :meth:`request` but returns the whole response message (sender, context)."""
+        return await self._exchange(target, message, timeout, context)
+
+    async def _exchange(
+        self, target: str, message: dict[str, Any], timeout: float, context: dict[str, Any] | None
+    ) -> IncomingMessage | None:
+        """Send a request and park until its response, its deadline or the node stopping;
+        the pending entry is removed whichever way the call ends."""
         await trio.lowlevel.checkpoint_if_cancelled()
         prepared = self._prepare_request(target, message, timeout, context)
         if prepared is None:
@@ -259,33 +268,11 @@ class PeerClient:
                 return None
             if entry.done:  # answered while the message was being handed over
                 await trio.lowlevel.checkpoint()
-                reply = entry.reply
-            else:  # parked on the entry itself (PendingTable.wait, inlined on the hot path)
-                entry.task = trio.lowlevel.current_task()
-                reply = await trio.lowlevel.wait_task_rescheduled(entry.abort)
-            return None if reply is None else reply.data
-        finally:
-            entry.table.discard(entry.key)
-
-    @trio_side
-    async def request_message(
-        self,
-        target: str,
-        message: dict[str, Any],
-        timeout: float = 30.0,
-        context: dict[str, Any] | None = None,
-    ) -> IncomingMessage | None:
-        """Like :meth:`request` but returns the whole response message (sender, context)."""
-        await trio.lowlevel.checkpoint_if_cancelled()
-        prepared = self._prepare_request(target, message, timeout, context)
-        if prepared is None:
-            return None
-        entry, msg, inbox, info = prepared
-        try:
-            if not await self._router.send(info, inbox, msg, entry.deadline):
-                self._router.stats.request_failed += 1
-                return None
-            return await entry.table.wait(entry.key, entry)
+                return entry.reply
+            # parked on the entry itself (PendingTable.wait, inlined on the hot path)
+            entry.task = trio.lowlevel.current_task()
+            reply: IncomingMessage | None = await trio.lowlevel.wait_task_rescheduled(entry.abort)
+            return reply
         finally:
             entry.table.discard(entry.key)
 
@@ -297,14 +284,7 @@ class PeerClient:
         router = self._router
         if type(timeout) is not float or not 0 <= timeout < math.inf:
             timeout = _checked_timeout("timeout", timeout, allow_none=False)  # type: ignore[assignment]
-        data = checked_copy(message)
-        if context is None:
-            ctx: dict[str, Any] = {}
-            if len(router.encode(data)) > router.max_message_size:
-                router.check_size(data, ctx)  # raises
-        else:
-            ctx = checked_context(context)
-            router.check_size(data, ctx)
+        data, ctx = self._checked(message, context)
         found = self._resolve(target)
         if found is None or not router.accepting:
             router.stats.request_failed += 1
@@ -316,16 +296,20 @@ class PeerClient:
             router.stats.request_failed += 1
             return None
         msg = IncomingMessage(
-            self._agent_id,
-            router.node_id,
-            REQUEST,
-            data,
-            request_id,
-            time.time(),
-            ctx,
+            self._agent_id, router.node_id, REQUEST, data, request_id, time.time(), ctx,
             info.agent_id,
         )
         return entry, msg, inbox, info
+
+    def _checked(
+        self, message: dict[str, Any], context: dict[str, Any] | None
+    ) -> tuple[dict[str, Any], dict[str, Any]]:
+        """Copies of a message and its context that every route (local or wire) accepts;
+        raises :class:`~jarvis_trio.errors.PayloadError` otherwise."""
+        data = checked_copy(message)
+        ctx: dict[str, Any] = {} if context is None else checked_context(context)
+        self._router.check_size(data, ctx)
+        return data, ctx
 
     @trio_side
     async def respond(
@@ -351,17 +335,10 @@ class PeerClient:
         if context is None:
             context = message.context
         ctx = checked_context(context) if context else {}
-        if ctx or len(router.encode(data)) > router.max_message_size:
-            router.check_size(data, ctx)
+        router.check_size(data, ctx)
         reply = IncomingMessage(
-            self._agent_id,
-            router.node_id,
-            RESPONSE,
-            data,
-            message.correlation_id,
-            time.time(),
-            ctx,
-            message.sender,
+            self._agent_id, router.node_id, RESPONSE, data, message.correlation_id, time.time(),
+            ctx, message.sender,
         )
         if message.sender_node == router.node_id:  # same node: never blocks
             return router.pending.resolve(reply)
@@ -375,9 +352,7 @@ class PeerClient:
         returns how many were delivered."""
         await trio.lowlevel.checkpoint_if_cancelled()
         router = self._router
-        data = checked_copy(message)
-        ctx = checked_context(context)
-        router.check_size(data, ctx)
+        data, ctx = self._checked(message, context)
         if not router.accepting:
             return 0
         me = self._agent_id
@@ -441,9 +416,7 @@ class PeerClient:
         router = self._router
         wait = _checked_timeout("timeout", timeout, allow_none=False)
         assert wait is not None
-        data = checked_copy(message)
-        ctx = checked_context(context)
-        router.check_size(data, ctx)
+        data, ctx = self._checked(message, context)
         found = self._resolve(target)
         if found is None:
             raise ValueError(f"ask_async: no agent matches {target!r}")
@@ -458,13 +431,7 @@ class PeerClient:
                 f"ask_async: {router.pending.limit} requests are already pending on this node"
             )
         msg = IncomingMessage(
-            self._agent_id,
-            router.node_id,
-            REQUEST,
-            data,
-            request_id,
-            time.time(),
-            ctx,
+            self._agent_id, router.node_id, REQUEST, data, request_id, time.time(), ctx,
             info.agent_id,
         )
         if inbox is not None:

@@ -54,6 +54,7 @@ class PeerInfo(msgspec.Struct, frozen=True):
 
 
 _FilterKey = tuple[str | None, str | None]
+_MAX_CACHED_FILTERS = 1024  # distinct (role, capability) answers kept; beyond it, start over
 
 
 class AgentDirectory(Generic[L]):
@@ -146,7 +147,7 @@ class AgentDirectory(Generic[L]):
             if (role is None or info.role == role)
             and (capability is None or capability in info.capabilities)
         )
-        if len(self._cache) >= 1024:
+        if len(self._cache) >= _MAX_CACHED_FILTERS:
             self._cache.clear()
         self._cache[key] = found
         return found
@@ -168,8 +169,10 @@ class AgentDirectory(Generic[L]):
 
     def _changed(self, *, local: bool) -> None:
         self.epoch += 1
-        self.changes.value = self.epoch
         self._cache.clear()
         self._registry = None
         if local:
             self.version.value += 1
+        # last: AsyncValue runs waiters' predicates inside this assignment, and they must
+        # see the directory as it is now, not a cached answer from before the change
+        self.changes.value = self.epoch

@@ -23,7 +23,7 @@ from typing import Any
 
 from ..errors import PayloadError
 
-__all__ = ["MAX_DEPTH", "checked_context", "checked_copy", "format_path"]
+__all__ = ["MAX_DEPTH", "check_json", "checked_context", "checked_copy", "format_path"]
 
 MAX_DEPTH = 64
 _INT_MIN = -(1 << 63)
@@ -39,10 +39,14 @@ class _Refused(Exception):
         self.reason = reason
         self.segments: list[str | int] = []
 
+    def error(self, root: str) -> PayloadError:
+        """The public error, once every level has added its segment (innermost first)."""
+        return PayloadError(format_path(self.segments[::-1], root), self.value, self.reason)
 
-def format_path(segments: list[str | int]) -> str:
+
+def format_path(segments: list[str | int], root: str = "$") -> str:
     """Render path segments (outermost first) as ``$.key[3]["odd key"]``."""
-    out = ["$"]
+    out = [root]
     for seg in segments:
         if isinstance(seg, int):
             out.append(f"[{seg}]")
@@ -75,11 +79,20 @@ def checked_copy(value: object, *, what: str = "message") -> dict[str, Any]:
     try:
         result: dict[str, Any] = _copy_dict(value, 0)
     except _Refused as refused:
-        refused.segments.reverse()
-        raise PayloadError(format_path(refused.segments), refused.value, refused.reason) from None
+        raise refused.error("$") from None
     except RecursionError:
         raise PayloadError("$", value, "nested too deeply") from None
     return result
+
+
+def check_json(value: object, root: str = "$") -> None:
+    """Raise :class:`PayloadError` naming the path (from ``root``) of the first value with no
+    JSON form. Unlike :func:`checked_copy` the value may be of any JSON type (the Redis
+    store's values); the rules are the same."""
+    try:
+        _copy(value, 0)
+    except _Refused as refused:
+        raise refused.error(root) from None
 
 
 def checked_context(context: object) -> dict[str, Any]:

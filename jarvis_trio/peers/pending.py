@@ -32,8 +32,8 @@ if TYPE_CHECKING:
 
 __all__ = ["DEFAULT_MAX_PENDING", "PendingEntry", "PendingTable", "Status"]
 
-DEFAULT_MAX_PENDING = 65_536
-_TOMBSTONES = 4096
+DEFAULT_MAX_PENDING = 65_536  # waiting requests per node; beyond it new ones are refused
+_TOMBSTONES = 4096  # expired ask_async ids remembered, oldest forgotten first
 TICK = 0.005  # resolution of request deadlines, seconds
 
 Status = Literal["pending", "ready", "expired", "unknown"]
@@ -103,15 +103,7 @@ class PendingTable:
 
     def open_request(self, request_id: str, node_id: str, deadline: float) -> PendingEntry | None:
         """A new entry for a waiting ``request()``; ``None`` when full or closed."""
-        entries = self._entries
-        if self.closed or len(entries) >= self.limit or request_id in entries:
-            self.refused += 1
-            return None
-        entry = PendingEntry(self, request_id, node_id, deadline, False)
-        entries[request_id] = entry
-        if deadline < math.inf:
-            self._arm(request_id, entry, deadline)
-        return entry
+        return self._open(request_id, node_id, deadline, False)
 
     def open_async(self, request_id: str, node_id: str, deadline: float) -> PendingEntry | None:
         """A new ``ask_async()`` entry, reaped at ``deadline``; ``None`` when full or closed."""
@@ -159,11 +151,9 @@ class PendingTable:
 
     def discard(self, request_id: str) -> None:
         """Remove a ``request()`` entry (its caller returns or was cancelled)."""
-        entry = self._entries.pop(request_id, None)
+        entry = self._entries.get(request_id)
         if entry is not None:
-            bucket = self._buckets.get(entry.tick)
-            if bucket is not None:
-                bucket.discard(request_id)
+            self._remove(request_id, entry)
 
     # -- ask_async() / check_inbox() ----------------------------------------------------
 
@@ -236,10 +226,7 @@ class PendingTable:
             if entry.event is not None:
                 entry.event.set()
             return
-        del self._entries[key]
-        bucket = self._buckets.get(entry.tick)
-        if bucket is not None:
-            bucket.discard(key)
+        self._remove(key, entry)
         task = entry.task
         if task is not None:
             entry.task = None

@@ -115,11 +115,16 @@ class Router:
                 return False
             self.stats.backpressure_waits += 1
             return await inbox.put(message, deadline)
+        return await self._to_node(info.node_id, message)
+
+    async def _to_node(self, node_id: str, message: IncomingMessage) -> bool:
+        """Hand ``message`` to the remote route; ``False`` at once when there is none or
+        membership says ``node_id`` is dead."""
         remote = self.remote
-        if remote is None or not remote.node_alive(info.node_id):
+        if remote is None or not remote.node_alive(node_id):
             await trio.lowlevel.checkpoint()
             return False
-        return await remote.send(info.node_id, message)
+        return await remote.send(node_id, message)
 
     def submit_background(
         self, info: PeerInfo, inbox: AgentInbox, message: IncomingMessage, deadline: float,
@@ -143,11 +148,7 @@ class Router:
         """Route a response by its return path; same node = straight to the pending table."""
         if node_id == self.node_id:
             return self.pending.resolve(response)
-        remote = self.remote
-        if remote is None or not remote.node_alive(node_id):
-            await trio.lowlevel.checkpoint()
-            return False
-        return await remote.send(node_id, response)
+        return await self._to_node(node_id, response)
 
     async def deliver_inbound_waiting(self, message: IncomingMessage, timeout: float) -> bool:
         """Like :meth:`deliver_inbound`, but waits up to ``timeout`` seconds for space in a

@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import contextlib
 import shutil
-import socket
 import subprocess
 import tempfile
 import threading
@@ -29,7 +28,9 @@ from collections import deque
 from pathlib import Path
 from types import TracebackType
 
-__all__ = ["RedisServer", "RedisServerError", "find_redis_server", "free_port"]
+from .ports import free_port
+
+__all__ = ["RedisServer", "RedisServerError", "find_redis_server"]
 
 _READY = "Ready to accept connections"
 
@@ -45,13 +46,6 @@ def find_redis_server() -> str | None:
         return found
     fallback = Path("/usr/bin/redis-server")
     return str(fallback) if fallback.exists() else None
-
-
-def free_port(host: str = "127.0.0.1") -> int:
-    """A TCP port that was free a moment ago (the OS picks it)."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind((host, 0))
-        return int(sock.getsockname()[1])
 
 
 class RedisServer:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import socket
 import subprocess
 import sys
 import uuid
@@ -18,6 +17,7 @@ from jarvis_trio.testing.nexus_gateway import (
     ProviderSettings,
     serve_nexus_gateway,
 )
+from jarvis_trio.testing.ports import free_port
 
 
 @pytest.fixture
@@ -126,13 +126,6 @@ async def test_provider_settings_choose_strategy_and_outcome(gw: NexusGateway) -
         ProviderSettings(strategy="kerberos")
     with pytest.raises(ValueError, match="endpoint"):
         gw.switches.malform("token-please", "not-json")
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-    return port
 
 
 async def test_command_line_serves_until_stopped() -> None:

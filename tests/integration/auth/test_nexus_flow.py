@@ -7,7 +7,6 @@ intervals are small and every wait is bounded by ``trio.fail_after``.
 from __future__ import annotations
 
 import base64
-import socket
 import uuid
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -34,6 +33,7 @@ from jarvis_trio.errors import (
     NexusUnavailable,
 )
 from jarvis_trio.testing.nexus_gateway import NexusGateway, serve_nexus_gateway
+from jarvis_trio.testing.ports import free_port
 
 FAST = {"poll_interval": 0.01, "consent_timeout": 5.0, "failed_grace": 0.1, "http_timeout": 2.0}
 USER = "ann@example.com"
@@ -344,15 +344,8 @@ async def test_forced_409_answer_is_followed(gw: NexusGateway) -> None:
     assert gw.connections[cid].status == "ACTIVE"
 
 
-def closed_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-    return port
-
-
 async def test_gateway_down_is_a_clear_auth_error() -> None:
-    url = f"http://127.0.0.1:{closed_port()}"
+    url = f"http://127.0.0.1:{free_port()}"  # nothing listens there
     async with manager_for(url) as manager:
         with trio.fail_after(10), pytest.raises(NexusUnavailable, match="cannot be reached"):
             await manager.get_connection_id("github")

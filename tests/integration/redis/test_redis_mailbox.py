@@ -6,7 +6,6 @@ import logging
 import subprocess
 import sys
 import textwrap
-import uuid
 from collections.abc import Callable
 
 import pytest
@@ -19,7 +18,10 @@ from jarvis_trio.errors import MailboxError, MailboxFull, PayloadError
 from jarvis_trio.mailbox import MailboxSettings, RedisHub, open_mailbox_hub
 from jarvis_trio.mailbox.redis_backed import stream_key
 from jarvis_trio.services import Mailbox, MailboxHub, MailboxMessage
-from jarvis_trio.testing.redis_server import RedisServer, free_port
+from jarvis_trio.testing.ports import free_port
+from jarvis_trio.testing.redis_server import RedisServer
+
+from .conftest import unique
 
 pytestmark = pytest.mark.redis
 
@@ -28,11 +30,7 @@ def make_config(url: str, **values: object) -> MeshConfig:
     return MeshConfig.load({"redis_url": url, **values}, environ={}, env_file=None)
 
 
-def unique(name: str) -> str:
-    return f"{name}-{uuid.uuid4().hex[:8]}"
-
-
-async def receive(mailbox: Mailbox, timeout: float = 5.0) -> MailboxMessage:
+async def receive(mailbox: Mailbox, timeout: float = 10.0) -> MailboxMessage:
     message = await mailbox.receive(timeout=timeout)
     assert message is not None, f"nothing arrived for {mailbox.agent_id} within {timeout} s"
     return message

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import logging
-import uuid
 from collections.abc import AsyncIterator
 
 import pytest
@@ -14,17 +13,16 @@ import trio.testing
 from jarvis_trio.config import MeshConfig
 from jarvis_trio.errors import PayloadError, RedisUnavailable
 from jarvis_trio.storage.redis_store import RedisStore, open_redis_store
-from jarvis_trio.testing.redis_server import RedisServer, free_port
+from jarvis_trio.testing.ports import free_port
+from jarvis_trio.testing.redis_server import RedisServer
+
+from .conftest import unique
 
 pytestmark = pytest.mark.redis
 
 
 def make_config(**values: object) -> MeshConfig:
     return MeshConfig.load(dict(values), environ={}, env_file=None)
-
-
-def unique(name: str) -> str:
-    return f"{name}-{uuid.uuid4().hex[:8]}"
 
 
 @pytest.fixture

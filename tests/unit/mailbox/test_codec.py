@@ -8,7 +8,8 @@ import math
 import pytest
 
 from jarvis_trio.errors import PayloadError, PayloadTooLarge
-from jarvis_trio.mailbox._codec import check_json, decode_payload, encode_payload
+from jarvis_trio.mailbox._codec import decode_payload, encode_payload
+from jarvis_trio.peers.payload import check_json
 
 
 @pytest.mark.parametrize(

@@ -1,0 +1,64 @@
+"""The public surface is exactly what jarvis_trio/__init__.py says, and nothing leaks."""
+
+from __future__ import annotations
+
+import inspect
+
+import jarvis_trio
+import jarvis_trio.testing as testing
+from jarvis_trio import errors
+
+DOCUMENTED_API = {
+    # the names users' code written against the JarvisCore P2P docs imports
+    "Agent",
+    "CustomAgent",
+    "Mesh",
+    "PeerClient",
+    "PeerInfo",
+    "IncomingMessage",
+    "AuthenticationManager",
+    "NexusCallProxy",
+    "BlobStorage",
+    "MailboxMessage",
+}
+
+
+def test_all_lists_every_public_name_and_only_those() -> None:
+    exported = set(jarvis_trio.__all__)
+    assert len(exported) == len(jarvis_trio.__all__), "duplicates in __all__"
+    public = {n for n in vars(jarvis_trio) if not n.startswith("_")}
+    modules = {n for n in public if inspect.ismodule(getattr(jarvis_trio, n))}
+    assert public - modules == exported
+    assert exported >= DOCUMENTED_API
+
+
+def test_every_exported_name_comes_from_the_package() -> None:
+    for name in jarvis_trio.__all__:
+        value = getattr(jarvis_trio, name)
+        module = getattr(value, "__module__", None) or type(value).__module__
+        assert module.startswith("jarvis_trio"), (name, module)
+
+
+def test_every_error_class_is_exported_and_rooted_in_jarvis_error() -> None:
+    classes = {
+        name
+        for name, value in vars(errors).items()
+        if inspect.isclass(value)
+        and issubclass(value, BaseException)
+        and value.__module__ == errors.__name__
+    }
+    assert classes <= set(jarvis_trio.__all__)
+    for name in classes:
+        assert issubclass(getattr(errors, name), jarvis_trio.JarvisError)
+        assert name in (errors.__doc__ or ""), f"{name} missing from the tree in errors.__doc__"
+
+
+def test_testing_helpers_resolve_lazily() -> None:
+    for name in testing.__all__:
+        assert callable(getattr(testing, name))
+    try:
+        testing.nonexistent  # noqa: B018
+    except AttributeError as error:
+        assert "nonexistent" in str(error)
+    else:
+        raise AssertionError("an unknown name must raise AttributeError")
