@@ -107,6 +107,7 @@ class Mesh:
         self._unstarted: list[Agent] = []
         self._state: State = "new"
         self._services: NodeServices | None = None
+        self._cluster_node: Any = None  # jarvis_trio.cluster.ClusterNode while p2p runs
         self._agents_nursery: trio.Nursery | None = None
         self._running = AsyncValue(0)
         self._stop_requested = trio.Event()
@@ -308,8 +309,12 @@ class Mesh:
             yield
             return
         cluster = importlib.import_module("jarvis_trio.cluster")
-        async with cluster.open_cluster(self, self.config):
-            yield
+        async with cluster.open_cluster(self, self.config) as node:
+            self._cluster_node = node
+            try:
+                yield
+            finally:
+                self._cluster_node = None
 
     def _begin_stopping(self) -> None:
         if self._state in ("new", "starting", "running"):
@@ -322,6 +327,10 @@ class Mesh:
 
     async def _shutdown(self, agents: trio.Nursery) -> None:
         self._begin_stopping()
+        if self._cluster_node is not None:
+            # leave first: peers drop our agents and fail what they wait on from us at once,
+            # rather than after the grace period plus SWIM's failure detection
+            await self._cluster_node.leave()
         with trio.move_on_after(self.config.stop_grace_period):
             await self._running.wait_value(0)
         agents.cancel_scope.cancel()

@@ -325,8 +325,15 @@ class SwimProtocol:
         return fx
 
     def leave_done(self) -> bool:
-        """True once the *left* record has been sent as often as the protocol wants."""
-        return self.name not in self._queue
+        """True once the *left* record has been sent as often as the protocol wants, or at
+        once when no other member is alive or suspect: nobody is left to tell."""
+        if self.name not in self._queue:
+            return True
+        return not any(
+            rec.state in (_ALIVE, _SUSPECT)
+            for name, rec in self._members.items()
+            if name != self.name
+        )
 
     def update_metadata(self, meta: NodeMeta, now: float) -> Effects:
         """Advertise new metadata: bump the incarnation and gossip the new alive record."""

@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import logging
 import socket
+from pathlib import Path
+from typing import Any
 
 import pytest
 import trio
@@ -12,6 +14,7 @@ import zmq
 from trio_util import AsyncValue
 
 from jarvis_trio.agent import CustomAgent
+from jarvis_trio.mesh import Mesh
 from jarvis_trio.peers.messages import IncomingMessage
 from jarvis_trio.transport import generate_keypair
 
@@ -22,6 +25,7 @@ from .conftest import (
     Manual,
     NodeFactory,
     cluster_of,
+    node_config,
     seed_of,
     wait_discoverable,
 )
@@ -40,9 +44,7 @@ async def test_join_through_a_seed_and_discover_remote_agents(start_node: NodeFa
             found = caller.peers.get_peer(role="echo")
             assert found is not None and found.agent_id == echo.agent_id
             assert found.node_id == "a" and found.location == "remote"
-            assert [p.agent_id for p in caller.peers.discover(capability="math")] == [
-                echo.agent_id
-            ]
+            assert [p.agent_id for p in caller.peers.discover(capability="math")] == [echo.agent_id]
             assert caller.peers.list_roles() == ["echo"]
             (entry,) = caller.peers.list_peers()
             assert entry == {
@@ -68,8 +70,9 @@ async def test_every_peer_client_operation_across_nodes(start_node: NodeFactory)
             peers = b.agents[0].peers
             first, second, manual = a.agents
 
-            reply = await peers.request(first.agent_id, {"q": 1}, timeout=5,
-                                        context={"mission_id": "abc"})
+            reply = await peers.request(
+                first.agent_id, {"q": 1}, timeout=5, context={"mission_id": "abc"}
+            )
             assert reply == {
                 "echo": {"q": 1},
                 "context": {"mission_id": "abc"},
@@ -78,15 +81,17 @@ async def test_every_peer_client_operation_across_nodes(start_node: NodeFactory)
             }
 
             # respond() by return path, context propagated from the request
-            answer = await peers.request_message("manual", {"x": 1}, timeout=5,
-                                                 context={"trace": "t-1"})
+            answer = await peers.request_message(
+                "manual", {"x": 1}, timeout=5, context={"trace": "t-1"}
+            )
             assert answer is not None
             assert answer.data == {"handled_by": manual.agent_id}
             assert answer.context == {"trace": "t-1"}
             assert answer.sender == manual.agent_id and answer.sender_node == "a"
 
-            assert await peers.notify(first.agent_id, {"event": "ready"},
-                                      context={"priority": "high"})
+            assert await peers.notify(
+                first.agent_id, {"event": "ready"}, context={"priority": "high"}
+            )
             await first.noted.wait_value(1)
             (note,) = first.notes
             assert note.data == {"event": "ready"} and note.context == {"priority": "high"}
@@ -105,8 +110,10 @@ async def test_every_peer_client_operation_across_nodes(start_node: NodeFactory)
                 "error_type": "RuntimeError",
             }
 
-            ids = [await peers.ask_async(echo.agent_id, {"n": i})
-                   for i, echo in enumerate((first, second))]
+            ids = [
+                await peers.ask_async(echo.agent_id, {"n": i})
+                for i, echo in enumerate((first, second))
+            ]
             assert all(i.startswith("async-") and len(i) == 18 for i in ids)
             replies = [await peers.check_inbox(i, timeout=5) for i in ids]
             assert [r["echo"] for r in replies if r] == [{"n": 0}, {"n": 1}]
@@ -155,8 +162,9 @@ async def test_a_node_that_stops_leaves_and_fails_requests_waiting_on_it(
             outcome: list[object] = []
             async with trio.open_nursery() as nursery:
                 # a's hanging handler is cancelled after a short grace period
-                a_node = start_node("a", agents=[Echo], seed_nodes=seed_of(b),
-                                    stop_grace_period=0.2)
+                a_node = start_node(
+                    "a", agents=[Echo], seed_nodes=seed_of(b), stop_grace_period=0.2
+                )
                 async with a_node as a:
                     await wait_discoverable(b, nodes=1, agents=1)
 
@@ -175,9 +183,10 @@ async def test_a_node_that_stops_leaves_and_fails_requests_waiting_on_it(
 
 async def test_with_a_cluster_key_members_talk(start_node: NodeFactory) -> None:
     with trio.fail_after(10):
-        async with start_node("a", agents=[Echo], cluster_key=KEY) as a, start_node(
-            "b", agents=[Caller], seed_nodes=seed_of(a), cluster_key=KEY
-        ) as b:
+        async with (
+            start_node("a", agents=[Echo], cluster_key=KEY) as a,
+            start_node("b", agents=[Caller], seed_nodes=seed_of(a), cluster_key=KEY) as b,
+        ):
             await wait_discoverable(b, nodes=1, agents=1)
             reply = await b.agents[0].peers.request("echo", {"k": 1}, timeout=5)
             assert reply is not None and reply["sender_node"] == "b"
@@ -230,8 +239,10 @@ def _handshake(port: int, server_key: bytes | None) -> int:
             dealer.setsockopt(zmq.CURVE_PUBLICKEY, own.public)
             dealer.setsockopt(zmq.CURVE_SECRETKEY, own.secret)
         monitor = dealer.get_monitor_socket(
-            zmq.EVENT_HANDSHAKE_SUCCEEDED | zmq.EVENT_HANDSHAKE_FAILED_PROTOCOL
-            | zmq.EVENT_HANDSHAKE_FAILED_NO_DETAIL | zmq.EVENT_HANDSHAKE_FAILED_AUTH
+            zmq.EVENT_HANDSHAKE_SUCCEEDED
+            | zmq.EVENT_HANDSHAKE_FAILED_PROTOCOL
+            | zmq.EVENT_HANDSHAKE_FAILED_NO_DETAIL
+            | zmq.EVENT_HANDSHAKE_FAILED_AUTH
         )
         monitor.setsockopt(zmq.RCVTIMEO, 5000)
         dealer.connect(f"tcp://127.0.0.1:{port}")
@@ -252,8 +263,9 @@ async def test_bound_to_all_interfaces_without_a_key_warns_and_advertises_a_real
         async with start_node("a", agents=[Echo], bind_host="0.0.0.0") as a:
             advertised = cluster_of(a).swim.local_member.meta.host
             assert advertised != "0.0.0.0"
-            async with start_node("b", agents=[Caller],
-                                  seed_nodes=f"127.0.0.1:{cluster_of(a).swim.address[1]}") as b:
+            async with start_node(
+                "b", agents=[Caller], seed_nodes=f"127.0.0.1:{cluster_of(a).swim.address[1]}"
+            ) as b:
                 await wait_discoverable(b, nodes=1, agents=1)
     assert any("without a cluster key" in r.getMessage() for r in caplog.records)
 
@@ -336,3 +348,51 @@ async def test_a_slow_agent_slows_its_remote_senders_down_instead_of_losing_mess
             assert gated.seen == list(range(200))
             stats = cluster_of(a).stats()
             assert stats["inbound_dropped_full"] == 0 and a.stats.inbound_dropped == 0
+
+
+class Busy(CustomAgent):
+    """Holds every request until cancelled, and records that it was."""
+
+    role = "busy"
+
+    def __init__(self, agent_id: str | None = None) -> None:
+        super().__init__(agent_id)
+        self.handler_cancelled = False
+
+    async def on_peer_request(self, message: IncomingMessage) -> dict[str, Any]:
+        try:
+            await trio.sleep_forever()
+        finally:
+            self.handler_cancelled = True
+
+
+async def test_stop_leaves_the_cluster_before_waiting_for_busy_handlers(
+    start_node: NodeFactory, tmp_path: Path
+) -> None:
+    with trio.fail_after(20):
+        async with start_node("b", agents=[Caller]) as b:
+            peers = b.agents[0].peers
+            a = Mesh(
+                node_config(tmp_path, "a", seed_nodes=seed_of(b), stop_grace_period=5),
+                env_file=None,
+                environ={},
+            )
+            busy = a.add(Busy)
+            assert isinstance(busy, Busy)
+            await a.start()
+            await wait_discoverable(b, nodes=1, agents=1)
+            outcome: list[object] = []
+            async with trio.open_nursery() as nursery:
+
+                async def held_request() -> None:
+                    outcome.append(await peers.request("busy", {}, timeout=30))
+
+                nursery.start_soon(held_request)
+                await trio.testing.wait_all_tasks_blocked()
+                nursery.start_soon(a.stop)  # the busy handler holds a's stop for its 5 s grace
+                await wait_discoverable(b, nodes=0, agents=0)
+                # b saw a leave while a's handler was still inside its grace period
+                assert not busy.handler_cancelled
+            assert outcome == [None]
+            assert busy.handler_cancelled
+            assert a.state == "stopped"
