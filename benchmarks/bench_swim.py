@@ -489,8 +489,9 @@ def run(quick: bool) -> list[Result]:
         started = time.perf_counter()
         found = bench(quick)
         took = time.perf_counter() - started
+        mode = "quick: smaller N / fewer runs; " if quick else ""
         results.extend(
-            Result(r.question, r.figure, r.unit, r.target, r.ok, f"{r.note} [{took:.0f} s]".strip())
+            Result(r.question, r.figure, r.unit, r.target, r.ok, f"{mode}{r.note} [{took:.0f} s]")
             for r in found
         )
     return results

@@ -58,7 +58,9 @@ Address = tuple[str, int]
 # (kind, member name or "", number): hashable, cheap, compared by value.
 TimerToken = tuple[int, str, int]
 
-T_PROBE, T_PROBE_TIMEOUT, T_RELAY, T_SUSPECT, T_GOSSIP, T_PUSHPULL, T_REJOIN, T_JOIN = range(8)
+T_PROBE, T_PROBE_TIMEOUT, T_RELAY, T_SUSPECT, T_GOSSIP, T_PUSHPULL, T_REJOIN, T_JOIN, T_FINAL = (
+    range(9)
+)
 
 _U32_FROM = struct.Struct(">I").unpack_from
 _ALIVE = MemberState.ALIVE
@@ -187,6 +189,7 @@ class SwimProtocol:
         self._probe_expected_nacks = 0
         self._probe_nacks = 0
         self._relays: dict[int, tuple[Address, int]] = {}
+        self._final_checks: dict[int, tuple[str, int]] = {}  # seq -> (suspect, incarnation)
         self._dead_fifo: deque[tuple[float, str, int]] = deque()
         self._rejoin: dict[str, tuple[Address, float]] = {}
         self._seeds: list[Address] = []
@@ -388,6 +391,8 @@ class SwimProtocol:
             self._pushpull_tick(now)
         elif kind == T_REJOIN:
             self._rejoin_tick(now)
+        elif kind == T_FINAL:
+            self._final_check_expired(token[2], now)
         elif kind == T_JOIN and not self._joined and not self.leaving:
             for seed in self._seeds:
                 self._send_state(seed, codec.FLAG_FIRST)
@@ -502,6 +507,8 @@ class SwimProtocol:
                 relay = self._relays.pop(seq, None)
                 if relay is not None:
                     self._send(relay[0], codec.header_seq(codec.ACK, relay[1]))
+                elif seq in self._final_checks:
+                    self._final_check_answered(seq, now)
                 else:
                     self.stats["late_acks"] += 1
         elif kind == codec.NACK:
@@ -616,6 +623,13 @@ class SwimProtocol:
             self.health.apply(1)
         self._broadcast_alive(me)
 
+    def _restate(self) -> None:
+        """Someone still holds an accusation we already refuted: gossip our current alive
+        record again (it goes first on the very next datagram, e.g. the ack to their ping)."""
+        if self.name not in self._queue:
+            self.stats["restated"] += 1
+            self._broadcast_alive(self._self)
+
     def _on_alive(self, name: str, inc: int, meta: NodeMeta, now: float) -> None:
         rec = self._members.get(name)
         if rec is self._self:
@@ -666,6 +680,9 @@ class SwimProtocol:
         is_self = rec is self._self
         if is_self and self.leaving:
             return
+        if is_self and inc < rec.inc:
+            self._restate()
+            return
         verdict = judge_suspect(rec.state, rec.inc, inc, is_self=is_self)
         if verdict is Verdict.REFUTE:
             self._refute(inc)
@@ -698,6 +715,9 @@ class SwimProtocol:
         if rec is None:
             return
         is_self = rec is self._self
+        if is_self and inc < rec.inc and not self.leaving:
+            self._restate()
+            return
         verdict = judge_dead(rec.state, rec.inc, inc, is_self=is_self, leaving=self.leaving)
         if verdict is Verdict.REFUTE:
             self._refute(inc)
@@ -722,11 +742,51 @@ class SwimProtocol:
             self._broadcast(name, codec.encode_dead(rec.name8, inc, accuser8))
 
     def _suspicion_expired(self, name: str, inc: int, now: float) -> None:
+        """The suspicion timer ran out: one last direct and indirect probe before the verdict.
+
+        This *final check* is our addition to SWIM/Lifeguard. Measured at 10 % loss, a member
+        that refuted a suspicion could still be declared dead by the rare node that missed
+        every copy of the refutation and whose (long, unconfirmed) timer then expired. The
+        final ping carries the suspicion (buddy system); the suspect answers an outdated
+        accusation by gossiping its current alive record, which rides on its ack and clears
+        the suspicion here. A crashed member answers nothing and is declared dead
+        ``2 · probe_timeout`` later.
+        """
         rec = self._members.get(name)
         if rec is None or rec.state is not _SUSPECT or rec.inc != inc:
             return
         susp = rec.suspicion
         if susp is None or now < susp.deadline - 1e-9:
+            return
+        seq = self._next_seq()
+        if len(self._final_checks) >= self.config.max_relays:
+            self._final_checks.pop(next(iter(self._final_checks)))
+        self._final_checks[seq] = (name, inc)
+        notice = codec.encode_suspect(rec.name8, inc, self._self.name8)
+        self._send(rec.meta.address, codec.header_ping(seq, rec.name8), notice)
+        header = codec.header_ping_req(seq, codec.encode_address(*rec.meta.address), rec.name8)
+        for helper in self._sample(self.config.indirect_probes, rec, alive_only=True):
+            self._send(helper.meta.address, header)
+        self._fx.timers.append(((T_FINAL, "", seq), now + 2 * self.config.probe_timeout))
+
+    def _final_check_answered(self, seq: int, now: float) -> None:
+        """The suspect is alive after all. If its ack did not bring a newer incarnation, keep
+        suspecting it but wait another minimum timeout (it will refute by gossip)."""
+        name, inc = self._final_checks.pop(seq)
+        rec = self._members.get(name)
+        if rec is None or rec.state is not _SUSPECT or rec.inc != inc or rec.suspicion is None:
+            return
+        self.stats["final_checks_answered"] += 1
+        rec.suspicion.deadline = now + rec.suspicion.low
+        self._fx.timers.append(((T_SUSPECT, name, inc), rec.suspicion.deadline))
+
+    def _final_check_expired(self, seq: int, now: float) -> None:
+        check = self._final_checks.pop(seq, None)
+        if check is None:
+            return
+        name, inc = check
+        rec = self._members.get(name)
+        if rec is None or rec.state is not _SUSPECT or rec.inc != inc:
             return
         self.stats["declared_dead"] += 1
         self._on_dead(name, inc, self.name, now, left=False)

@@ -11,6 +11,7 @@ from jarvis_trio.swim.codec import DecodeError
 from jarvis_trio.swim.config import SwimConfig
 from jarvis_trio.swim.members import EventKind, MemberState, NodeMeta
 from jarvis_trio.swim.protocol import (
+    T_FINAL,
     T_PROBE,
     T_PROBE_TIMEOUT,
     T_SUSPECT,
@@ -278,9 +279,37 @@ def test_confirmations_shrink_the_suspicion_timeout() -> None:
     fx = proto.handle_datagram(suspect_update("n5", 0, "n3"), meta(3).address, 12.0)
     ((token, deadline),) = timers_of(fx, T_SUSPECT)
     assert deadline == pytest.approx(18.0)
-    assert proto.handle_timer(token, 17.0).events == []  # too early: ignored
+    assert proto.handle_timer(token, 17.0).datagrams == []  # too early: ignored
     fx = proto.handle_timer(token, deadline)
+    # the final check: a ping carrying the suspicion, and k ping-reqs
+    kinds = sorted(decode(d).type for _, d in fx.datagrams)
+    assert kinds == [codec.PING, codec.PING_REQ, codec.PING_REQ, codec.PING_REQ]
+    ((final, when),) = timers_of(fx, T_FINAL)
+    assert when == pytest.approx(deadline + 1.0) and fx.events == []
+    fx = proto.handle_timer(final, when)
     assert [(e.kind, e.member.name) for e in fx.events] == [(EventKind.DEAD, "n5")]
+
+
+def test_final_check_saves_a_member_that_refuted_unheard() -> None:
+    proto = node(0, peers=10)
+    victim = node(5, peers=10)
+    victim.handle_datagram(suspect_update("n5", 0, "n1"), meta(1).address, 1.0)
+    assert victim.incarnation == 1  # refuted; suppose nobody told node 0
+    for seq in range(20):  # the refutation's copies are all spent elsewhere
+        victim.handle_datagram(
+            codec.header_ping(seq, codec.encode_name("n5")) + b"\x00", meta(2).address, 1.0
+        )
+    fx = proto.handle_datagram(suspect_update("n5", 0, "n1"), meta(1).address, 1.0)
+    ((token, deadline),) = timers_of(fx, T_SUSPECT)
+    fx = proto.handle_timer(token, deadline)
+    ((addr, ping),) = [(a, d) for a, d in fx.datagrams if decode(d).type == codec.PING]
+    assert addr == meta(5).address
+    ((_, ack),) = victim.handle_datagram(ping, meta(0).address, deadline + 0.01).datagrams
+    assert victim.stats["restated"] == 1
+    fx = proto.handle_datagram(ack, meta(5).address, deadline + 0.02)
+    assert [(e.kind, e.member.incarnation) for e in fx.events] == [(EventKind.ALIVE, 1)]
+    assert proto.state_of("n5") is MemberState.ALIVE
+    assert proto.handle_timer(token, deadline + 0.5).datagrams == []  # the old timer is stale
 
 
 def test_without_lifeguard_the_timeout_is_fixed() -> None:
