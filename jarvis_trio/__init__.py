@@ -50,6 +50,16 @@ from .peers import IncomingMessage, NodeStats, PeerClient, PeerInfo, RemoteRoute
 from .services import Mailbox, MailboxMessage
 from .storage.blob import BlobStorage
 from .storage.redis_store import RedisStore, StreamEntry, open_redis_store
+from .swim import (
+    EventKind,
+    Member,
+    MembershipEvent,
+    MemberState,
+    NodeMeta,
+    SwimConfig,
+    SwimNode,
+    open_swim_node,
+)
 
 __all__ = [
     "DEFAULT_RESTART",
@@ -71,6 +81,7 @@ __all__ = [
     "ConsentPrompt",
     "CustomAgent",
     "DuplicateAgentError",
+    "EventKind",
     "FrameError",
     "HostStopped",
     "IncomingMessage",
@@ -80,6 +91,9 @@ __all__ = [
     "MailboxFull",
     "MailboxMessage",
     "MailboxSettings",
+    "Member",
+    "MemberState",
+    "MembershipEvent",
     "Mesh",
     "MeshConfig",
     "MeshError",
@@ -87,6 +101,7 @@ __all__ = [
     "NexusNotConfigured",
     "NexusProtocolError",
     "NexusUnavailable",
+    "NodeMeta",
     "NodeStats",
     "PayloadError",
     "PayloadTooLarge",
@@ -100,10 +115,13 @@ __all__ = [
     "SeedAddress",
     "StorageError",
     "StreamEntry",
+    "SwimConfig",
+    "SwimNode",
     "TransportError",
     "UnsafePathError",
     "open_auth_manager",
     "open_mailbox_hub",
     "open_mesh",
     "open_redis_store",
+    "open_swim_node",
 ]
