@@ -11,6 +11,10 @@ bounds the wait), so a slow or unreachable peer pushes back on the tasks sending
 nobody else. Inbound frames wait in a bounded inbox; when it is full the thread stops reading
 and ZeroMQ's high-water marks push back on the remote senders.
 
+While the bridge is open it keeps a Trio instrument in the run
+(:class:`~.handoff.RingBeforeWait`): frames queued during a scheduling batch wake the I/O
+thread once, when the batch ends and the Trio thread is about to sleep.
+
 The node a frame came from is what the transport authenticated: the ZAP ``User-Id`` of the
 CURVE connection with a cluster key, the connection's routing id (the peer's node name,
 unauthenticated) without one. Payload fields never decide it.
@@ -18,6 +22,7 @@ unauthenticated) without one. Payload fields never decide it.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 from collections.abc import AsyncIterator, Mapping
 from contextlib import asynccontextmanager
@@ -28,7 +33,7 @@ import trio
 from ..config import MeshConfig
 from ..errors import FrameError, PayloadTooLarge, PeerUnavailable, TransportError
 from .envelope import Envelope, decode_frame, encode_envelope
-from .handoff import Credits, Doorbell, Inbox, Outbox
+from .handoff import Credits, Doorbell, Inbox, Outbox, RingBeforeWait
 from .iothread import (
     Command,
     Connect,
@@ -145,6 +150,7 @@ class Bridge:
         self._doorbell = Doorbell()
         self._outbox: Outbox[Command] = Outbox(self._doorbell)
         self._inbox: Inbox[Received] = Inbox(settings.inbox_capacity, self._doorbell.ring)
+        self._ring_before_wait = RingBeforeWait(self._outbox)
         self._credits: Credits | None = None
         self._thread: IOThread | None = None
         self._peers: dict[str, tuple[str, bytes | None]] = {}
@@ -341,6 +347,8 @@ class Bridge:
             self._on_failed,
             self._on_stopped,
         )
+        trio.lowlevel.add_instrument(self._ring_before_wait)
+        self._outbox.defer_rings(True)
         self._thread.start()
         with trio.move_on_after(self.settings.start_timeout) as scope:
             await self._ready.wait()
@@ -352,8 +360,15 @@ class Bridge:
                 f": {self._failure}"
             ) from self._failure
 
+    def _ring_at_once(self) -> None:
+        """Back to immediate rings (owed ones rung now), the instrument removed."""
+        self._outbox.defer_rings(False)
+        with contextlib.suppress(KeyError):  # never added (start failed early) or removed
+            trio.lowlevel.remove_instrument(self._ring_before_wait)
+
     async def _stop(self) -> None:
         self._closed = True
+        self._ring_at_once()
         self._wake_all_senders()
         self._peers.clear()
         self._inbox.close()

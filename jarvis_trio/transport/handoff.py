@@ -6,6 +6,12 @@ a thousand frames costs one wake-up, and the receiving side takes the whole list
 
 * Trio -> thread: :class:`Outbox` + :class:`Doorbell` (an ``eventfd``, or a socket pair where
   there is none), whose file descriptor the I/O thread polls together with its ZeroMQ sockets.
+  The bridge defers that ring to the end of Trio's scheduling batch (:class:`RingBeforeWait`):
+  the thread then wakes as the Trio thread goes to sleep, instead of fighting it for the GIL
+  through every system call the batch still makes. (Measured, two processes on loopback:
+  64 concurrent PeerClient requesters about twice as fast; sequential round trips unchanged.)
+  A task that queues frames and then computes without yielding delays them until it yields
+  -- as it delays everything else on the Trio thread.
 * thread -> Trio: :class:`Inbox` and a doorbell of its own, on whose descriptor the Trio
   consumer waits with ``trio.lowlevel.wait_readable``: the thread never touches a Trio object.
   (Measured on the 2-core development VM: a thread -> Trio wake-up through
@@ -27,11 +33,11 @@ import os
 import socket
 import threading
 from collections.abc import Callable
-from typing import Generic, TypeVar
+from typing import Any, Generic, TypeVar
 
 import trio
 
-__all__ = ["Credits", "Doorbell", "Inbox", "Outbox"]
+__all__ = ["Credits", "Doorbell", "Inbox", "Outbox", "RingBeforeWait"]
 
 T = TypeVar("T")
 
@@ -95,13 +101,29 @@ class Doorbell:
 
 
 class Outbox(Generic[T]):
-    """Items from Trio to the I/O thread; the doorbell rings on empty -> non-empty only."""
+    """Items from Trio to the I/O thread; the doorbell rings on empty -> non-empty only.
+
+    With :meth:`defer_rings` on, a put that must ring only marks the ring as due and
+    :meth:`flush` (called by :class:`RingBeforeWait` when Trio is about to wait for I/O) rings
+    it. Why: ringing wakes the I/O thread, which then needs the GIL while the Trio thread
+    still holds it; every system call Trio makes before it blocks hands the GIL over and
+    back, each hand-over a thread switch. Rung as Trio goes to sleep, the thread finds the
+    GIL free, and everything queued in the same scheduling batch travels with one ring.
+    """
 
     def __init__(self, doorbell: Doorbell) -> None:
         self._lock = threading.Lock()
         self._items: list[T] = []
         self._armed = True  # True: the next put must ring (the thread may be asleep)
         self._doorbell = doorbell
+        self._defer = False
+        self._due = False  # a deferred ring is owed (Trio side only)
+
+    def defer_rings(self, on: bool) -> None:
+        """Defer rings to :meth:`flush` (on) or ring at once again (off: flushes first)."""
+        self._defer = on
+        if not on:
+            self.flush()
 
     def put(self, item: T) -> None:
         """Queue one item (Trio side)."""
@@ -110,16 +132,54 @@ class Outbox(Generic[T]):
             ring = self._armed
             self._armed = False
         if ring:
+            if self._defer:
+                self._due = True
+            else:
+                self._doorbell.ring()
+
+    def flush(self) -> None:
+        """Ring the doorbell if a deferred ring is owed (Trio side)."""
+        if self._due:
+            self._due = False
             self._doorbell.ring()
 
     def take(self) -> list[T]:
         """Take everything queued so far and re-arm the doorbell (thread side)."""
         self._doorbell.clear()
+        return self.take_unrung()
+
+    def take_unrung(self) -> list[T]:
+        """Take everything queued so far and re-arm, leaving the doorbell readable (thread
+        side). The caller acts on the items first -- before the GIL-releasing system call
+        that clears the doorbell hands the GIL to the Trio thread -- and then calls
+        :meth:`clear_if_idle`, taking again until it says nothing was queued meanwhile."""
         with self._lock:
             items = self._items
             self._items = []
             self._armed = True
         return items
+
+    def clear_if_idle(self) -> bool:
+        """Clear the doorbell; True if nothing was queued since the last take, False if
+        something was (its ring may have been cleared with the rest: take it now)."""
+        self._doorbell.clear()
+        with self._lock:
+            return not self._items
+
+
+class RingBeforeWait(trio.abc.Instrument):
+    """Rings an :class:`Outbox`'s deferred doorbell each time Trio is about to wait for I/O.
+
+    Trio calls ``before_io_wait`` once per scheduling batch, so queued items wait at most
+    for the batch that queued them to end. Never raises (Trio would disable it).
+    """
+
+    def __init__(self, outbox: Outbox[Any]) -> None:
+        self._outbox = outbox
+
+    def before_io_wait(self, timeout: float) -> None:
+        """Ring what the batch owes the I/O thread."""
+        self._outbox.flush()
 
 
 class Inbox(Generic[T]):
@@ -142,6 +202,7 @@ class Inbox(Generic[T]):
         self._armed = True
         self._paused = False
         self._closed = False
+        self._stale = False  # the doorbell may still be readable for items already taken
         self._on_resume = on_resume
 
     # -- thread side ------------------------------------------------------------------------
@@ -172,7 +233,16 @@ class Inbox(Generic[T]):
     # -- Trio side --------------------------------------------------------------------------
     def take_nowait(self) -> list[T]:
         """Everything posted so far (possibly nothing), re-arming a paused thread."""
-        self._doorbell.clear()
+        if self._stale or not self._armed:
+            # A ring is owed, done, or left over from the last wake-up: consume it right
+            # before the swap, so that a ring for a later post is never lost. With nothing
+            # rung, the (GIL-releasing) system call is skipped; a ring racing past these
+            # unlocked reads only costs :meth:`take` one spurious wake-up.
+            self._stale = False
+            self._doorbell.clear()
+        return self._swap()
+
+    def _swap(self) -> list[T]:
         with self._lock:
             items = self._items
             self._items = []
@@ -187,17 +257,27 @@ class Inbox(Generic[T]):
     async def take(self) -> list[T]:
         """Wait for at least one item and take all of them; ``[]`` once closed.
 
+        Woken, it swaps without clearing the doorbell first: the system call would release
+        the GIL to the I/O thread (which has just rung, and wants it) while the items wait.
+        The ring is marked stale and consumed before the next swap instead.
+
         Single consumer: a second concurrent caller gets ``trio.BusyResourceError``.
         """
-        while not self._closed:
-            items = self.take_nowait()
-            if items:
-                return items
+        if self._closed:
+            return []
+        items = self.take_nowait()
+        while not items:
             try:
                 await trio.lowlevel.wait_readable(self._doorbell.fileno())
             except trio.ClosedResourceError:
-                break
-        return []
+                return []
+            if self._closed:
+                return []
+            self._stale = True
+            items = self._swap()
+            if not items:  # a ring whose items were taken already: never spin on it
+                items = self.take_nowait()
+        return items
 
     def close(self) -> None:
         """Wake the consumer for good: :meth:`take` returns ``[]`` from now on (Trio side).
@@ -243,10 +323,11 @@ class Credits:
         return self._sent.get(peer, 0) - self._settled.get(peer, 0)
 
     def try_take(self, peer: str) -> bool:
-        """Take one credit for ``peer`` if it has any."""
-        if self.in_flight(peer) >= self.limit:
+        """Take one credit for ``peer`` if it has any (once per frame sent: kept inline)."""
+        sent = self._sent.get(peer, 0)
+        if sent - self._settled.get(peer, 0) >= self.limit:
             return False
-        self._sent[peer] = self._sent.get(peer, 0) + 1
+        self._sent[peer] = sent + 1
         return True
 
     async def wait(self, peer: str) -> None:

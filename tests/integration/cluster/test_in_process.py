@@ -358,8 +358,10 @@ class Busy(CustomAgent):
     def __init__(self, agent_id: str | None = None) -> None:
         super().__init__(agent_id)
         self.handler_cancelled = False
+        self.handling = trio.Event()
 
     async def on_peer_request(self, message: IncomingMessage) -> dict[str, Any]:
+        self.handling.set()
         try:
             await trio.sleep_forever()
         finally:
@@ -388,7 +390,8 @@ async def test_stop_leaves_the_cluster_before_waiting_for_busy_handlers(
                     outcome.append(await peers.request("busy", {}, timeout=30))
 
                 nursery.start_soon(held_request)
-                await trio.testing.wait_all_tasks_blocked()
+                # the request crosses the I/O threads, which wait_all_tasks_blocked does not see
+                await busy.handling.wait()
                 nursery.start_soon(a.stop)  # the busy handler holds a's stop for its 5 s grace
                 await wait_discoverable(b, nodes=0, agents=0)
                 # b saw a leave while a's handler was still inside its grace period

@@ -8,7 +8,7 @@ import threading
 import pytest
 import trio
 
-from jarvis_trio.transport.handoff import Credits, Doorbell, Inbox, Outbox
+from jarvis_trio.transport.handoff import Credits, Doorbell, Inbox, Outbox, RingBeforeWait
 
 
 def readable(bell: Doorbell) -> bool:
@@ -39,6 +39,81 @@ def test_outbox_rings_once_per_burst_and_take_rearms() -> None:
     bell.close()
     bell.ring()  # ignored after close
     bell.close()
+
+
+def test_deferred_outbox_rings_only_when_flushed() -> None:
+    bell = Doorbell()
+    outbox: Outbox[int] = Outbox(bell)
+    outbox.defer_rings(True)
+    outbox.put(1)
+    outbox.put(2)
+    assert not readable(bell)  # owed, not rung
+    outbox.flush()
+    assert readable(bell)
+    assert outbox.take() == [1, 2]
+    outbox.flush()  # nothing owed: no ring
+    assert not readable(bell)
+    outbox.put(3)
+    outbox.defer_rings(False)  # switching back rings what is owed
+    assert readable(bell)
+    assert outbox.take() == [3]
+    outbox.put(4)  # immediate again
+    assert readable(bell)
+    bell.close()
+
+
+def test_outbox_take_unrung_then_clear_never_loses_a_ring() -> None:
+    bell = Doorbell()
+    outbox: Outbox[int] = Outbox(bell)
+    outbox.put(1)
+    assert outbox.take_unrung() == [1]
+    assert readable(bell)  # left for the caller to clear once it acted on the items
+    outbox.put(2)  # queued (and rung) between the take and the clear
+    assert not outbox.clear_if_idle()  # its ring is gone with the first: take it now
+    assert not readable(bell)
+    assert outbox.take_unrung() == [2]
+    assert outbox.clear_if_idle() and not readable(bell)
+    outbox.put(3)  # after the clear: rings as usual
+    assert readable(bell)
+    bell.close()
+
+
+async def test_ring_before_wait_rings_once_the_batch_yields() -> None:
+    bell = Doorbell()
+    outbox: Outbox[int] = Outbox(bell)
+    outbox.defer_rings(True)
+    instrument = RingBeforeWait(outbox)
+    trio.lowlevel.add_instrument(instrument)
+    try:
+        outbox.put(1)
+        assert not readable(bell)  # still inside the scheduling batch that queued it
+        await trio.lowlevel.checkpoint()  # the batch ends: Trio prepares to wait for I/O
+        assert readable(bell)
+        assert outbox.take() == [1]
+    finally:
+        trio.lowlevel.remove_instrument(instrument)
+        bell.close()
+
+
+async def test_inbox_take_survives_a_stale_ring_without_spinning() -> None:
+    inbox: Inbox[int] = Inbox(8, lambda: None)
+    inbox.post([1])
+    assert inbox.take_nowait() == [1]
+    inbox._doorbell.ring()  # a ring whose items were already taken
+    received: list[int] = []
+
+    async def consumer() -> None:
+        received.extend(await inbox.take())
+
+    with trio.fail_after(5):
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(consumer)
+            await trio.testing.wait_all_tasks_blocked()  # the stale ring was consumed
+            assert received == [] and not readable(inbox._doorbell)
+            inbox.post([2])
+    assert received == [2]
+    inbox.close()
+    inbox.release()
 
 
 async def test_inbox_wakes_its_consumer_from_another_thread() -> None:
