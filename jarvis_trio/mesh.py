@@ -54,6 +54,9 @@ from .services import NodeServices, open_node_services
 __all__ = ["Mesh", "open_mesh"]
 
 _log = logging.getLogger("jarvis_trio.mesh")
+# agent ids travel in every envelope; bounding them lets the data channel's frame limit be
+# the payload limit plus a fixed allowance (see transport.bridge.ENVELOPE_ALLOWANCE)
+MAX_AGENT_ID_LENGTH = 256
 
 State = Literal["new", "starting", "running", "stopping", "stopped"]
 
@@ -184,8 +187,11 @@ class Mesh:
         if instance._peers is not None:
             raise MeshError(f"{instance!r} is already part of a mesh")
         chosen = agent_id or instance.agent_id or self._new_agent_id(cls.role)
-        if not isinstance(chosen, str) or not chosen:
-            raise ValueError(f"agent_id must be a non-empty string, got {chosen!r}")
+        if not isinstance(chosen, str) or not chosen or len(chosen) > MAX_AGENT_ID_LENGTH:
+            raise ValueError(
+                f"agent_id must be a non-empty string of at most {MAX_AGENT_ID_LENGTH} "
+                f"characters, got {chosen!r}"
+            )
         inbox = AgentInbox(self.config.inbox_size)
         info = PeerInfo(chosen, cls.role, capabilities, cls.description, self.node_id)
         self.router.directory.add_local(info, inbox)  # raises DuplicateAgentError

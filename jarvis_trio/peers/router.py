@@ -79,7 +79,8 @@ class Router:
         self.max_message_size = max_message_size
         self.rng = rng
         self._ids = random.Random()
-        self.encode = msgspec.msgpack.Encoder().encode
+        # the payload's size as the data channel carries it (envelopes hold JSON payloads)
+        self.encode = msgspec.json.Encoder().encode
 
     def random_hex(self, digits: int) -> str:
         """Fresh hex digits for identifiers; never drawn from the injectable ``rng``, so two
@@ -96,7 +97,10 @@ class Router:
                 return candidate
 
     def check_size(self, data: dict[str, Any], context: dict[str, Any]) -> None:
-        """Refuse what the wire would refuse, on every route."""
+        """Refuse what the wire would refuse, on every route: ``max_message_size`` bounds a
+        message's payload (data + context) encoded as JSON; the data channel's frame limit
+        adds a fixed allowance for the envelope's own fields, so a payload that passes here
+        is never refused later by a remote send."""
         size = len(self.encode(data))
         if context:
             size += len(self.encode(context))

@@ -55,6 +55,10 @@ log = logging.getLogger(__name__)
 # frame slightly over the limit is still received -- and counted as ``oversize`` -- while a
 # peer sending far more is disconnected by ZeroMQ before it can use our memory.
 _HARD_LIMIT_SLACK = 64 * 1024
+# A frame carries the payload (data + context, limited by max_message_size) plus the
+# envelope's own fields: two agent ids of at most 256 characters (6 bytes each once JSON-
+# escaped, at worst), a request id, a timestamp and the array's punctuation.
+ENVELOPE_ALLOWANCE = 4096
 
 
 @dataclass(frozen=True, slots=True)
@@ -114,7 +118,7 @@ class BridgeSettings:
             port=config.resolved_data_port,
             keypair=keypair,
             zap_domain=config.cluster_name,
-            max_frame=config.max_message_size,
+            max_frame=config.max_message_size + ENVELOPE_ALLOWANCE,
         )
 
     def io_settings(self) -> IOSettings:

@@ -14,6 +14,7 @@ import zmq
 from trio_util import AsyncValue
 
 from jarvis_trio.agent import CustomAgent
+from jarvis_trio.errors import PayloadTooLarge
 from jarvis_trio.mesh import Mesh
 from jarvis_trio.peers.messages import IncomingMessage
 from jarvis_trio.transport import generate_keypair
@@ -399,3 +400,23 @@ async def test_stop_leaves_the_cluster_before_waiting_for_busy_handlers(
             assert outcome == [None]
             assert busy.handler_cancelled
             assert a.state == "stopped"
+
+
+async def test_a_payload_at_the_size_limit_crosses_nodes_and_one_byte_more_is_refused(
+    start_node: NodeFactory,
+) -> None:
+    limit = 4096
+    at_limit = {"blob": "x" * (limit - len('{"blob":""}'))}
+    with trio.fail_after(10):
+        async with start_node("b", agents=[Echo], max_message_size=limit) as b, start_node(
+            "a", agents=[Caller], seed_nodes=seed_of(b), max_message_size=limit
+        ) as a:
+            await wait_discoverable(a, nodes=1, agents=1)
+            peers = a.agents[0].peers
+            assert await peers.notify("echo", at_limit) is True
+            echo = b.agents[0]
+            assert isinstance(echo, Echo)
+            await echo.noted.wait_value(1)
+            assert echo.notes[0].data == at_limit
+            with pytest.raises(PayloadTooLarge):
+                await peers.notify("echo", {"blob": at_limit["blob"] + "x"})

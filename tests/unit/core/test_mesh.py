@@ -51,8 +51,10 @@ async def test_documented_start_stop_leaves_no_task_behind(new_mesh: Callable[..
     await mesh.start()
     assert mesh.state == "running"
     assert tracked.is_started and tracked.log == ["setup"]
-    assert await caller.peers.request("echo", {"x": 1}) == {"echo": {"x": 1},
-                                                            "from": caller.agent_id}
+    assert await caller.peers.request("echo", {"x": 1}) == {
+        "echo": {"x": 1},
+        "from": caller.agent_id,
+    }
     await mesh.stop()
     assert mesh.state == "stopped"
     assert tracked.log == ["setup", "teardown"]
@@ -161,7 +163,9 @@ class Crashy(CustomAgent):
 
 
 async def test_a_crashing_run_is_restarted_with_backoff(
-    make_mesh: MeshFactory, autojump_clock: trio.abc.Clock, seed: int,
+    make_mesh: MeshFactory,
+    autojump_clock: trio.abc.Clock,
+    seed: int,
     caplog: pytest.LogCaptureFixture,
 ) -> None:
     policy = RestartPolicy(initial_delay=1.0, multiplier=2.0, max_delay=3.0, jitter=0.5)
@@ -208,8 +212,9 @@ async def test_restart_sequence_resets_after_a_long_healthy_run(
             await trio.sleep(100 if len(self.starts) == 2 else 0)
             raise RuntimeError("again")
 
-    policy = RestartPolicy(initial_delay=1.0, multiplier=10.0, max_delay=1000, jitter=0.0,
-                           reset_after=50)
+    policy = RestartPolicy(
+        initial_delay=1.0, multiplier=10.0, max_delay=1000, jitter=0.0, reset_after=50
+    )
     async with make_mesh(restart_policy=policy) as mesh:
         agent = await mesh.start_agent(Flaky)
         await fourth.wait()
@@ -400,8 +405,9 @@ async def test_requests_after_stop_return_none(new_mesh: Callable[..., Mesh]) ->
     assert await caller.peers.notify("echo", {}) is False
 
 
-def test_teardown_failure_is_logged_not_raised(tmp_path: Any,
-                                               caplog: pytest.LogCaptureFixture) -> None:
+def test_teardown_failure_is_logged_not_raised(
+    tmp_path: Any, caplog: pytest.LogCaptureFixture
+) -> None:
     class BadTeardown(CustomAgent):
         role = "bad-teardown"
 
@@ -459,3 +465,10 @@ async def test_nodes_in_one_process_share_nothing(
             await left_caller.peers.request(right_caller.agent_id, {"x": 1})  # unknown here
         assert (left.late_replies, right.late_replies) == (0, 0)
         assert left.directory.version.value == right.directory.version.value == 2
+
+
+def test_agent_ids_are_bounded(new_mesh: Callable[..., Mesh]) -> None:
+    mesh = new_mesh()
+    assert mesh.add(Echo, agent_id="e" * 256).agent_id == "e" * 256
+    with pytest.raises(ValueError, match="at most 256 characters"):
+        mesh.add(Echo, agent_id="e" * 257)
