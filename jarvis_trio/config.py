@@ -203,7 +203,9 @@ _FIELDS: dict[str, _Field] = {
     "cluster_key": _Field("JC_CLUSTER_KEY", _cluster_key, "shared secret of the cluster"),
     "cluster_name": _Field("JC_CLUSTER_NAME", _host, "cluster name, bound into every MAC"),
     "inbox_size": _Field("JC_INBOX_SIZE", _positive_int, "messages an agent inbox holds"),
-    "max_message_size": _Field("JC_MAX_MESSAGE_SIZE", _positive_int, "largest encoded message"),
+    "max_message_size": _Field(
+        "JC_MAX_MESSAGE_SIZE", _positive_int, "largest payload (data + context) as JSON, bytes"
+    ),
     "stop_grace_period": _Field("JC_STOP_GRACE", _positive_float, "seconds before cancelling"),
     "swim_period": _Field("JC_SWIM_PERIOD", _positive_float, "SWIM protocol period, seconds"),
     "swim_probe_timeout": _Field("JC_SWIM_PROBE_TIMEOUT", _positive_float, "ping ack timeout"),
