@@ -32,7 +32,7 @@ import random
 from collections.abc import AsyncIterator, Mapping, Sequence
 from contextlib import AsyncExitStack, asynccontextmanager
 from types import TracebackType
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 import trio
 from trio_util import AsyncValue
@@ -50,6 +50,9 @@ from .peers.messages import IncomingMessage
 from .peers.pending import DEFAULT_MAX_PENDING
 from .peers.router import NodeStats, RemoteRoute, Router
 from .services import NodeServices, open_node_services
+
+if TYPE_CHECKING:  # the cross-node layer is imported only when p2p is enabled
+    from .cluster import ClusterNode
 
 __all__ = ["Mesh", "open_mesh"]
 
@@ -110,7 +113,7 @@ class Mesh:
         self._unstarted: list[Agent] = []
         self._state: State = "new"
         self._services: NodeServices | None = None
-        self._cluster_node: Any = None  # jarvis_trio.cluster.ClusterNode while p2p runs
+        self._cluster_node: ClusterNode | None = None  # while p2p runs
         self._agents_nursery: trio.Nursery | None = None
         self._running = AsyncValue(0)
         self._stop_requested = trio.Event()
