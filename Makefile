@@ -26,6 +26,7 @@ redis-server:
 
 test: $(STAMP) redis-server
 	$(BIN)/ruff check jarvis_trio tests benchmarks examples
+	$(BIN)/ruff format --check jarvis_trio tests benchmarks examples
 	$(BIN)/mypy
 	$(BIN)/python -m pytest -q
 

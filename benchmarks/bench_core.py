@@ -162,8 +162,7 @@ def concurrent(requesters: int, each: int, folder: str) -> tuple[float, float]:
                 for caller in callers:
                     nursery.start_soon(loop, caller)
             total = requesters * each
-            out.append((total / (time.perf_counter() - began),
-                        total / (time.process_time() - cpu)))
+            out.append((total / (time.perf_counter() - began), total / (time.process_time() - cpu)))
 
     trio.run(main)
     return out[0]
@@ -251,18 +250,42 @@ def run(quick: bool) -> list[Result]:
     lost = max(lost for _, lost, _ in stream)
     start = median(starts)
     return [
-        Result("core: trio floor (bare task ping-pong)", floor_rate, "round trips/s", "—", True,
-               "scheduler ceiling for comparison"),
-        Result("core: sequential request", rate, "req/s", "≥ 50,000", rate >= 50_000,
-               f"median of {runs} x {sequential_n}; best run {max(r for r, _, _ in seq):,.0f}; "
-               f"{rate / floor_rate:.0%} of the trio floor; {rate_cpu:,.0f} per CPU-second"),
+        Result(
+            "core: trio floor (bare task ping-pong)",
+            floor_rate,
+            "round trips/s",
+            "—",
+            True,
+            "scheduler ceiling for comparison",
+        ),
+        Result(
+            "core: sequential request",
+            rate,
+            "req/s",
+            "≥ 50,000",
+            rate >= 50_000,
+            f"median of {runs} x {sequential_n}; best run {max(r for r, _, _ in seq):,.0f}; "
+            f"{rate / floor_rate:.0%} of the trio floor; {rate_cpu:,.0f} per CPU-second",
+        ),
         Result("core: sequential request p99", p99, "µs", "≤ 60 µs", p99 <= 60),
-        Result("core: 64 concurrent requesters", conc_rate, "req/s", "≥ 50,000",
-               conc_rate >= 50_000, f"{conc_cpu:,.0f} per CPU-second"),
-        Result("core: notify stream", notify_rate, "msg/s", "≥ 200,000, none lost",
-               notify_rate >= 200_000 and lost == 0,
-               f"lost {lost}; {notify_cpu:,.0f} per CPU-second"),
+        Result(
+            "core: 64 concurrent requesters",
+            conc_rate,
+            "req/s",
+            "≥ 50,000",
+            conc_rate >= 50_000,
+            f"{conc_cpu:,.0f} per CPU-second",
+        ),
+        Result(
+            "core: notify stream",
+            notify_rate,
+            "msg/s",
+            "≥ 200,000, none lost",
+            notify_rate >= 200_000 and lost == 0,
+            f"lost {lost}; {notify_cpu:,.0f} per CPU-second",
+        ),
         Result("core: start 10,000 idle agents", start, "s", "≤ 2 s", start <= 2.0),
-        Result("core: memory per idle agent", memory, "KB", "≤ 10 KB", memory <= 10.0,
-               "tracemalloc"),
+        Result(
+            "core: memory per idle agent", memory, "KB", "≤ 10 KB", memory <= 10.0, "tracemalloc"
+        ),
     ]

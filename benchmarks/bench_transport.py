@@ -118,31 +118,72 @@ def _codec(quick: bool) -> list[Result]:
     ctx_dec = msgspec.json.Decoder(dict[str, Any])
 
     def mp_encode() -> bytes:
-        return mp_enc.encode(_AllMsgpack(env.kind, env.target, env.sender, env.correlation_id,
-                                         env.timestamp, env.context, env.data))
+        return mp_enc.encode(
+            _AllMsgpack(
+                env.kind,
+                env.target,
+                env.sender,
+                env.correlation_id,
+                env.timestamp,
+                env.context,
+                env.data,
+            )
+        )
 
     def mp_round() -> Envelope:
         got = mp_dec.decode(mp_encode())
         _json_walk(got.data)
         if got.context is not None:
             _json_walk(got.context)
-        return Envelope(got.kind, got.target, got.sender, got.correlation_id, got.timestamp,
-                        got.context, got.data)
+        return Envelope(
+            got.kind,
+            got.target,
+            got.sender,
+            got.correlation_id,
+            got.timestamp,
+            got.context,
+            got.data,
+        )
 
     def hy_encode() -> bytes:
         context = None if env.context is None else js_enc.encode(env.context)
-        return mp_enc.encode(_Hybrid(env.kind, env.target, env.sender, env.correlation_id,
-                                     env.timestamp, context, js_enc.encode(env.data)))
+        return mp_enc.encode(
+            _Hybrid(
+                env.kind,
+                env.target,
+                env.sender,
+                env.correlation_id,
+                env.timestamp,
+                context,
+                js_enc.encode(env.data),
+            )
+        )
 
     def hy_round() -> Envelope:
         got = hy_dec.decode(hy_encode())
         context = None if got.context is None else ctx_dec.decode(got.context)
-        return Envelope(got.kind, got.target, got.sender, got.correlation_id, got.timestamp,
-                        context, js_dec.decode(got.data))
+        return Envelope(
+            got.kind,
+            got.target,
+            got.sender,
+            got.correlation_id,
+            got.timestamp,
+            context,
+            js_dec.decode(got.data),
+        )
 
     def std_encode() -> bytes:
-        return json.dumps([int(env.kind), env.target, env.sender, env.correlation_id,
-                           env.timestamp, env.context, env.data]).encode()
+        return json.dumps(
+            [
+                int(env.kind),
+                env.target,
+                env.sender,
+                env.correlation_id,
+                env.timestamp,
+                env.context,
+                env.data,
+            ]
+        ).encode()
 
     def std_round() -> Envelope:
         got = json.loads(std_encode())
@@ -154,7 +195,9 @@ def _codec(quick: bool) -> list[Result]:
         assert check() == env
     candidates: dict[str, tuple[Callable[[], object], int]] = {
         "ours: msgspec JSON, typed": (
-            lambda: decode_frame(encode_envelope(env, _LIMIT), _LIMIT), len(ours)),
+            lambda: decode_frame(encode_envelope(env, _LIMIT), _LIMIT),
+            len(ours),
+        ),
         "msgspec msgpack + JSON check": (mp_round, len(mp_encode())),
         "msgpack header + JSON payload": (hy_round, len(hy_encode())),
         "stdlib json": (std_round, len(std_encode())),
@@ -162,8 +205,14 @@ def _codec(quick: bool) -> list[Result]:
     timings = _time_ns({name: fn for name, (fn, _size) in candidates.items()}, n // 5)
     best = min(timings.values())
     return [
-        Result(f"codec enc+dec: {name}", timings[name], "ns", "informative", True,
-               f"{size} B/frame; {timings[name] / best:.2f}x the fastest")
+        Result(
+            f"codec enc+dec: {name}",
+            timings[name],
+            "ns",
+            "informative",
+            True,
+            f"{size} B/frame; {timings[name] / best:.2f}x the fastest",
+        )
         for name, (_fn, size) in candidates.items()
     ]
 
@@ -351,15 +400,17 @@ async def _mesh_figures(n: int, stream_n: int, starts: int) -> dict[str, float]:
         start_times = []
         for i in range(starts):
             started = time.perf_counter()
-            async with open_mesh(_near_config(f"probe-{i}", seed_port), agents=[_Caller],
-                                 env_file=None, environ={}) as probe:
+            async with open_mesh(
+                _near_config(f"probe-{i}", seed_port), agents=[_Caller], env_file=None, environ={}
+            ) as probe:
                 with trio.fail_after(10):
                     await _discoverable(probe, "echo")
                 start_times.append(time.perf_counter() - started)
         figures["start_s"] = median(start_times)
 
-        async with open_mesh(_near_config("near", seed_port), agents=[_Caller],
-                             env_file=None, environ={}) as near:
+        async with open_mesh(
+            _near_config("near", seed_port), agents=[_Caller], env_file=None, environ={}
+        ) as near:
             with trio.fail_after(10):
                 await _discoverable(near, "sink")
             peers = near.agents[0].peers
@@ -426,8 +477,14 @@ def run(quick: bool) -> list[Result]:
         return median([r[key] for r in runs_])
 
     results += [
-        Result("raw pyzmq echo, sequential", raw_seq, "req/s", "baseline", True,
-               f"p50 {raw_p50:.0f} µs"),
+        Result(
+            "raw pyzmq echo, sequential",
+            raw_seq,
+            "req/s",
+            "baseline",
+            True,
+            f"p50 {raw_p50:.0f} µs",
+        ),
         Result("raw pyzmq echo, 64 in flight", raw_conc, "req/s", "baseline", True),
     ]
     for label, figures in (("bridge echo", bridge_runs), ("PeerClient", mesh_runs)):
@@ -437,19 +494,48 @@ def run(quick: bool) -> list[Result]:
         failed = max(f.get("seq_failures", 0) + f.get("conc_failures", 0) for f in figures)
         what = "request" if label == "PeerClient" else "echo"
         results += [
-            Result(f"{label}: sequential {what}s", seq, "req/s", ">= 5,000", seq >= 5000,
-                   f"{seq / raw_seq:.0%} of raw; {failed:.0f} failed"),
-            Result(f"{label}: sequential p50", p50, "µs", "<= 200", p50 <= 200,
-                   f"{p50 / raw_p50:.1f}x raw p50"),
-            Result(f"{label}: 64 concurrent requesters", conc, "req/s", ">= 20,000",
-                   conc >= 20_000, f"{conc / raw_conc:.0%} of raw 64 in flight"),
-            Result(f"{label}: one-way stream", stream, "msg/s", ">= 100,000, 0 lost",
-                   stream >= 100_000 and lost == 0,
-                   f"{lost:.0f} lost of {stream_n}, counted at the receiver"),
+            Result(
+                f"{label}: sequential {what}s",
+                seq,
+                "req/s",
+                ">= 5,000",
+                seq >= 5000,
+                f"{seq / raw_seq:.0%} of raw; {failed:.0f} failed",
+            ),
+            Result(
+                f"{label}: sequential p50",
+                p50,
+                "µs",
+                "<= 200",
+                p50 <= 200,
+                f"{p50 / raw_p50:.1f}x raw p50",
+            ),
+            Result(
+                f"{label}: 64 concurrent requesters",
+                conc,
+                "req/s",
+                ">= 20,000",
+                conc >= 20_000,
+                f"{conc / raw_conc:.0%} of raw 64 in flight",
+            ),
+            Result(
+                f"{label}: one-way stream",
+                stream,
+                "msg/s",
+                ">= 100,000, 0 lost",
+                stream >= 100_000 and lost == 0,
+                f"{lost:.0f} lost of {stream_n}, counted at the receiver",
+            ),
         ]
     start = fig(mesh_runs, "start_s")
     results.append(
-        Result("node start with one seed -> seed's agents discoverable", start, "s", "<= 1",
-               start <= 1.0, "in-process node, seed in another process")
+        Result(
+            "node start with one seed -> seed's agents discoverable",
+            start,
+            "s",
+            "<= 1",
+            start <= 1.0,
+            "in-process node, seed in another process",
+        )
     )
     return results

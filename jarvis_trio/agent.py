@@ -206,8 +206,9 @@ class Agent:
                 try:
                     await self.on_peer_notify(message)
                 except Exception:
-                    self._logger.warning("on_peer_notify failed for a message from %s",
-                                         message.sender, exc_info=True)
+                    self._logger.warning(
+                        "on_peer_notify failed for a message from %s", message.sender, exc_info=True
+                    )
             elif kind == REQUEST:
                 try:
                     reply = await self.on_peer_request(message)
@@ -241,8 +242,9 @@ class Agent:
             try:
                 await self.on_mailbox_message(item)
             except Exception:
-                self._logger.error("on_mailbox_message failed for %s", item.message_id,
-                                   exc_info=True)
+                self._logger.error(
+                    "on_mailbox_message failed for %s", item.message_id, exc_info=True
+                )
             except BaseException:
                 with trio.CancelScope(shield=True) as settle:
                     settle.deadline = trio.current_time() + _SETTLE_TIMEOUT

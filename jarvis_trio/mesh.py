@@ -163,9 +163,7 @@ class Mesh:
         return instance
 
     @trio_side
-    async def run_task(
-        self, target: str, task: Any, context: dict[str, Any] | None = None
-    ) -> Any:
+    async def run_task(self, target: str, task: Any, context: dict[str, Any] | None = None) -> Any:
         """Give ``task`` to a local task-style agent (by agent_id, or the first of a role)."""
         agent = self._agents.get(target)
         if agent is None:
@@ -295,7 +293,9 @@ class Mesh:
                         self._state = "running"
                         _log.info(
                             "node %s running: %d agent(s), %s mailboxes, blob storage in %s%s",
-                            self.node_id, len(self._agents), services.mailboxes.kind,
+                            self.node_id,
+                            len(self._agents),
+                            services.mailboxes.kind,
                             self.config.blob_storage_path,
                             ", p2p on" if self.config.p2p_enabled else "",
                         )
@@ -519,8 +519,10 @@ def _check_agent_class(cls: type[Agent]) -> None:
     if not isinstance(role, str) or not role.strip():
         raise AgentDefinitionError(f"{cls.__name__} has no role: set the class attribute `role`")
     caps = cls.capabilities
-    if isinstance(caps, str) or not isinstance(caps, Sequence) or not all(
-        isinstance(c, str) for c in caps
+    if (
+        isinstance(caps, str)
+        or not isinstance(caps, Sequence)
+        or not all(isinstance(c, str) for c in caps)
     ):
         raise AgentDefinitionError(f"{cls.__name__}.capabilities must be a list of strings")
     limit = cls.max_concurrency

@@ -136,9 +136,7 @@ class NexusClient:
     ) -> tuple[int, Any]:
         url = self.base_url + path
         try:
-            async with self._http.stream(
-                method, url, json=body, timeout=self._timeout
-            ) as response:
+            async with self._http.stream(method, url, json=body, timeout=self._timeout) as response:
                 raw = await read_limited(response, MAX_ANSWER_BYTES)
         except httpx.TimeoutException as error:
             raise NexusUnavailable(
@@ -154,9 +152,7 @@ class NexusClient:
             raise NexusProtocolError(f"Nexus {endpoint} answer is too large: {error}") from None
         status = response.status_code
         if status >= 500:
-            raise NexusUnavailable(
-                f"Nexus gateway {endpoint} answered {status}: {_snippet(raw)}"
-            )
+            raise NexusUnavailable(f"Nexus gateway {endpoint} answered {status}: {_snippet(raw)}")
         if not (200 <= status < 300 or status in accept):
             raise NexusProtocolError(
                 f"Nexus gateway {endpoint} answered {status} (expected 2xx): {_snippet(raw)}"

@@ -114,11 +114,19 @@ class AuthSettings:
     consent_handler: ConsentHandler | None = None
 
     def __post_init__(self) -> None:
-        for name in ("poll_interval", "consent_timeout", "failed_grace", "refresh_interval",
-                     "token_ttl", "http_timeout"):
+        for name in (
+            "poll_interval",
+            "consent_timeout",
+            "failed_grace",
+            "refresh_interval",
+            "token_ttl",
+            "http_timeout",
+        ):
             value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, int | float) or not (
-                value > 0 and math.isfinite(value)
+            if (
+                isinstance(value, bool)
+                or not isinstance(value, int | float)
+                or not (value > 0 and math.isfinite(value))
             ):
                 raise ValueError(f"AuthSettings.{name} must be a positive number, got {value!r}")
         for name in ("max_poll_errors", "max_connections", "max_response_bytes"):
@@ -275,16 +283,18 @@ class AuthenticationManager:
         return request.connection_id
 
     def _present(self, request: ConnectionRequest, provider: str, user: str) -> None:
-        prompt = ConsentPrompt(provider, request.connection_id, request.auth_url, user,
-                               request.reused)
+        prompt = ConsentPrompt(
+            provider, request.connection_id, request.auth_url, user, request.reused
+        )
         handler = self.settings.consent_handler
         if handler is not None:
             self._nursery.start_soon(self._run_handler, handler, prompt)
         else:
             state = "pending connection reused; " if request.reused else ""
             print(f"Nexus: {state}authorise {provider} by opening {request.auth_url}", flush=True)
-            log.info("Nexus consent for %s (%s): %s", provider, request.connection_id,
-                     request.auth_url)
+            log.info(
+                "Nexus consent for %s (%s): %s", provider, request.connection_id, request.auth_url
+            )
         if self.settings.open_browser:
             self._nursery.start_soon(self._open_browser, request.auth_url)
 
@@ -294,8 +304,7 @@ class AuthenticationManager:
             if inspect.isawaitable(outcome):
                 await outcome
         except Exception:
-            log.warning("Nexus consent handler failed for %s", prompt.connection_id,
-                        exc_info=True)
+            log.warning("Nexus consent handler failed for %s", prompt.connection_id, exc_info=True)
 
     async def _open_browser(self, url: str) -> None:
         opened = await trio.to_thread.run_sync(webbrowser.open, url)
@@ -318,8 +327,12 @@ class AuthenticationManager:
                     errors += 1
                     if errors >= settings.max_poll_errors:
                         raise
-                    log.warning("Nexus check-connection failed (%d of %d tolerated); retrying",
-                                errors, settings.max_poll_errors - 1, exc_info=True)
+                    log.warning(
+                        "Nexus check-connection failed (%d of %d tolerated); retrying",
+                        errors,
+                        settings.max_poll_errors - 1,
+                        exc_info=True,
+                    )
                     await trio.sleep(settings.poll_interval)
                     continue
                 if status == "ACTIVE":
@@ -355,8 +368,9 @@ class AuthenticationManager:
             evicted_key, (evicted_id, scope) = self._connections.popitem(last=False)
             scope.cancel()
             self._tokens.pop(evicted_id, None)
-            log.info("Nexus connection cache full: stopped watching %s (%s)", evicted_id,
-                     evicted_key[0])
+            log.info(
+                "Nexus connection cache full: stopped watching %s (%s)", evicted_id, evicted_key[0]
+            )
         scope = trio.CancelScope()
         self._connections[key] = (connection_id, scope)
         self._nursery.start_soon(self._watch, connection_id, scope)

@@ -317,9 +317,7 @@ class ClusterNode:
         payload = directory_payload(
             published_version(self.epoch, directory.version.value), directory.local_agents()
         )
-        reply = Envelope(
-            Kind.DIRECTORY, "", "", request.correlation_id, time.time(), None, payload
-        )
+        reply = Envelope(Kind.DIRECTORY, "", "", request.correlation_id, time.time(), None, payload)
         too_large: PayloadTooLarge | None = None
         try:
             frame = encode_envelope(reply, self.bridge.settings.max_frame)

@@ -36,10 +36,14 @@ def swim_config(config: MeshConfig) -> SwimConfig:
     """The LAN profile scaled to the configured period, with the configured probe timeout,
     indirect probes and datagram size: a short ``swim_period`` makes the whole protocol
     faster (suspicion, gossip, rejoin), not just the probe rate."""
-    return SwimConfig().with_period(config.swim_period).scaled(
-        probe_timeout=config.swim_probe_timeout,
-        indirect_probes=config.swim_indirect_probes,
-        max_datagram=config.swim_max_datagram,
+    return (
+        SwimConfig()
+        .with_period(config.swim_period)
+        .scaled(
+            probe_timeout=config.swim_probe_timeout,
+            indirect_probes=config.swim_indirect_probes,
+            max_datagram=config.swim_max_datagram,
+        )
     )
 
 
@@ -52,7 +56,10 @@ async def open_cluster(mesh: Mesh, config: MeshConfig) -> AsyncIterator[ClusterN
             "node %s is bound to %s without a cluster key: any host that reaches ports %d "
             "(SWIM) and %d (data) can join the mesh and message its agents; set "
             "JC_CLUSTER_KEY (cluster_key) on every node",
-            mesh.node_id, config.bind_host, config.bind_port, config.resolved_data_port,
+            mesh.node_id,
+            config.bind_host,
+            config.bind_port,
+            config.resolved_data_port,
         )
     keypair = generate_keypair() if config.cluster_key else None
     async with open_bridge(BridgeSettings.from_config(config, keypair)) as bridge:

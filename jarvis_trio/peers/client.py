@@ -296,7 +296,13 @@ class PeerClient:
             router.stats.request_failed += 1
             return None
         msg = IncomingMessage(
-            self._agent_id, router.node_id, REQUEST, data, request_id, time.time(), ctx,
+            self._agent_id,
+            router.node_id,
+            REQUEST,
+            data,
+            request_id,
+            time.time(),
+            ctx,
             info.agent_id,
         )
         return entry, msg, inbox, info
@@ -337,8 +343,14 @@ class PeerClient:
         ctx = checked_context(context) if context else {}
         router.check_size(data, ctx)
         reply = IncomingMessage(
-            self._agent_id, router.node_id, RESPONSE, data, message.correlation_id, time.time(),
-            ctx, message.sender,
+            self._agent_id,
+            router.node_id,
+            RESPONSE,
+            data,
+            message.correlation_id,
+            time.time(),
+            ctx,
+            message.sender,
         )
         if message.sender_node == router.node_id:  # same node: never blocks
             return router.pending.resolve(reply)
@@ -431,7 +443,13 @@ class PeerClient:
                 f"ask_async: {router.pending.limit} requests are already pending on this node"
             )
         msg = IncomingMessage(
-            self._agent_id, router.node_id, REQUEST, data, request_id, time.time(), ctx,
+            self._agent_id,
+            router.node_id,
+            REQUEST,
+            data,
+            request_id,
+            time.time(),
+            ctx,
             info.agent_id,
         )
         if inbox is not None:

@@ -43,7 +43,15 @@ class PendingEntry:
     """One request waiting for its response."""
 
     __slots__ = (
-        "deadline", "done", "event", "is_async", "key", "node_id", "reply", "table", "task",
+        "deadline",
+        "done",
+        "event",
+        "is_async",
+        "key",
+        "node_id",
+        "reply",
+        "table",
+        "task",
         "tick",
     )
 

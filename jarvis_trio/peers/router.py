@@ -131,7 +131,11 @@ class Router:
         return await remote.send(node_id, message)
 
     def submit_background(
-        self, info: PeerInfo, inbox: AgentInbox, message: IncomingMessage, deadline: float,
+        self,
+        info: PeerInfo,
+        inbox: AgentInbox,
+        message: IncomingMessage,
+        deadline: float,
         request_id: str,
     ) -> None:
         """Deliver an ``ask_async`` request into a full inbox from the node's nursery, so the

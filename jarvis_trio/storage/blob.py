@@ -307,9 +307,7 @@ def _link_first_free(tmp: Path, target: Path) -> Path:
         except FileExistsError:
             continue
         return candidate
-    raise StorageError(
-        f"blob name {target.name!r} and its {MAX_SIBLINGS} siblings are all taken"
-    )
+    raise StorageError(f"blob name {target.name!r} and its {MAX_SIBLINGS} siblings are all taken")
 
 
 def _fsync_dir(folder: Path) -> None:

@@ -293,8 +293,10 @@ class NexusGateway:
         return (409 if self.switches.conflict else 200), self._connection_answer(conn)
 
     def _connection_answer(self, conn: GatewayConnection) -> dict[str, Any]:
-        return {"connection_id": conn.connection_id,
-                "authUrl": f"{self.url}/consent/{conn.connection_id}"}
+        return {
+            "connection_id": conn.connection_id,
+            "authUrl": f"{self.url}/consent/{conn.connection_id}",
+        }
 
     def _check(self, conn: GatewayConnection) -> tuple[int, dict[str, Any]]:
         settings = self.provider(conn.provider)
@@ -457,10 +459,13 @@ async def _read_request(conn: h11.Connection, stream: trio.SocketStream) -> _Req
             if received > MAX_BODY:
                 return 413
             target = urlsplit(head.target.decode("ascii", errors="replace"))
-            headers = {name.decode("latin-1").lower(): value.decode("latin-1")
-                       for name, value in head.headers}
-            return _Request(head.method.decode("ascii"), target.path, target.query,
-                            headers, bytes(body))
+            headers = {
+                name.decode("latin-1").lower(): value.decode("latin-1")
+                for name, value in head.headers
+            }
+            return _Request(
+                head.method.decode("ascii"), target.path, target.query, headers, bytes(body)
+            )
         else:
             return None
 
@@ -469,11 +474,14 @@ async def _send_answer(conn: h11.Connection, stream: trio.SocketStream, answer: 
     status, content_type, body = answer
     if conn.our_state not in (h11.IDLE, h11.SEND_RESPONSE):
         return
-    head = h11.Response(status_code=status, headers=[
-        ("content-type", content_type),
-        ("content-length", str(len(body))),
-        ("server", "jarvis-trio-nexus-dev"),
-    ])
+    head = h11.Response(
+        status_code=status,
+        headers=[
+            ("content-type", content_type),
+            ("content-length", str(len(body))),
+            ("server", "jarvis-trio-nexus-dev"),
+        ],
+    )
     for event in (head, h11.Data(data=body), h11.EndOfMessage()):
         data = conn.send(event)
         if data:
@@ -490,8 +498,12 @@ def _malformed(kind: str, endpoint: str, status: int, payload: dict[str, Any]) -
     if kind == "not-object":
         return _json(status, [payload])
     broken = dict(payload)
-    key = {"request-connection": "connection_id", "check-connection": "status",
-           "token": "credentials", "refresh": "refreshed"}[endpoint]
+    key = {
+        "request-connection": "connection_id",
+        "check-connection": "status",
+        "token": "credentials",
+        "refresh": "refreshed",
+    }[endpoint]
     if kind == "missing-field":
         broken.pop(key, None)
     elif kind == "wrong-type":
@@ -585,22 +597,45 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, default=8765)
     parser.add_argument("--strategy", choices=STRATEGIES, default="oauth2")
-    parser.add_argument("--outcome", choices=OUTCOMES, default="ACTIVE",
-                        help="status a connection takes on consent")
-    parser.add_argument("--auto-consent-after", type=int, default=None, metavar="N",
-                        help="give consent by itself after N polls answered PENDING")
+    parser.add_argument(
+        "--outcome", choices=OUTCOMES, default="ACTIVE", help="status a connection takes on consent"
+    )
+    parser.add_argument(
+        "--auto-consent-after",
+        type=int,
+        default=None,
+        metavar="N",
+        help="give consent by itself after N polls answered PENDING",
+    )
     parser.add_argument("--token-ttl", type=float, default=3600.0, metavar="SECONDS")
-    parser.add_argument("--delay", type=float, default=0.0, metavar="SECONDS",
-                        help="wait this long before answering each /v1 call")
-    parser.add_argument("--error-status", type=int, default=None, metavar="CODE",
-                        help="answer every /v1 call with this HTTP status")
-    parser.add_argument("--conflict", action="store_true",
-                        help="answer request-connection with 409")
-    parser.add_argument("--malformed", action="append", default=[], metavar="ENDPOINT=KIND",
-                        help=f"kinds: {', '.join(MALFORMED_KINDS)}")
+    parser.add_argument(
+        "--delay",
+        type=float,
+        default=0.0,
+        metavar="SECONDS",
+        help="wait this long before answering each /v1 call",
+    )
+    parser.add_argument(
+        "--error-status",
+        type=int,
+        default=None,
+        metavar="CODE",
+        help="answer every /v1 call with this HTTP status",
+    )
+    parser.add_argument(
+        "--conflict", action="store_true", help="answer request-connection with 409"
+    )
+    parser.add_argument(
+        "--malformed",
+        action="append",
+        default=[],
+        metavar="ENDPOINT=KIND",
+        help=f"kinds: {', '.join(MALFORMED_KINDS)}",
+    )
     args = parser.parse_args(argv)
-    gateway = NexusGateway(ProviderSettings(args.strategy, args.outcome,
-                                            args.auto_consent_after, args.token_ttl))
+    gateway = NexusGateway(
+        ProviderSettings(args.strategy, args.outcome, args.auto_consent_after, args.token_ttl)
+    )
     gateway.switches.delay = args.delay
     gateway.switches.error_status = args.error_status
     gateway.switches.conflict = args.conflict
@@ -614,8 +649,11 @@ def main(argv: list[str] | None = None) -> None:
     async def run() -> None:
         async with trio.open_nursery() as nursery:
             url = await nursery.start(gateway.serve, args.host, args.port)
-            print(f"Nexus development gateway on {url} (NEXUS_GATEWAY_URL={url}); "
-                  f"provider echo at {url}/echo", flush=True)
+            print(
+                f"Nexus development gateway on {url} (NEXUS_GATEWAY_URL={url}); "
+                f"provider echo at {url}/echo",
+                flush=True,
+            )
 
     try:
         trio.run(run)

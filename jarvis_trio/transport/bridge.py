@@ -100,8 +100,15 @@ class BridgeSettings:
             )
         if not 0 <= self.port <= 65535:
             raise ValueError(f"port {self.port}: expected 0 to 65535")
-        for name in ("max_frame", "pack_limit", "peer_credits", "inbox_capacity", "batch",
-                     "sndhwm", "rcvhwm"):
+        for name in (
+            "max_frame",
+            "pack_limit",
+            "peer_credits",
+            "inbox_capacity",
+            "batch",
+            "sndhwm",
+            "rcvhwm",
+        ):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} {getattr(self, name)}: expected a positive number")
         for name in ("linger", "stop_timeout", "start_timeout", "reconnect_ivl"):

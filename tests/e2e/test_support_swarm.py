@@ -133,7 +133,11 @@ def test_two_escalations_in_one_second_are_both_kept(tmp_path: Path) -> None:
 
 def distributed(tmp_path: Path, redis: RedisServer, *args: str) -> subprocess.CompletedProcess[str]:
     return run_example(
-        tmp_path, "--distributed", "--nexus-dev", *args, env=clean_env(REDIS_URL=redis.url),
+        tmp_path,
+        "--distributed",
+        "--nexus-dev",
+        *args,
+        env=clean_env(REDIS_URL=redis.url),
         timeout=90,
     )
 
@@ -162,12 +166,16 @@ def test_killing_billing_reroutes_its_query(tmp_path: Path, redis_server: RedisS
 def test_scout_example(tmp_path: Path) -> None:
     scout = EXAMPLE.parent / "scout.py"
     result = subprocess.run(
-        [sys.executable, str(scout)], cwd=tmp_path, env=clean_env(), capture_output=True,
-        text=True, timeout=60, check=False,
+        [sys.executable, str(scout)],
+        cwd=tmp_path,
+        env=clean_env(),
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
     )
     output = result.stdout + result.stderr
     assert result.returncode == 0, output
     assert "analyst received data_ready" in output
     assert "validation" in output
     assert error_lines(output) == []
-

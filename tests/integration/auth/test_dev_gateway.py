@@ -27,8 +27,12 @@ async def gw() -> AsyncIterator[NexusGateway]:
 
 
 def request_body(**overrides: object) -> dict[str, object]:
-    body: dict[str, object] = {"user_id": str(uuid.uuid4()), "provider_name": "github",
-                               "scopes": ["repo"], "return_url": "about:blank"}
+    body: dict[str, object] = {
+        "user_id": str(uuid.uuid4()),
+        "provider_name": "github",
+        "scopes": ["repo"],
+        "return_url": "about:blank",
+    }
     body.update(overrides)
     return body
 
@@ -116,8 +120,9 @@ async def test_provider_settings_choose_strategy_and_outcome(gw: NexusGateway) -
     gw.provider("stripe").strategy = "api_key"
     gw.provider("stripe").auto_consent_after = 0
     async with httpx.AsyncClient(base_url=gw.url) as client:
-        cid = (await client.post("/v1/request-connection",
-                                 json=request_body(provider_name="stripe"))).json()["connection_id"]
+        cid = (
+            await client.post("/v1/request-connection", json=request_body(provider_name="stripe"))
+        ).json()["connection_id"]
         assert (await client.get(f"/v1/check-connection/{cid}")).json()["status"] == "ACTIVE"
         token = (await client.get(f"/v1/token/{cid}")).json()
     assert token["type"] == "api_key"
@@ -131,8 +136,17 @@ async def test_provider_settings_choose_strategy_and_outcome(gw: NexusGateway) -
 async def test_command_line_serves_until_stopped() -> None:
     port = free_port()
     process = await trio.lowlevel.open_process(
-        [sys.executable, "-m", "jarvis_trio.testing.nexus_gateway", "--port", str(port),
-         "--strategy", "api_key", "--auto-consent-after", "0"],
+        [
+            sys.executable,
+            "-m",
+            "jarvis_trio.testing.nexus_gateway",
+            "--port",
+            str(port),
+            "--strategy",
+            "api_key",
+            "--auto-consent-after",
+            "0",
+        ],
         stdout=subprocess.PIPE,
     )
     try:
@@ -147,7 +161,8 @@ async def test_command_line_serves_until_stopped() -> None:
         assert url.encode() in banner
         async with httpx.AsyncClient(base_url=url) as client:
             cid = (await client.post("/v1/request-connection", json=request_body())).json()[
-                "connection_id"]
+                "connection_id"
+            ]
             assert (await client.get(f"/v1/check-connection/{cid}")).json()["status"] == "ACTIVE"
             assert (await client.get(f"/v1/token/{cid}")).json()["type"] == "api_key"
     finally:
@@ -177,7 +192,8 @@ async def test_an_internal_error_is_a_500_and_the_server_keeps_serving(
 
     async with httpx.AsyncClient(base_url=gw.url) as client:
         cid = (await client.post("/v1/request-connection", json=request_body())).json()[
-            "connection_id"]
+            "connection_id"
+        ]
         monkeypatch.setattr(gw, "_check", broken)
         failed = await client.get(f"/v1/check-connection/{cid}")
         assert failed.status_code == 500

@@ -39,8 +39,12 @@ async def test_scripted_call_from_main_like_the_seed(tmp_path: Path) -> None:
     # consent after 0 polls: the default 2 s poll interval is never waited for
     async with (
         serve_nexus_gateway(auto_consent_after=0) as gw,
-        open_mesh(mesh_config(gw, tmp_path), agents=[TechnicalAgent, BillingAgent],
-                  environ={}, env_file=None) as mesh,
+        open_mesh(
+            mesh_config(gw, tmp_path),
+            agents=[TechnicalAgent, BillingAgent],
+            environ={},
+            env_file=None,
+        ) as mesh,
     ):
         technical = next(a for a in mesh.agents if isinstance(a, TechnicalAgent))
         billing = next(a for a in mesh.agents if isinstance(a, BillingAgent))
@@ -67,7 +71,8 @@ async def test_plain_string_id_inside_an_agent_task_finds_the_manager(tmp_path: 
 
     async with serve_nexus_gateway(auto_consent_after=0) as gw:
         with trio.fail_after(10):
-            async with open_mesh(mesh_config(gw, tmp_path), agents=[Caller],
-                                 environ={}, env_file=None):
+            async with open_mesh(
+                mesh_config(gw, tmp_path), agents=[Caller], environ={}, env_file=None
+            ):
                 pass
     assert [r["status_code"] for r in seen] == [200]

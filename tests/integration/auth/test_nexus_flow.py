@@ -70,8 +70,11 @@ def user_opens_link() -> Any:
 
 @pytest.mark.parametrize(
     ("strategy", "header", "scheme"),
-    [("oauth2", "Authorization", "bearer"), ("api_key", "X-Api-Key", "api_key"),
-     ("basic_auth", "Authorization", "basic")],
+    [
+        ("oauth2", "Authorization", "bearer"),
+        ("api_key", "X-Api-Key", "api_key"),
+        ("basic_auth", "Authorization", "basic"),
+    ],
 )
 async def test_full_flow_for_each_strategy(strategy: str, header: str, scheme: str) -> None:
     handler = user_opens_link()
@@ -223,10 +226,12 @@ async def test_http_error_status_is_returned_not_raised(gw: NexusGateway) -> Non
             missing = await proxy.put(gw.url + "/echo/status/404", content=b"abc")
             failing = await proxy.call("PATCH", gw.url + "/echo/status/503")
             page = await proxy.get(gw.url + "/health/none")
-    assert (missing["ok"], missing["status_code"], missing["body"]["body_bytes"]) == (
-        False, 404, 3)
+    assert (missing["ok"], missing["status_code"], missing["body"]["body_bytes"]) == (False, 404, 3)
     assert (failing["ok"], failing["status_code"], failing["body"]["method"]) == (
-        False, 503, "PATCH")
+        False,
+        503,
+        "PATCH",
+    )
     assert page["status_code"] == 404
 
 
@@ -296,8 +301,9 @@ async def test_failed_that_recovers_within_the_grace_succeeds(gw: NexusGateway) 
 
                 nursery.start_soon(call)
                 await gw.wait_for(
-                    lambda: any(c.status == "FAILED" and c.polls >= 4
-                                for c in gw.connections.values())
+                    lambda: any(
+                        c.status == "FAILED" and c.polls >= 4 for c in gw.connections.values()
+                    )
                 )
                 (cid,) = gw.connections
                 gw.set_status(cid, "ACTIVE")
@@ -323,9 +329,15 @@ async def test_attention_keeps_polling_until_the_timeout(gw: NexusGateway) -> No
 async def test_409_reuses_the_pending_connection(gw: NexusGateway) -> None:
     gw.default.auto_consent_after = 1
     async with httpx.AsyncClient() as client:
-        pending = await client.post(gw.url + "/v1/request-connection", json={
-            "user_id": normalize_user_id(USER), "provider_name": "github",
-            "scopes": [], "return_url": "about:blank"})
+        pending = await client.post(
+            gw.url + "/v1/request-connection",
+            json={
+                "user_id": normalize_user_id(USER),
+                "provider_name": "github",
+                "scopes": [],
+                "return_url": "about:blank",
+            },
+        )
     assert pending.status_code == 200
     handler = user_opens_link()
     async with manager_for(gw.url, consent_handler=handler) as manager:

@@ -69,8 +69,7 @@ async def main(args: argparse.Namespace) -> None:
         async for line in stdin:
             words = line.split()
             if words[:1] == ["ASK"]:
-                reply = await caller.peers.request(words[1], {"from_process": args.name},
-                                                   timeout=5)
+                reply = await caller.peers.request(words[1], {"from_process": args.name}, timeout=5)
                 print(f"REPLY {json.dumps(reply)}", flush=True)
             elif words[:1] == ["WAIT"]:
                 wanted = int(words[1])

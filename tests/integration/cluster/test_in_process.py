@@ -408,9 +408,10 @@ async def test_a_payload_at_the_size_limit_crosses_nodes_and_one_byte_more_is_re
     limit = 4096
     at_limit = {"blob": "x" * (limit - len('{"blob":""}'))}
     with trio.fail_after(10):
-        async with start_node("b", agents=[Echo], max_message_size=limit) as b, start_node(
-            "a", agents=[Caller], seed_nodes=seed_of(b), max_message_size=limit
-        ) as a:
+        async with (
+            start_node("b", agents=[Echo], max_message_size=limit) as b,
+            start_node("a", agents=[Caller], seed_nodes=seed_of(b), max_message_size=limit) as a,
+        ):
             await wait_discoverable(a, nodes=1, agents=1)
             peers = a.agents[0].peers
             assert await peers.notify("echo", at_limit) is True

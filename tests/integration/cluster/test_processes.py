@@ -57,13 +57,9 @@ class NodeProcess:
 
 
 @asynccontextmanager
-async def node_process(
-    tmp_path: Path, name: str, *extra: str
-) -> AsyncIterator[NodeProcess]:
+async def node_process(tmp_path: Path, name: str, *extra: str) -> AsyncIterator[NodeProcess]:
     argv = [sys.executable, str(SCRIPT), name, "--blob", str(tmp_path / f"blob-{name}"), *extra]
-    process = await trio.lowlevel.open_process(
-        argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE
-    )
+    process = await trio.lowlevel.open_process(argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE)
     node = NodeProcess(process, tmp_path)
     try:
         words = (await node.line()).split()
@@ -141,8 +137,9 @@ async def test_kill_9_evicts_the_node_and_fails_its_pending_requests(
                 async with trio.open_nursery() as nursery:
 
                     async def hanging() -> None:
-                        outcome.append(await peers.request(victim.echo_id, {"hang": True},
-                                                           timeout=60))
+                        outcome.append(
+                            await peers.request(victim.echo_id, {"hang": True}, timeout=60)
+                        )
 
                     nursery.start_soon(hanging)
                     await trio.testing.wait_all_tasks_blocked()

@@ -82,8 +82,9 @@ async def test_frames_flow_both_ways_in_order_with_the_sender_node() -> None:
 async def test_envelopes_round_trip_and_undecodable_frames_are_counted() -> None:
     with trio.fail_after(10):
         async with linked() as (a, b):
-            envelope = Envelope(Kind.NOTIFY, "agent-x", "agent-y", None, 1.0,
-                                {"c": 1}, {"d": [1, 2]})
+            envelope = Envelope(
+                Kind.NOTIFY, "agent-x", "agent-y", None, 1.0, {"c": 1}, {"d": [1, 2]}
+            )
             await a.send("node-b", b"\x01garbage")
             await a.send_envelope("node-b", envelope)
             assert await b.receive_envelopes() == [("node-a", envelope)]

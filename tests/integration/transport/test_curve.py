@@ -18,8 +18,9 @@ async def secured(name: str, keys: KeyPair) -> AsyncIterator[Bridge]:
         yield bridge
 
 
-def handshake_outcome(port: int, keys: KeyPair | None, server_key: bytes | None,
-                      payload: bytes) -> int:
+def handshake_outcome(
+    port: int, keys: KeyPair | None, server_key: bytes | None, payload: bytes
+) -> int:
     """Connect a raw DEALER (with ``keys``, or none), send ``payload`` and return the first
     handshake event its monitor reports: success or which failure."""
     ctx = zmq.Context()
@@ -73,9 +74,7 @@ async def test_a_plain_client_without_keys_is_refused() -> None:
     with trio.fail_after(15):
         async with secured("node-b", kb) as b, secured("node-a", ka) as a:
             b.set_members({ka.public: "node-a"})
-            event = await trio.to_thread.run_sync(
-                handshake_outcome, b.port, None, None, b"forged"
-            )
+            event = await trio.to_thread.run_sync(handshake_outcome, b.port, None, None, b"forged")
             assert event != zmq.EVENT_HANDSHAKE_SUCCEEDED
             # the next frame b receives is the member's, not the forged one
             a.connect("node-b", "127.0.0.1", b.port, kb.public)

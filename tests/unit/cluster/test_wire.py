@@ -89,8 +89,10 @@ def test_directory_payload_round_trips() -> None:
         ({"version": -1, "agents": []}, "64-bit"),
         ({"version": 1, "agents": [{"agent_id": "", "role": "r"}]}, "bad id or role"),
         ({"version": 1, "agents": [{"agent_id": "a", "role": ""}]}, "bad id or role"),
-        ({"version": 1, "agents": [{"agent_id": "a", "role": "r", "capabilities": [3]}]},
-         "malformed"),
+        (
+            {"version": 1, "agents": [{"agent_id": "a", "role": "r", "capabilities": [3]}]},
+            "malformed",
+        ),
         ({"version": 1, "agents": [{"agent_id": "a", "role": "r"}] * 2}, "malformed"),
         ({"version": 1, "agents": [{"agent_id": "a" * 2000, "role": "r"}]}, "bad id"),
     ],

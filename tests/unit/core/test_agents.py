@@ -160,8 +160,9 @@ async def test_a_raising_notify_handler_keeps_the_agent_serving(make_mesh: MeshF
 
 
 @pytest.mark.parametrize("limit", [1, 3])
-async def test_max_concurrency(make_mesh: MeshFactory, limit: int,
-                               autojump_clock: trio.abc.Clock) -> None:
+async def test_max_concurrency(
+    make_mesh: MeshFactory, limit: int, autojump_clock: trio.abc.Clock
+) -> None:
     state = {"now": 0, "peak": 0}
 
     class Worker(CustomAgent):
@@ -201,7 +202,8 @@ class Scout(CustomAgent):
 
     async def run(self, task: str, context: dict[str, Any]) -> dict[str, Any]:  # type: ignore[override]
         await self.peers.notify(
-            "analyst", {"event": "data_ready", "data": task},
+            "analyst",
+            {"event": "data_ready", "data": task},
             context={"mission_id": context.get("mission_id")},
         )
         peer_scout = self.peers.discover_one(role="scout", strategy="random")
@@ -228,8 +230,10 @@ async def test_task_style_run_with_the_inbox_still_served(make_mesh: MeshFactory
         await mesh.start_agent(Scout)
         result = await s1.execute_task("signals", context={"mission_id": "m1"})
         assert result == {"status": "complete", "data": "signals"}
-        assert await mesh.run_task("scout", "junk") == {"status": "rejected",
-                                                         "feedback": "try again"}
+        assert await mesh.run_task("scout", "junk") == {
+            "status": "rejected",
+            "feedback": "try again",
+        }
         note = await listener.peers.receive(timeout=0)
         assert note is not None and note.context == {"mission_id": "m1"}
         with pytest.raises(MeshError, match="no task entry point"):

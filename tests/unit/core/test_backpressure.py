@@ -142,8 +142,9 @@ async def test_inbound_waiting_applies_bounded_backpressure(
         receiver = await mesh.start_agent(Idle)
 
         def inbound(n: int) -> IncomingMessage:
-            return IncomingMessage("far-1", "node-b", NOTIFY, {"n": n}, None, 0.0, {},
-                                   receiver.agent_id)
+            return IncomingMessage(
+                "far-1", "node-b", NOTIFY, {"n": n}, None, 0.0, {}, receiver.agent_id
+            )
 
         assert await mesh.deliver_inbound_waiting(inbound(1), timeout=1)
         start = trio.current_time()

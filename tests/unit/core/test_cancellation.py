@@ -112,8 +112,7 @@ async def check_invariants(mesh: Mesh, caller: Agent, tasks_before: int) -> None
 
 
 @pytest.mark.parametrize("server", [Counting, Manual])
-async def test_request_cancelled_at_every_step(make_mesh: MeshFactory,
-                                               server: type[Any]) -> None:
+async def test_request_cancelled_at_every_step(make_mesh: MeshFactory, server: type[Any]) -> None:
     server.handled = 0
     async with make_mesh() as mesh:
         caller = await mesh.start_agent(Idle)

@@ -69,8 +69,10 @@ async def test_discover_round_robin_rotates(make_mesh: MeshFactory) -> None:
     async with make_mesh() as mesh:
         caller = await mesh.start_agent(Idle)
         ids = [(await mesh.start_agent(Analyst)).agent_id for _ in range(3)]
-        firsts = [caller.peers.discover(role="analyst", strategy="round_robin")[0].agent_id
-                  for _ in range(6)]
+        firsts = [
+            caller.peers.discover(role="analyst", strategy="round_robin")[0].agent_id
+            for _ in range(6)
+        ]
         assert firsts == ids + ids
 
 
@@ -78,9 +80,10 @@ async def test_discover_random_uses_the_node_rng(make_mesh: MeshFactory) -> None
     async with make_mesh() as mesh:
         caller = await mesh.start_agent(Idle)
         ids = [(await mesh.start_agent(Analyst)).agent_id for _ in range(6)]
-        orders = {tuple(p.agent_id for p in caller.peers.discover(role="analyst",
-                                                                  strategy="random"))
-                  for _ in range(20)}
+        orders = {
+            tuple(p.agent_id for p in caller.peers.discover(role="analyst", strategy="random"))
+            for _ in range(20)
+        }
         assert all(sorted(order) == sorted(ids) for order in orders)
         assert len(orders) > 1
 
@@ -155,7 +158,9 @@ async def test_notify_by_role_and_by_id(make_mesh: MeshFactory) -> None:
         message = await receiver.peers.receive(timeout=0)
         assert message is not None
         assert (message.sender, message.sender_node, message.type) == (
-            sender.agent_id, "test-node", "notify"
+            sender.agent_id,
+            "test-node",
+            "notify",
         )
         assert message.is_notify and not message.is_request
         assert message.data == {"n": 1} and message.context == {"m": "x"}
@@ -252,9 +257,11 @@ async def test_respond_propagates_context_unless_overridden(make_mesh: MeshFacto
         async with trio.open_nursery() as nursery:
 
             async def ask(n: int) -> None:
-                replies.append(await caller.peers.request_message(
-                    server.agent_id, {"n": n}, context={"mission_id": "abc123"}
-                ))
+                replies.append(
+                    await caller.peers.request_message(
+                        server.agent_id, {"n": n}, context={"mission_id": "abc123"}
+                    )
+                )
 
             nursery.start_soon(ask, 1)
             first = await server.peers.receive()
@@ -471,7 +478,9 @@ async def test_record_peer_usage_feeds_least_recent(make_mesh: MeshFactory) -> N
         peers.record_peer_usage(ids[0])
         peers.record_peer_usage(ids[2])
         assert [p.agent_id for p in peers.discover(role="analyst", strategy="least_recent")] == [
-            ids[1], ids[0], ids[2]
+            ids[1],
+            ids[0],
+            ids[2],
         ]
 
 

@@ -73,8 +73,11 @@ async def test_request_across_nodes_and_respond_by_return_path(make_mesh: MeshFa
         reply = await caller.peers.request_message("echo", {"q": 1}, context={"m": "x"})
         assert reply is not None
         assert reply.data == {"echo": {"q": 1}, "from": caller.agent_id}
-        assert (reply.sender, reply.sender_node, reply.context) == (echo.agent_id, "node-b",
-                                                                    {"m": "x"})
+        assert (reply.sender, reply.sender_node, reply.context) == (
+            echo.agent_id,
+            "node-b",
+            {"m": "x"},
+        )
         assert route.sent == 2
 
 
@@ -131,8 +134,9 @@ async def test_node_failed_releases_every_waiter_at_once(
             for n in range(3):
 
                 async def ask(n: int = n) -> None:
-                    outcomes.append(await caller.peers.request(silent.agent_id, {"q": n},
-                                                               timeout=60))
+                    outcomes.append(
+                        await caller.peers.request(silent.agent_id, {"q": n}, timeout=60)
+                    )
 
                 nursery.start_soon(ask)
             await trio.sleep(1)

@@ -48,8 +48,9 @@ class Analyst(CustomAgent):
         return {"answer": f"{self.agent_id}: {message.data['question']}"}
 
 
-async def test_async_request_pattern(make_mesh: MeshFactory,
-                                     autojump_clock: trio.abc.Clock) -> None:
+async def test_async_request_pattern(
+    make_mesh: MeshFactory, autojump_clock: trio.abc.Clock
+) -> None:
     async with make_mesh() as mesh:
         agent = await mesh.start_agent(Idle)
         for _ in range(3):
@@ -96,7 +97,9 @@ async def test_receive_respond_snippet_with_context_propagation(make_mesh: MeshF
         agent = await mesh.start_agent(Idle)
         await mesh.start_agent(Scout)
         response = await agent.peers.request_message(
-            "scout", {"need": "clarification", "entity": "Entity_X"}, timeout=30,
+            "scout",
+            {"need": "clarification", "entity": "Entity_X"},
+            timeout=30,
             context={"mission_id": "abc123"},
         )
         assert response is not None
@@ -143,6 +146,7 @@ async def test_two_agents_sharing_a_role_under_broadcast(make_mesh: MeshFactory)
     async with make_mesh() as mesh:
         r1 = await mesh.start_agent(Reporter)
         r2 = await mesh.start_agent(Reporter)
+
         class Observer(CustomAgent):
             role = "observer"
 

@@ -15,8 +15,22 @@ from jarvis_trio.errors import StorageError, UnsafePathError
 from jarvis_trio.storage.blob import BlobStorage
 
 SEGMENTS = st.sampled_from(
-    ["a", "b.txt", ".", "..", "", "blob_storage_evil", "blob_storage", "\\", "\x00", "C:", "~",
-     ".blobtmp-x", "link", " "]
+    [
+        "a",
+        "b.txt",
+        ".",
+        "..",
+        "",
+        "blob_storage_evil",
+        "blob_storage",
+        "\\",
+        "\x00",
+        "C:",
+        "~",
+        ".blobtmp-x",
+        "link",
+        " ",
+    ]
 )
 PATHS = st.lists(SEGMENTS, min_size=0, max_size=6).map("/".join) | st.text(max_size=20)
 
@@ -25,8 +39,12 @@ def files_under(folder: Path) -> set[Path]:
     return {Path(d, f) for d, _, fs in os.walk(folder) for f in fs}
 
 
-@settings(max_examples=100, derandomize=True, deadline=None,
-          suppress_health_check=[HealthCheck.function_scoped_fixture])
+@settings(
+    max_examples=100,
+    derandomize=True,
+    deadline=None,
+    suppress_health_check=[HealthCheck.function_scoped_fixture],
+)
 @given(path=PATHS)
 def test_a_save_never_lands_outside_the_root(path: str) -> None:
     with tempfile.TemporaryDirectory() as tmp:

@@ -25,8 +25,9 @@ json_values = st.recursive(
     | st.integers(min_value=-(2**63), max_value=2**63 - 1)
     | st.floats(allow_nan=False, allow_infinity=False)
     | st.text(max_size=20),
-    lambda children: st.lists(children, max_size=5)
-    | st.dictionaries(st.text(max_size=10), children, max_size=5),
+    lambda children: (
+        st.lists(children, max_size=5) | st.dictionaries(st.text(max_size=10), children, max_size=5)
+    ),
     max_leaves=25,
 )
 
@@ -88,11 +89,11 @@ def test_unencodable_payload_is_a_payload_error() -> None:
     [
         (b"", "empty"),
         (bytes([WIRE_VERSION + 1]) + b"[]", "version"),
-        (b"\x01[9,\"\",\"\",null,1.0,null,1]", "enum"),
-        (b"\x01[2,\"\",\"\",null,1.0,[1],1]", "object"),
-        (b"\x01[2,\"\",\"\",null,1.0,null]", "malformed"),
-        (b"\x01{\"kind\":1}", "malformed"),
-        (b"\x01[2,\"\",\"\",null,1.0,null,1] trailing", "malformed"),
+        (b'\x01[9,"","",null,1.0,null,1]', "enum"),
+        (b'\x01[2,"","",null,1.0,[1],1]', "object"),
+        (b'\x01[2,"","",null,1.0,null]', "malformed"),
+        (b'\x01{"kind":1}', "malformed"),
+        (b'\x01[2,"","",null,1.0,null,1] trailing', "malformed"),
     ],
 )
 def test_malformed_frames_are_frame_errors(frame: bytes, reason: str) -> None:
@@ -148,8 +149,9 @@ def test_truncations_never_raise_anything_but_frame_error(envelope: Envelope, da
 @given(envelopes, st.data())
 def test_bit_flips_never_raise_anything_but_frame_error(envelope: Envelope, data: Any) -> None:
     frame = bytearray(encode_envelope(envelope, 1 << 20))
-    flips = data.draw(st.lists(st.integers(min_value=0, max_value=len(frame) * 8 - 1),
-                               min_size=1, max_size=4))
+    flips = data.draw(
+        st.lists(st.integers(min_value=0, max_value=len(frame) * 8 - 1), min_size=1, max_size=4)
+    )
     for bit in flips:
         frame[bit // 8] ^= 1 << (bit % 8)
     _decode_only_frame_errors(bytes(frame))

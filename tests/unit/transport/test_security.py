@@ -13,8 +13,13 @@ from jarvis_trio.transport.security import (
 )
 
 
-def request(key: bytes, *, mechanism: bytes = b"CURVE", domain: bytes = b"jarvis",
-            version: bytes = ZAP_VERSION) -> list[bytes]:
+def request(
+    key: bytes,
+    *,
+    mechanism: bytes = b"CURVE",
+    domain: bytes = b"jarvis",
+    version: bytes = ZAP_VERSION,
+) -> list[bytes]:
     return [version, b"7", domain, b"127.0.0.1", b"", mechanism, key]
 
 
