@@ -47,6 +47,7 @@ from .errors import (
 from .mailbox import MailboxSettings, open_mailbox_hub
 from .mesh import Mesh, open_mesh
 from .peers import IncomingMessage, NodeStats, PeerClient, PeerInfo, RemoteRoute
+from .peers.membership import ClusterEvent, EventStream, MemberInfo
 from .services import Mailbox, MailboxMessage
 from .storage.blob import BlobStorage
 from .storage.redis_store import RedisStore, StreamEntry, open_redis_store
@@ -75,6 +76,7 @@ __all__ = [
     "BlobNotFound",
     "BlobStorage",
     "BlobTooLarge",
+    "ClusterEvent",
     "ConfigError",
     "ConnectionId",
     "ConnectionNotActive",
@@ -82,6 +84,7 @@ __all__ = [
     "CustomAgent",
     "DuplicateAgentError",
     "EventKind",
+    "EventStream",
     "FrameError",
     "HostStopped",
     "IncomingMessage",
@@ -92,6 +95,7 @@ __all__ = [
     "MailboxMessage",
     "MailboxSettings",
     "Member",
+    "MemberInfo",
     "MemberState",
     "MembershipEvent",
     "Mesh",

@@ -39,6 +39,7 @@ from .peers.messages import NOTIFY, REQUEST, IncomingMessage, failure_reply
 if TYPE_CHECKING:
     from ._supervision import RestartPolicy
     from .peers.client import PeerClient
+    from .peers.directory import PeerInfo
     from .peers.inbox import AgentInbox
     from .services import Mailbox, MailboxMessage
 
@@ -133,6 +134,14 @@ class Agent:
 
     async def on_mailbox_message(self, message: MailboxMessage) -> None:
         """Handle a mailbox message. Override it and the default loop serves the mailbox."""
+
+    async def on_peer_joined(self, info: PeerInfo) -> None:
+        """A remote agent appeared (its node joined, or it was added there). Called by the
+        node's event task, one change at a time; the default does nothing."""
+
+    async def on_peer_left(self, info: PeerInfo, reason: str) -> None:
+        """A remote agent vanished; ``reason`` is ``left`` (its node left gracefully),
+        ``failed`` (its node was declared dead) or ``removed`` (its node still runs)."""
 
     @trio_side
     async def execute_task(self, task: Any, context: dict[str, Any] | None = None) -> Any:

@@ -29,6 +29,8 @@ import contextvars
 import importlib
 import logging
 import random
+import time
+from collections import deque
 from collections.abc import AsyncIterator, Mapping, Sequence
 from contextlib import AsyncExitStack, asynccontextmanager
 from types import TracebackType
@@ -46,6 +48,7 @@ from .errors import AgentCrashed, AgentDefinitionError, MeshError
 from .peers.client import PeerClient
 from .peers.directory import AgentDirectory, PeerInfo
 from .peers.inbox import AgentInbox
+from .peers.membership import DEFAULT_MAXLEN, ClusterEvent, EventHub, EventStream, MemberInfo
 from .peers.messages import IncomingMessage
 from .peers.pending import DEFAULT_MAX_PENDING
 from .peers.router import NodeStats, RemoteRoute, Router
@@ -57,6 +60,9 @@ if TYPE_CHECKING:  # the cross-node layer is imported only when p2p is enabled
 __all__ = ["Mesh", "open_mesh"]
 
 _log = logging.getLogger("jarvis_trio.mesh")
+# remote agents appearing or vanishing, waiting for the peer hooks to be called; beyond this
+# the oldest are dropped (counted in ``peer_hooks_dropped``): hooks are advisory
+MAX_PENDING_PEER_HOOKS = 1024
 # agent ids travel in every envelope; bounding them lets the data channel's frame limit be
 # the payload limit plus a fixed allowance (see transport.bridge.ENVELOPE_ALLOWANCE)
 MAX_AGENT_ID_LENGTH = 256
@@ -121,6 +127,14 @@ class Mesh:
         self._failure: BaseException | None = None
         self._exit_stack: AsyncExitStack | None = None
         self._started_ok = False
+        self._started_at = time.time()
+        self.events = EventHub()
+        self._peer_hooks: deque[tuple[str, PeerInfo, str | None]] = deque(
+            maxlen=MAX_PENDING_PEER_HOOKS
+        )
+        self._peer_hooks_wakeup = trio.lowlevel.ParkingLot()
+        self.peer_hooks_dropped = 0
+        self.router.directory.listener = self._agent_changed
 
     # -- agents -------------------------------------------------------------------------
 
@@ -280,6 +294,7 @@ class Mesh:
                     self.router.background = system
                     self.router.now = trio.lowlevel.current_clock().current_time
                     system.start_soon(self.router.pending.reap_forever)
+                    system.start_soon(self._dispatch_peer_hooks)
                     self.router.accepting = True
                     async with self._cluster(), trio.open_nursery() as agents:
                         self._agents_nursery = agents
@@ -308,6 +323,7 @@ class Mesh:
             self._begin_stopping()
             self._state = "stopped"
             self._agents_nursery = None
+            self.events.close()
             self._done.set()
         if self._failure is not None:
             raise self._failure
@@ -444,6 +460,93 @@ class Mesh:
         stack = self._exit_stack
         assert stack is not None
         return bool(await stack.__aexit__(exc_type, exc, tb))
+
+    # -- operating: membership, readiness, events ----------------------------------------
+
+    def members(self) -> list[MemberInfo]:
+        """A snapshot of the cluster as this node sees it (SWIM view), this node first.
+
+        Without P2P the node answers with itself alone.
+        """
+        cluster = self._cluster_node
+        if cluster is not None:
+            return cluster.members()
+        return [
+            MemberInfo(
+                name=self.node_id,
+                address=f"{self.config.bind_host}:{self.config.bind_port}",
+                data_port=0,
+                state="alive" if self._state in ("starting", "running") else "left",
+                incarnation=0,
+                agents=len(self._agents),
+                since=self._started_at,
+                local=True,
+            )
+        ]
+
+    def membership_events(
+        self, *, maxlen: int = DEFAULT_MAXLEN, agents: bool = False
+    ) -> EventStream:
+        """A bounded stream of what changes from now on: ``async with mesh.membership_events()
+        as events: async for event in events``.
+
+        Membership kinds: ``joined``, ``updated``, ``suspect``, ``failed``, ``left``,
+        ``rejoined``; with ``agents=True`` also ``agent_added`` / ``agent_removed`` (local and
+        remote agents). A consumer that falls behind loses the oldest events (never slowing
+        the protocol down) and then sees one ``lost`` event with the count. The stream ends
+        when the node stops.
+        """
+        return self.events.open(maxlen=maxlen, agents=agents)
+
+    @property
+    def joined(self) -> bool:
+        """True without P2P or seeds; with them, once another member was seen alive."""
+        cluster = self._cluster_node
+        if not self.config.p2p_enabled:
+            return True
+        return cluster is not None and cluster.joined
+
+    @property
+    def ready(self) -> bool:
+        """Every agent's ``setup()`` has finished and, with P2P and seeds, the node joined
+        (what ``/readyz`` answers)."""
+        return self._state == "running" and self.joined
+
+    def _agent_changed(self, kind: str, info: PeerInfo, reason: str | None) -> None:
+        self.events.publish(ClusterEvent(kind, time.time(), agent=info, reason=reason))
+        if info.location != "remote" or not self._hooked_agents():
+            return
+        if len(self._peer_hooks) == self._peer_hooks.maxlen:
+            self.peer_hooks_dropped += 1
+        self._peer_hooks.append((kind, info, reason))
+        self._peer_hooks_wakeup.unpark_all()
+
+    def _hooked_agents(self) -> list[Agent]:
+        return [
+            agent
+            for agent in self._agents.values()
+            if type(agent).on_peer_joined is not Agent.on_peer_joined
+            or type(agent).on_peer_left is not Agent.on_peer_left
+        ]
+
+    async def _dispatch_peer_hooks(self) -> None:
+        """Call ``on_peer_joined`` / ``on_peer_left`` of the local agents that define them, one
+        change at a time, in order; a hook that raises is logged and the others still run."""
+        queue = self._peer_hooks
+        while True:
+            while not queue:
+                await self._peer_hooks_wakeup.park()
+            kind, info, reason = queue.popleft()
+            for agent in self._hooked_agents():
+                if not agent._started:
+                    continue
+                try:
+                    if kind == "agent_added":
+                        await agent.on_peer_joined(info)
+                    else:
+                        await agent.on_peer_left(info, reason or "removed")
+                except Exception:
+                    agent._logger.exception("%s hook failed for %s", kind, info.agent_id)
 
     # -- for the cross-node layer -------------------------------------------------------
 

@@ -33,9 +33,11 @@ from trio_util import AsyncValue
 from .._sides import trio_side
 from ..errors import PayloadTooLarge, PeerUnavailable, TransportError
 from ..peers.directory import PeerInfo
+from ..peers.membership import ClusterEvent, EventHub, MemberInfo
 from ..peers.messages import RESPONSE, IncomingMessage
-from ..swim import Member, MemberState, Subscription, SwimNode
+from ..swim import Member, MembershipEvent, MemberState, Subscription, SwimNode
 from ..transport import Bridge, Envelope, Kind, encode_envelope
+from .tracker import MembershipTracker
 from .wire import (
     DirectoryError,
     directory_payload,
@@ -91,6 +93,8 @@ class ClusterNode:
         fetch_timeout: float,
         retry_min: float = 0.05,
         retry_max: float = 2.0,
+        events: EventHub | None = None,
+        seeded: bool = False,
     ) -> None:
         self.mesh = mesh
         self.bridge = bridge
@@ -107,6 +111,8 @@ class ClusterNode:
         self._nursery: trio.Nursery | None = None
         self.changes: AsyncValue[int] = AsyncValue(0)
         self._left = False
+        self.events = events if events is not None else EventHub()
+        self.tracker = MembershipTracker(swim.name, seeded=seeded)
         self._counters: dict[str, int] = {
             "inbound_malformed": 0,
             "inbound_waited": 0,
@@ -152,6 +158,28 @@ class ClusterNode:
         """Names of the other nodes currently alive or suspect."""
         return list(self._remotes)
 
+    @property
+    def joined(self) -> bool:
+        """True once another member has been seen alive (at once without seeds): the node
+        is part of a cluster, not alone with its seeds unanswered."""
+        return self.tracker.joined
+
+    def members(self) -> list[MemberInfo]:
+        """The SWIM view as public records, this node first."""
+        directory = self.mesh.directory
+        tracker = self.tracker
+        records = [
+            tracker.info(
+                member,
+                len(directory.local_agents())
+                if member.name == tracker.local
+                else directory.remote_count(member.name),
+            )
+            for member in self.swim.members()
+        ]
+        records.sort(key=lambda info: (not info.local, info.name))
+        return records
+
     @trio_side
     async def leave(self) -> None:
         """Leave the cluster gracefully (idempotent): peers drop this node's agents and fail
@@ -164,7 +192,7 @@ class ClusterNode:
         self._left = True
         await self.swim.leave()
         for name in list(self._remotes):  # we are out: nobody is reachable any more
-            self._down(name)
+            self._down(name, "left")
 
     @trio_side
     async def wait_until(self, predicate: Callable[[], bool]) -> None:
@@ -207,9 +235,29 @@ class ClusterNode:
     async def _watch(self, subscription: Subscription) -> None:
         async for event in subscription:
             if event.kind is None:  # we fell behind: re-read the whole view
-                self._reconcile(self.swim.members())
+                members = self.swim.members()
+                for missed in self.tracker.resync(members):
+                    self._publish(missed)
+                self._reconcile(members)
             else:
+                self._publish(event)
                 self._apply(event.member)
+
+    def _publish(self, event: MembershipEvent) -> None:
+        """Hand the public form of a SWIM event to the event hub (which never blocks)."""
+        kind = self.tracker.observe(event)
+        if kind is None:
+            return
+        member = event.member
+        info = self.tracker.info(member, self.mesh.directory.remote_count(member.name))
+        self.events.publish(ClusterEvent(kind, time.time(), info))
+        log.info(
+            "member %s %s (incarnation %d)",
+            member.name,
+            kind,
+            member.incarnation,
+            extra={"node": self.swim.name, "member": member.name},
+        )
 
     def _reconcile(self, members: Iterable[Member]) -> None:
         seen = set()
@@ -217,7 +265,7 @@ class ClusterNode:
             seen.add(member.name)
             self._apply(member)
         for name in [n for n in self._remotes if n not in seen]:
-            self._down(name)
+            self._down(name, "failed")
 
     def _apply(self, member: Member) -> None:
         if member.name == self.swim.name:
@@ -225,7 +273,7 @@ class ClusterNode:
         if member.state in _LIVE:
             self._up(member)
         else:
-            self._down(member.name)
+            self._down(member.name, "left" if member.state is MemberState.LEFT else "failed")
 
     def _up(self, member: Member) -> None:
         name, meta = member.name, member.meta
@@ -248,12 +296,12 @@ class ClusterNode:
         if self._curve and keys_changed:
             self._update_keys()
 
-    def _down(self, name: str) -> None:
+    def _down(self, name: str, reason: str) -> None:
         remote = self._remotes.pop(name, None)
         if remote is None:
             return
         remote.scope.cancel()
-        self.mesh.directory.drop_node(name)
+        self.mesh.directory.drop_node(name, reason)
         failed = self.mesh.node_failed(name)
         self.bridge.disconnect(name)
         for fetch in self._fetches.values():

@@ -83,6 +83,8 @@ async def open_cluster(mesh: Mesh, config: MeshConfig) -> AsyncIterator[ClusterN
             epoch=epoch,
             send_timeout=mesh.router.notify_timeout,
             fetch_timeout=min(2.0, max(0.25, 2 * config.swim_period)),
+            events=mesh.events,
+            seeded=bool(config.seed_nodes),
         )
         async with trio.open_nursery() as nursery:
             subscription = swim.subscribe()

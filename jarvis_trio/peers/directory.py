@@ -12,7 +12,7 @@ again; remote changes do not move it (they never need re-publishing).
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from types import MappingProxyType
 from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
@@ -24,7 +24,7 @@ from ..errors import DuplicateAgentError
 if TYPE_CHECKING:
     from collections.abc import Mapping
 
-__all__ = ["AgentDirectory", "PeerInfo"]
+__all__ = ["AgentDirectory", "AgentListener", "PeerInfo"]
 
 L = TypeVar("L")
 
@@ -53,6 +53,10 @@ class PeerInfo(msgspec.Struct, frozen=True):
         }
 
 
+AgentListener = Callable[[str, "PeerInfo", "str | None"], None]
+"""Called as ``listener(kind, info, reason)`` with ``kind`` ``agent_added`` or
+``agent_removed``; ``reason`` (removals) is ``left``, ``failed`` or ``removed``."""
+
 _FilterKey = tuple[str | None, str | None]
 _MAX_CACHED_FILTERS = 1024  # distinct (role, capability) answers kept; beyond it, start over
 
@@ -71,6 +75,9 @@ class AgentDirectory(Generic[L]):
         self.epoch = 0  # counts every change, local or remote (for callers' caches)
         # the same count, observable: lets callers wait for agents to appear or go
         self.changes: AsyncValue[int] = AsyncValue(0)
+        # told of every agent that appears or vanishes (the mesh's event hub and peer hooks);
+        # it must not block or raise
+        self.listener: AgentListener | None = None
 
     # -- local agents -------------------------------------------------------------------
 
@@ -80,11 +87,16 @@ class AgentDirectory(Generic[L]):
             raise DuplicateAgentError(f"agent_id {info.agent_id!r} is already registered")
         self._local[info.agent_id] = (info, route)
         self._changed(local=True)
+        if self.listener is not None:
+            self.listener("agent_added", info, None)
 
     def remove_local(self, agent_id: str) -> None:
         """Forget a local agent (no error when it is unknown)."""
-        if self._local.pop(agent_id, None) is not None:
+        found = self._local.pop(agent_id, None)
+        if found is not None:
             self._changed(local=True)
+            if self.listener is not None:
+                self.listener("agent_removed", found[0], "removed")
 
     def local_route(self, agent_id: str) -> L | None:
         """The route object of a local agent, or ``None``."""
@@ -97,8 +109,11 @@ class AgentDirectory(Generic[L]):
 
     # -- remote agents (fed by the cross-node layer) ------------------------------------
 
-    def set_remote_agents(self, node_id: str, agents: Iterable[PeerInfo]) -> None:
-        """Replace everything known about ``node_id``'s agents."""
+    def set_remote_agents(
+        self, node_id: str, agents: Iterable[PeerInfo], *, reason: str = "removed"
+    ) -> None:
+        """Replace everything known about ``node_id``'s agents; agents that vanish are
+        reported to the listener with ``reason``."""
         if node_id == self.node_id:
             raise ValueError(f"node {node_id!r} is this node; its agents are local")
         fresh = {
@@ -112,11 +127,23 @@ class AgentDirectory(Generic[L]):
             self._remote[node_id] = fresh
             self._remote_by_id.update(fresh)
         self._changed(local=False)
+        listener = self.listener
+        if listener is not None:
+            for agent_id, info in old.items():
+                if agent_id not in fresh:
+                    listener("agent_removed", info, reason)
+            for agent_id, info in fresh.items():
+                if agent_id not in old:
+                    listener("agent_added", info, None)
 
-    def drop_node(self, node_id: str) -> None:
-        """Forget every agent of a node that left or died."""
+    def drop_node(self, node_id: str, reason: str = "left") -> None:
+        """Forget every agent of a node that left (or, with ``reason="failed"``, died)."""
         if node_id in self._remote:
-            self.set_remote_agents(node_id, ())
+            self.set_remote_agents(node_id, (), reason=reason)
+
+    def remote_count(self, node_id: str) -> int:
+        """How many agents ``node_id`` runs, as far as this node knows."""
+        return len(self._remote.get(node_id, ()))
 
     def remote_nodes(self) -> list[str]:
         """Nodes whose agents are known."""
