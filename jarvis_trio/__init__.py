@@ -3,6 +3,17 @@
 Public names are re-exported here; every other module is private. Development helpers (a
 real redis-server on a free port, a development Nexus gateway) live in
 :mod:`jarvis_trio.testing`.
+
+Layers, bottom to top; a module imports only from its own layer or below, with no cycle
+(``tests/unit/test_layering.py`` enforces it, ``docs/architecture.md`` explains it)::
+
+    1 errors, config, payload, _sides    values, the exception tree, the asyncio/Trio sides
+    2 swim/ transport/ storage/ auth/     protocols and services that know nothing of agents;
+      mailbox/ services _redis compat/    compat/ is the Trio host an asyncio program borrows
+    3 peers/ cluster/                     routing between agents, on one node and across nodes
+    4 agent, _supervision                 what users subclass and how it is kept alive
+    5 mesh                                the composition root: builds and wires one node
+    6 testing/ (ops/, cli)                built on the whole runtime; this package's names
 """
 
 from ._supervision import DEFAULT_RESTART, NO_RESTART, RestartPolicy

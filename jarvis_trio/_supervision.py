@@ -13,18 +13,15 @@ from __future__ import annotations
 import logging
 import math
 import random
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
 
 import trio
 
 from .errors import AgentCrashed
+from .peers.inbox import AgentInbox
 
-if TYPE_CHECKING:
-    from .agent import Agent
-
-__all__ = ["DEFAULT_RESTART", "NO_RESTART", "RestartPolicy", "supervise"]
+__all__ = ["DEFAULT_RESTART", "NO_RESTART", "RestartPolicy", "Supervised", "supervise"]
 
 _log = logging.getLogger("jarvis_trio.supervision")
 
@@ -61,8 +58,23 @@ DEFAULT_RESTART = RestartPolicy()
 NO_RESTART = RestartPolicy(restart=False)
 
 
+@dataclass(frozen=True, slots=True)
+class Supervised:
+    """What supervision keeps alive: an agent's main loop and the inbox it serves.
+
+    ``receivers`` is how many tasks of ``main`` take messages from ``inbox`` at once (the
+    inbox uses it to tell a busy agent from an idle one when the node stops).
+    """
+
+    agent_id: str
+    role: str
+    main: Callable[[], Awaitable[None]]
+    inbox: AgentInbox
+    receivers: int
+
+
 async def supervise(
-    agent: Agent,
+    agent: Supervised,
     policy: RestartPolicy,
     rng: random.Random,
     on_fatal: Callable[[AgentCrashed], None],
@@ -73,9 +85,9 @@ async def supervise(
     fatal crash through ``on_fatal``. A ``run()`` that returns by itself leaves the agent
     registered and idle until the node stops.
     """
-    inbox = agent._inbox
-    main = agent._main_loop()
-    receivers = agent._receiver_count()
+    inbox = agent.inbox
+    main = agent.main
+    receivers = agent.receivers
     attempt = 0
     try:
         while not inbox.stopping:

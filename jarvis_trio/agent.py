@@ -33,15 +33,15 @@ from typing import TYPE_CHECKING, Any, ClassVar, cast
 import trio
 
 from ._sides import trio_side
+from ._supervision import RestartPolicy, Supervised
 from .errors import MeshError, PayloadError, PayloadTooLarge
 from .peers.messages import NOTIFY, REQUEST, IncomingMessage, failure_reply
 
 if TYPE_CHECKING:
-    from ._supervision import RestartPolicy
     from .peers.client import PeerClient
     from .peers.directory import PeerInfo
     from .peers.inbox import AgentInbox
-    from .services import Mailbox, MailboxMessage
+    from .services import Mailbox, MailboxMessage, NodeServices
 
 __all__ = ["Agent", "AgentLogger", "CustomAgent"]
 
@@ -86,7 +86,7 @@ class Agent:
         self._auth_manager = None
         self._logger = AgentLogger(logging.getLogger("jarvis_trio.agents"), {"agent_id": agent_id})
         self._peers: PeerClient | None = None
-        self._inbox_: AgentInbox | None = None
+        self._bound_inbox: AgentInbox | None = None
         self._started = False
         self._task_style = False
 
@@ -102,7 +102,7 @@ class Agent:
 
     @property
     def _inbox(self) -> AgentInbox:
-        inbox = self._inbox_
+        inbox = self._bound_inbox
         if inbox is None:
             raise MeshError(f"{type(self).__name__} is not added to a mesh")
         return inbox
@@ -157,6 +157,40 @@ class Agent:
         return await entry(task, {} if context is None else context)
 
     # -- the runtime's side -------------------------------------------------------------
+
+    def _bind(
+        self,
+        agent_id: str,
+        inbox: AgentInbox,
+        peers: PeerClient,
+        logger: logging.LoggerAdapter[logging.Logger],
+        *,
+        task_style: bool,
+    ) -> None:
+        """Registration: the agent's identity, inbox and :class:`PeerClient` (the agent is
+        discoverable from now on)."""
+        self.agent_id = agent_id
+        self._bound_inbox = inbox
+        self._peers = peers
+        self._logger = logger
+        self._task_style = task_style
+
+    def _inject(self, services: NodeServices) -> None:
+        """Before ``setup()``: what the node's services give this agent. The one place the
+        runtime writes the documented injected attributes."""
+        self.mailbox = services.mailboxes.mailbox_for(self.agent_id)
+        self._blob_storage = services.blob_storage
+        self._redis_store = services.redis_store
+        self._auth_manager = services.auth_manager if type(self).requires_auth else None
+
+    def _set_started(self, started: bool) -> None:
+        self._started = started
+
+    def _supervised(self) -> Supervised:
+        """The main loop supervision keeps alive, and the inbox it serves."""
+        return Supervised(
+            self.agent_id, self.role, self._main_loop(), self._inbox, self._receiver_count()
+        )
 
     def _uses_default_loop(self) -> bool:
         """True unless the class replaced ``run()`` by its own long-running loop (a task-style

@@ -17,16 +17,15 @@ waiting requester gets ``None`` at once, idle agents end at once, busy handlers 
 ``teardown()`` then runs shielded, bounded by the same grace period. ``stop()`` is
 idempotent.
 
-For the cross-node layer: :meth:`Mesh.attach_remote`, :attr:`Mesh.directory`
-(``set_remote_agents`` / ``drop_node`` / ``version``), :meth:`Mesh.deliver_inbound` and
-:meth:`Mesh.node_failed`. With ``p2p_enabled`` the node enters
-``jarvis_trio.cluster.open_cluster(node, config)`` for its lifetime.
+With ``p2p_enabled`` the node enters :func:`jarvis_trio.cluster.open_cluster` for its
+lifetime, handing it the node's router (the cluster installs itself as ``router.remote`` and
+keeps ``router.directory`` in step with the other nodes) and the callback that fails every
+request waiting on a node that died.
 """
 
 from __future__ import annotations
 
 import contextvars
-import importlib
 import logging
 import random
 import time
@@ -49,12 +48,11 @@ from .peers.client import PeerClient
 from .peers.directory import AgentDirectory, PeerInfo
 from .peers.inbox import AgentInbox
 from .peers.membership import DEFAULT_MAXLEN, ClusterEvent, EventHub, EventStream, MemberInfo
-from .peers.messages import IncomingMessage
 from .peers.pending import DEFAULT_MAX_PENDING
-from .peers.router import NodeStats, RemoteRoute, Router
+from .peers.router import NodeStats, Router
 from .services import NodeServices, open_node_services
 
-if TYPE_CHECKING:  # the cross-node layer is imported only when p2p is enabled
+if TYPE_CHECKING:  # the cross-node layer (and pyzmq) is imported only when p2p is enabled
     from .cluster import ClusterNode
 
 __all__ = ["Mesh", "open_mesh"]
@@ -210,11 +208,13 @@ class Mesh:
         inbox = AgentInbox(self.config.inbox_size)
         info = PeerInfo(chosen, cls.role, capabilities, cls.description, self.node_id)
         self.router.directory.add_local(info, inbox)  # raises DuplicateAgentError
-        instance.agent_id = chosen
-        instance._inbox_ = inbox
-        instance._peers = PeerClient(self.router, chosen, cls.role, inbox)
-        instance._logger = AgentLogger(logger, {"agent_id": chosen})
-        instance._task_style = task_style
+        instance._bind(
+            chosen,
+            inbox,
+            PeerClient(self.router, chosen, cls.role, inbox),
+            AgentLogger(logger, {"agent_id": chosen}),
+            task_style=task_style,
+        )
         self._agents[chosen] = instance
         return instance
 
@@ -239,10 +239,7 @@ class Mesh:
         inbox = agent._inbox
         self._running.value += 1
         try:
-            agent.mailbox = services.mailboxes.mailbox_for(agent.agent_id)
-            agent._blob_storage = services.blob_storage
-            agent._redis_store = services.redis_store
-            agent._auth_manager = services.auth_manager if type(agent).requires_auth else None
+            agent._inject(services)
             try:
                 await agent.setup()
             except Exception as exc:
@@ -253,14 +250,14 @@ class Mesh:
                 else:
                     agent._logger.exception("setup() failed; the agent is removed")
                 return
-            agent._started = True
+            agent._set_started(True)
             if batch is not None:
                 batch.done_one()
             task_status.started()
             policy = type(agent).restart_policy or self.restart_policy
-            await supervise(agent, policy, self._rng, self._fail)
+            await supervise(agent._supervised(), policy, self._rng, self._fail)
         finally:
-            agent._started = False
+            agent._set_started(False)
             inbox.request_stop()
             inbox.close()
             self.router.directory.remove_local(agent.agent_id)
@@ -333,8 +330,15 @@ class Mesh:
         if not self.config.p2p_enabled:
             yield
             return
-        cluster = importlib.import_module("jarvis_trio.cluster")
-        async with cluster.open_cluster(self, self.config) as node:
+        from .cluster import open_cluster  # here, so that a node without p2p never loads pyzmq
+
+        async with open_cluster(
+            self.config,
+            node_id=self.node_id,
+            router=self.router,
+            on_node_failed=self.router.pending.fail_node,
+            events=self.events,
+        ) as node:
             self._cluster_node = node
             try:
                 yield
@@ -548,7 +552,7 @@ class Mesh:
                 except Exception:
                     agent._logger.exception("%s hook failed for %s", kind, info.agent_id)
 
-    # -- for the cross-node layer -------------------------------------------------------
+    # -- inspection ---------------------------------------------------------------------
 
     @property
     def directory(self) -> AgentDirectory[AgentInbox]:
@@ -564,24 +568,6 @@ class Mesh:
     def late_replies(self) -> int:
         """Responses dropped because their request was gone (cancelled, timed out, expired)."""
         return self.router.pending.late_replies
-
-    def attach_remote(self, route: RemoteRoute | None) -> None:
-        """Install (or remove, with ``None``) the route to other nodes."""
-        self.router.remote = route
-
-    def deliver_inbound(self, message: IncomingMessage) -> bool:
-        """A message from another node: to its agent's inbox, or to the pending request it
-        answers. ``False`` (counted) when it cannot be delivered without waiting."""
-        return self.router.deliver_inbound(message)
-
-    async def deliver_inbound_waiting(self, message: IncomingMessage, timeout: float) -> bool:
-        """Like :meth:`deliver_inbound`, but waits up to ``timeout`` seconds for space in a
-        full inbox before dropping the message (counted)."""
-        return await self.router.deliver_inbound_waiting(message, timeout)
-
-    def node_failed(self, node_id: str) -> int:
-        """Every pending request waiting on ``node_id`` returns ``None`` now."""
-        return self.router.pending.fail_node(node_id)
 
     def __repr__(self) -> str:
         return f"<Mesh {self.node_id} {self._state} agents={len(self._agents)}>"

@@ -25,7 +25,6 @@ import itertools
 import logging
 import time
 from collections.abc import Callable, Iterable
-from typing import TYPE_CHECKING
 
 import trio
 from trio_util import AsyncValue
@@ -35,6 +34,7 @@ from ..errors import PayloadTooLarge, PeerUnavailable, TransportError
 from ..peers.directory import PeerInfo
 from ..peers.membership import ClusterEvent, EventHub, MemberInfo
 from ..peers.messages import RESPONSE, IncomingMessage
+from ..peers.router import Router
 from ..swim import Member, MembershipEvent, MemberState, Subscription, SwimNode
 from ..transport import Bridge, Envelope, Kind, encode_envelope
 from .tracker import MembershipTracker
@@ -47,9 +47,6 @@ from .wire import (
     to_envelope,
     to_message,
 )
-
-if TYPE_CHECKING:
-    from ..mesh import Mesh
 
 __all__ = ["ClusterNode"]
 
@@ -80,11 +77,17 @@ class _Remote:
 
 
 class ClusterNode:
-    """The cross-node layer of one :class:`~jarvis_trio.mesh.Mesh` (see the module doc)."""
+    """The cross-node layer of one node (see the module doc).
+
+    It routes through the node's ``router`` (its directory, its inbound delivery) and calls
+    ``on_node_failed(node_id)`` when membership declares a node dead or gone, after dropping
+    that node's agents; the callback returns how many waiting requests it failed (logged).
+    """
 
     def __init__(
         self,
-        mesh: Mesh,
+        router: Router,
+        on_node_failed: Callable[[str], int],
         bridge: Bridge,
         swim: SwimNode,
         *,
@@ -96,7 +99,8 @@ class ClusterNode:
         events: EventHub | None = None,
         seeded: bool = False,
     ) -> None:
-        self.mesh = mesh
+        self.router = router
+        self._on_node_failed = on_node_failed
         self.bridge = bridge
         self.swim = swim
         self.epoch = epoch
@@ -166,7 +170,7 @@ class ClusterNode:
 
     def members(self) -> list[MemberInfo]:
         """The SWIM view as public records, this node first."""
-        directory = self.mesh.directory
+        directory = self.router.directory
         tracker = self.tracker
         records = [
             tracker.info(
@@ -224,7 +228,7 @@ class ClusterNode:
             task_status.started()
 
     async def _publish_versions(self) -> None:
-        async for version in self.mesh.directory.version.eventual_values():
+        async for version in self.router.directory.version.eventual_values():
             if self._left:
                 return
             await self.swim.update_metadata(
@@ -249,7 +253,7 @@ class ClusterNode:
         if kind is None:
             return
         member = event.member
-        info = self.tracker.info(member, self.mesh.directory.remote_count(member.name))
+        info = self.tracker.info(member, self.router.directory.remote_count(member.name))
         self.events.publish(ClusterEvent(kind, time.time(), info))
         log.info(
             "member %s %s (incarnation %d)",
@@ -301,8 +305,8 @@ class ClusterNode:
         if remote is None:
             return
         remote.scope.cancel()
-        self.mesh.directory.drop_node(name, reason)
-        failed = self.mesh.node_failed(name)
+        self.router.directory.drop_node(name, reason)
+        failed = self._on_node_failed(name)
         self.bridge.disconnect(name)
         for fetch in self._fetches.values():
             if fetch.node == name:
@@ -353,7 +357,7 @@ class ClusterNode:
             if fetch.result is None or name not in self._remotes:
                 return False
             version, agents = fetch.result
-            self.mesh.directory.set_remote_agents(name, agents)
+            self.router.directory.set_remote_agents(name, agents)
             remote.fetched = version
             self.changes.value += 1
             return True
@@ -361,7 +365,7 @@ class ClusterNode:
             del self._fetches[fetch_id]
 
     def _answer_directory(self, node: str, request: Envelope) -> None:
-        directory = self.mesh.directory
+        directory = self.router.directory
         payload = directory_payload(
             published_version(self.epoch, directory.version.value), directory.local_agents()
         )
@@ -393,8 +397,7 @@ class ClusterNode:
 
     # -- inbound ----------------------------------------------------------------------------
     async def _pump(self) -> None:
-        mesh = self.mesh
-        router = mesh.router
+        router = self.router
         while True:
             batch = await self.bridge.receive_envelopes()
             if not batch:
@@ -415,12 +418,12 @@ class ClusterNode:
                 if message.type != RESPONSE and router.accepting:
                     inbox = router.directory.local_route(message.target)
                 if inbox is None:
-                    mesh.deliver_inbound(message)  # a response, or counted as dropped
+                    router.deliver_inbound(message)  # a response, or counted as dropped
                     continue
                 if inbox.put_nowait(message):
                     continue
                 if inbox.closed:
-                    mesh.deliver_inbound(message)  # counted as dropped
+                    router.deliver_inbound(message)  # counted as dropped
                     continue
                 # full: wait for the agent (keeping arrival order), within send_timeout
                 if await inbox.put(message, trio.current_time() + self.send_timeout):

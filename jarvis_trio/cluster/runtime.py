@@ -2,7 +2,7 @@
 
 Start order matters: the bridge first (its data port, possibly chosen by the OS, goes into the
 membership record), then the SWIM node with this node's metadata -- advertise address, data
-port, CURVE public key, directory version -- then the cross-node layer, which the mesh then
+port, CURVE public key, directory version -- then the cross-node layer, which the router then
 routes through. Stop order is the reverse, and graceful: the route is detached, the node
 *leaves* (its peers drop its agents at once instead of waiting to detect a failure), and the
 bridge closes with a bounded linger.
@@ -11,52 +11,47 @@ bridge closes with a bounded linger.
 from __future__ import annotations
 
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
-from typing import TYPE_CHECKING
 
 import trio
 
 from ..config import MeshConfig
+from ..peers.membership import EventHub
+from ..peers.router import Router
 from ..swim import SwimConfig, SwimNode
 from ..transport import BridgeSettings, generate_keypair, open_bridge
 from .addresses import advertise_host, needs_key_warning
 from .node import ClusterNode
 from .wire import new_epoch, published_version
 
-if TYPE_CHECKING:
-    from ..mesh import Mesh
-
-__all__ = ["open_cluster", "swim_config"]
+__all__ = ["open_cluster"]
 
 log = logging.getLogger("jarvis_trio.cluster")
 
 
-def swim_config(config: MeshConfig) -> SwimConfig:
-    """The LAN profile scaled to the configured period, with the configured probe timeout,
-    indirect probes and datagram size: a short ``swim_period`` makes the whole protocol
-    faster (suspicion, gossip, rejoin), not just the probe rate."""
-    return (
-        SwimConfig()
-        .with_period(config.swim_period)
-        .scaled(
-            probe_timeout=config.swim_probe_timeout,
-            indirect_probes=config.swim_indirect_probes,
-            max_datagram=config.swim_max_datagram,
-        )
-    )
-
-
 @asynccontextmanager
-async def open_cluster(mesh: Mesh, config: MeshConfig) -> AsyncIterator[ClusterNode]:
-    """Join the cluster for the duration of the block; the mesh routes through the yielded
-    :class:`ClusterNode`."""
+async def open_cluster(
+    config: MeshConfig,
+    *,
+    node_id: str,
+    router: Router,
+    on_node_failed: Callable[[str], int],
+    events: EventHub | None = None,
+) -> AsyncIterator[ClusterNode]:
+    """Join the cluster as ``node_id`` for the duration of the block.
+
+    Meanwhile ``router`` sends to other nodes through the yielded :class:`ClusterNode`
+    (installed as ``router.remote``, removed at the end), its directory learns their agents,
+    ``on_node_failed`` is called for every node that dies or leaves, and membership changes
+    are published to ``events``.
+    """
     if needs_key_warning(config):
         log.warning(
             "node %s is bound to %s without a cluster key: any host that reaches ports %d "
             "(SWIM) and %d (data) can join the mesh and message its agents; set "
             "JC_CLUSTER_KEY (cluster_key) on every node",
-            mesh.node_id,
+            node_id,
             config.bind_host,
             config.bind_port,
             config.resolved_data_port,
@@ -65,36 +60,37 @@ async def open_cluster(mesh: Mesh, config: MeshConfig) -> AsyncIterator[ClusterN
     async with open_bridge(BridgeSettings.from_config(config, keypair)) as bridge:
         epoch = new_epoch()
         swim = SwimNode(
-            name=mesh.node_id,
+            name=node_id,
             bind=(config.bind_host, config.bind_port),
             seeds=[(seed.host, seed.port) for seed in config.seed_nodes],
-            config=swim_config(config),
+            config=SwimConfig.from_mesh(config),
             advertise_host=await advertise_host(config),
             data_port=bridge.port,
             public_key=b"" if keypair is None else keypair.public,
-            directory_version=published_version(epoch, mesh.directory.version.value),
+            directory_version=published_version(epoch, router.directory.version.value),
             cluster_key=None if config.cluster_key is None else config.cluster_key.encode(),
             cluster_name=config.cluster_name,
         )
         node = ClusterNode(
-            mesh,
+            router,
+            on_node_failed,
             bridge,
             swim,
             epoch=epoch,
-            send_timeout=mesh.router.notify_timeout,
+            send_timeout=router.notify_timeout,
             fetch_timeout=min(2.0, max(0.25, 2 * config.swim_period)),
-            events=mesh.events,
+            events=events,
             seeded=bool(config.seed_nodes),
         )
         async with trio.open_nursery() as nursery:
             subscription = swim.subscribe()
             await nursery.start(swim.run)
             await nursery.start(node.run, subscription)
-            mesh.attach_remote(node)
+            router.remote = node
             try:
                 yield node
             finally:
-                mesh.attach_remote(None)
+                router.remote = None
                 with trio.CancelScope(shield=True):
                     await node.leave()  # bounded by the SWIM node's leave_timeout
                 nursery.cancel_scope.cancel()

@@ -2,7 +2,7 @@
 
 A mailbox message must survive a trip through Redis unchanged, so the in-process mailbox
 applies the same rules as the Redis one — and as every peer-to-peer send: the payload is a
-JSON object checked by :func:`jarvis_trio.peers.payload.checked_copy`, and its encoded form
+JSON object checked by :func:`jarvis_trio.payload.checked_copy`, and its encoded form
 fits in ``max_message_size``. Payloads are stored encoded and decoded again on delivery, so a
 reader never shares mutable state with the sender.
 """
@@ -14,7 +14,7 @@ from typing import Any
 import msgspec
 
 from ..errors import PayloadError, PayloadTooLarge
-from ..peers.payload import checked_copy
+from ..payload import checked_copy
 
 __all__ = ["decode_payload", "encode_payload"]
 
@@ -25,7 +25,7 @@ _decoder = msgspec.json.Decoder()
 def encode_payload(message: object, limit: int) -> bytes:
     """Check ``message`` (a JSON object) and encode it; refuse it over ``limit`` bytes.
 
-    The check is the one every peer-to-peer send uses (:mod:`jarvis_trio.peers.payload`), so
+    The check is the one every peer-to-peer send uses (:mod:`jarvis_trio.payload`), so
     the mailbox refuses exactly what the other routes refuse.
     """
     data = _encoder.encode(checked_copy(message, what="mailbox message"))

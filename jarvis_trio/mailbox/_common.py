@@ -14,7 +14,7 @@ from typing import Generic, TypeVar
 import trio
 
 from ..errors import MailboxError
-from ..services import MailboxMessage
+from .contracts import MailboxMessage
 
 __all__ = [
     "Claims",

@@ -13,8 +13,8 @@ from collections.abc import Mapping
 
 import msgspec
 
-from ..services import MailboxMessage
 from ._codec import decode_payload
+from .contracts import MailboxMessage
 
 __all__ = [
     "APPEND_SCRIPT",

@@ -34,7 +34,6 @@ import trio
 from .._sides import trio_side
 from ..config import MeshConfig
 from ..errors import MailboxError, MailboxFull
-from ..services import MailboxMessage
 from ._codec import decode_payload, encode_payload
 from ._common import (
     Claims,
@@ -45,6 +44,7 @@ from ._common import (
     check_limit,
     check_target,
 )
+from .contracts import MailboxMessage
 
 __all__ = ["InProcessHub", "LocalMailbox", "open_in_process_hub"]
 

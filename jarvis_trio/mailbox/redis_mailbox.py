@@ -10,23 +10,38 @@ import math
 from collections import deque
 from collections.abc import Mapping
 from dataclasses import replace
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 import redis
 import redis.exceptions
 import trio
 
-from .._redis import Backoff, is_transient
+from .._redis import Backoff, RedisClient, is_transient
 from .._sides import trio_side
-from ..services import MailboxMessage
 from ._codec import decode_payload, encode_payload
-from ._common import Claims, Pacer, check_limit, check_target
+from ._common import Claims, MailboxSettings, Pacer, check_limit, check_target
 from ._stream import GROUP, Held, entry_message, id_order, stream_key
+from .contracts import MailboxMessage
 
-if TYPE_CHECKING:
-    from .redis_backed import RedisHub
+__all__ = ["HubSide", "RedisMailbox"]
 
-__all__ = ["RedisMailbox"]
+
+class HubSide(Protocol):
+    """What a mailbox needs from its hub (:class:`~.redis_backed.RedisHub`): the shared
+    client and settings, and the hub's writer, which batches sends and acks for every
+    mailbox of the node."""
+
+    client: RedisClient
+    settings: MailboxSettings
+    max_message_size: int
+    ttl_ms: int
+
+    def enqueue(self, sender: str, target: str, data: bytes) -> str: ...
+
+    def enqueue_ack(self, key: str, stream_id: bytes) -> None: ...
+
+    def acks_pending_for(self, key: str) -> set[bytes]: ...
+
 
 log = logging.getLogger("jarvis_trio.mailbox")
 
@@ -34,7 +49,7 @@ log = logging.getLogger("jarvis_trio.mailbox")
 class RedisMailbox:
     """An agent's mailbox backed by its Redis stream (``self.mailbox``)."""
 
-    def __init__(self, hub: RedisHub, agent_id: str) -> None:
+    def __init__(self, hub: HubSide, agent_id: str) -> None:
         self.agent_id = agent_id
         self.key = stream_key(agent_id)
         self._hub = hub

@@ -21,8 +21,8 @@ from typing import TYPE_CHECKING, Any
 import trio
 
 from .._sides import trio_side
+from ..payload import checked_context, checked_copy
 from .messages import NOTIFY, REQUEST, RESPONSE, IncomingMessage
-from .payload import checked_context, checked_copy
 from .pending import PendingEntry, Status
 from .strategies import SelectionState
 

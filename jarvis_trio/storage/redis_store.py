@@ -32,7 +32,7 @@ from .._redis import Backoff, RedisClient, is_transient, open_redis_client
 from .._sides import trio_side
 from ..config import MeshConfig
 from ..errors import PayloadError, RedisUnavailable
-from ..peers.payload import check_json
+from ..payload import check_json
 
 __all__ = ["RedisStore", "StreamEntry", "open_redis_store"]
 

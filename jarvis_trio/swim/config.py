@@ -62,14 +62,24 @@ class SwimConfig:
 
     @classmethod
     def from_mesh(cls, config: MeshConfig, **overrides: Any) -> SwimConfig:
-        """The LAN profile with the mesh's period, timeout, k and datagram size."""
-        base = cls(
-            period=config.swim_period,
-            probe_timeout=config.swim_probe_timeout,
-            indirect_probes=config.swim_indirect_probes,
-            max_datagram=config.swim_max_datagram,
+        """The one translation of a :class:`~jarvis_trio.config.MeshConfig` into SWIM
+        settings, used by a mesh with ``p2p_enabled`` and by ``SwimNode.from_mesh`` alike.
+
+        The LAN profile scaled to ``swim_period`` (a short period makes the whole protocol
+        faster -- suspicion, gossip, push/pull, retention, rejoin -- not just the probe rate),
+        then the configured probe timeout, indirect probes and datagram size, then
+        ``overrides``.
+        """
+        return (
+            cls()
+            .with_period(config.swim_period)
+            .scaled(
+                probe_timeout=config.swim_probe_timeout,
+                indirect_probes=config.swim_indirect_probes,
+                max_datagram=config.swim_max_datagram,
+                **overrides,
+            )
         )
-        return base.scaled(**overrides) if overrides else base
 
     def scaled(self, **overrides: Any) -> SwimConfig:
         """A copy with ``overrides`` applied (validated by ``__post_init__``)."""

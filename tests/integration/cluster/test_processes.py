@@ -15,8 +15,8 @@ from typing import Any
 
 import trio
 
-from jarvis_trio.cluster import swim_config
 from jarvis_trio.config import MeshConfig
+from jarvis_trio.swim import SwimConfig
 from jarvis_trio.swim.lifeguard import suspicion_bounds
 
 from .conftest import FAST_SWIM, Caller, Echo, NodeFactory, cluster_of, seed_of, wait_discoverable
@@ -80,7 +80,7 @@ async def node_process(tmp_path: Path, name: str, *extra: str) -> AsyncIterator[
 def detection_bound(nodes: int) -> float:
     """Worst-case SWIM detection time at the test period: a probe period and its timeout,
     then the longest suspicion (no confirmations), plus dissemination slack."""
-    config = swim_config(MeshConfig.load({**FAST_SWIM}, env_file=None, environ={}))
+    config = SwimConfig.from_mesh(MeshConfig.load({**FAST_SWIM}, env_file=None, environ={}))
     _low, high = suspicion_bounds(
         config.suspicion_mult, config.suspicion_max_mult, nodes, config.period
     )

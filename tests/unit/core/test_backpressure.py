@@ -127,9 +127,9 @@ async def test_inbound_from_another_node_never_waits(make_mesh: MeshFactory) -> 
         def inbound(n: int, target: str) -> IncomingMessage:
             return IncomingMessage("far-1", "node-b", NOTIFY, {"n": n}, None, 0.0, {}, target)
 
-        assert mesh.deliver_inbound(inbound(1, receiver.agent_id))
-        assert not mesh.deliver_inbound(inbound(2, receiver.agent_id))
-        assert not mesh.deliver_inbound(inbound(3, "nobody-here"))
+        assert mesh.router.deliver_inbound(inbound(1, receiver.agent_id))
+        assert not mesh.router.deliver_inbound(inbound(2, receiver.agent_id))
+        assert not mesh.router.deliver_inbound(inbound(3, "nobody-here"))
         assert mesh.stats.inbound_dropped == 2
         message = await receiver.peers.receive(timeout=0)
         assert message is not None and message.sender_node == "node-b"
@@ -146,9 +146,9 @@ async def test_inbound_waiting_applies_bounded_backpressure(
                 "far-1", "node-b", NOTIFY, {"n": n}, None, 0.0, {}, receiver.agent_id
             )
 
-        assert await mesh.deliver_inbound_waiting(inbound(1), timeout=1)
+        assert await mesh.router.deliver_inbound_waiting(inbound(1), timeout=1)
         start = trio.current_time()
-        assert not await mesh.deliver_inbound_waiting(inbound(2), timeout=1)
+        assert not await mesh.router.deliver_inbound_waiting(inbound(2), timeout=1)
         assert trio.current_time() - start == pytest.approx(1)
         async with trio.open_nursery() as nursery:
 
@@ -157,7 +157,7 @@ async def test_inbound_waiting_applies_bounded_backpressure(
                 await receiver.peers.receive()
 
             nursery.start_soon(drain)
-            assert await mesh.deliver_inbound_waiting(inbound(3), timeout=1)
+            assert await mesh.router.deliver_inbound_waiting(inbound(3), timeout=1)
         assert mesh.stats.inbound_dropped == 1
         sender = receiver._inbox.tx  # the memory-channel-shaped face
         with pytest.raises(trio.WouldBlock):

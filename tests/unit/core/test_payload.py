@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 
 from jarvis_trio.errors import PayloadError
-from jarvis_trio.peers.payload import MAX_DEPTH, checked_context, checked_copy, format_path
+from jarvis_trio.payload import MAX_DEPTH, checked_context, checked_copy, format_path
 
 
 class Colour(enum.StrEnum):

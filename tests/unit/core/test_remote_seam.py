@@ -37,7 +37,7 @@ class Loopback:
             return False
         self.sent += 1
         wire = msgspec.msgpack.encode(message)
-        return self.nodes[node_id].deliver_inbound(
+        return self.nodes[node_id].router.deliver_inbound(
             msgspec.msgpack.decode(wire, type=IncomingMessage)
         )
 
@@ -54,8 +54,8 @@ async def two_nodes(make_mesh: MeshFactory) -> AsyncIterator[tuple[Mesh, Mesh, L
     route = Loopback()
     async with make_mesh(node_name="node-a") as a, make_mesh(node_name="node-b") as b:
         route.nodes = {"node-a": a, "node-b": b}
-        a.attach_remote(route)
-        b.attach_remote(route)
+        a.router.remote = route
+        b.router.remote = route
         yield a, b, route
 
 
@@ -140,7 +140,7 @@ async def test_node_failed_releases_every_waiter_at_once(
 
                 nursery.start_soon(ask)
             await trio.sleep(1)
-            assert a.node_failed("node-b") == 4
+            assert a.router.pending.fail_node("node-b") == 4
         assert outcomes == [None, None, None]
         assert trio.current_time() == pytest.approx(1)
         assert await caller.peers.check_inbox(request_id) is None

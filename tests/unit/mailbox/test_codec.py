@@ -9,7 +9,7 @@ import pytest
 
 from jarvis_trio.errors import PayloadError, PayloadTooLarge
 from jarvis_trio.mailbox._codec import decode_payload, encode_payload
-from jarvis_trio.peers.payload import check_json
+from jarvis_trio.payload import check_json
 
 
 @pytest.mark.parametrize(

@@ -21,7 +21,7 @@ from __future__ import annotations
 import math
 from typing import Any
 
-from ..errors import PayloadError
+from .errors import PayloadError
 
 __all__ = ["MAX_DEPTH", "check_json", "checked_context", "checked_copy", "format_path"]
 
