@@ -1,1 +1,1 @@
-"""Benchmarks: one module per question, `python -m benchmarks` prints one table."""
+"""Benchmarks of this repository: a thin layer over :mod:`jarvis_trio.bench` (see __main__)."""

@@ -1,44 +1,16 @@
-"""Run every benchmark module and print one table.
+"""``python -m benchmarks``: the installed benchmarks plus the repository's own questions.
 
-``python -m benchmarks`` runs the full measurements; ``--quick`` a shorter version of each;
-``--only NAME`` (repeatable) restricts to modules whose name contains NAME.
+Same options as ``python -m jarvis_trio.bench`` (``--quick``, ``--only NAME``, ``--json``,
+``--compare``, ``--plot``, ``--list``); a ``bench_*.py`` module in this folder is a question
+module like the standard ones in ``jarvis_trio/bench/questions/``.
 """
 
 from __future__ import annotations
 
-import argparse
-import importlib
-import pkgutil
-import time
-from pathlib import Path
+import sys
 
-from benchmarks._harness import Result, format_table, machine
-
-
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--quick", action="store_true", help="shorter runs, for a smoke check")
-    parser.add_argument("--only", action="append", default=[], help="module name filter")
-    args = parser.parse_args()
-    folder = Path(__file__).parent
-    names = sorted(
-        m.name for m in pkgutil.iter_modules([str(folder)]) if m.name.startswith("bench_")
-    )
-    if args.only:
-        names = [n for n in names if any(f in n for f in args.only)]
-    results: list[Result] = []
-    started = time.perf_counter()
-    for name in names:
-        module = importlib.import_module(f"benchmarks.{name}")
-        print(f"running {name} ...", flush=True)
-        results.extend(module.run(args.quick))
-    print()
-    print(f"machine: {machine()}")
-    print(
-        f"mode: {'quick' if args.quick else 'full'}; {time.perf_counter() - started:.1f} s in all"
-    )
-    print(format_table(results))
-
+from jarvis_trio.bench.cli import main
+from jarvis_trio.bench.runner import STANDARD_PACKAGE
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main(packages=(STANDARD_PACKAGE, "benchmarks"), prog="python -m benchmarks"))

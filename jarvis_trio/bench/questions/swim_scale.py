@@ -1,7 +1,8 @@
 """Scale run of the SWIM simulator in its own process, so that peak memory is its own.
 
-``python -m benchmarks.swim_scale N PERIODS`` prints one JSON line: wall seconds (building the
-cluster included), peak RSS in MiB, datagrams delivered, and whether the view converged.
+``python -m jarvis_trio.bench.questions.swim_scale N PERIODS`` prints one JSON line: wall
+seconds (building the cluster included), peak RSS in MiB, datagrams delivered, and whether
+the view converged.
 """
 
 from __future__ import annotations

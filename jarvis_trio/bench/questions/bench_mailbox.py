@@ -20,7 +20,7 @@ import uuid
 
 import trio
 
-from benchmarks._harness import Result, median, percentile
+from jarvis_trio.bench.results import Result, median, percentile
 from jarvis_trio.config import MeshConfig
 from jarvis_trio.mailbox import RedisHub, open_mailbox_hub
 from jarvis_trio.services import Mailbox

@@ -26,8 +26,8 @@ from typing import Any
 
 import trio
 
-from benchmarks._harness import Result, median, percentile
 from jarvis_trio.agent import CustomAgent
+from jarvis_trio.bench.results import Result, median, percentile
 from jarvis_trio.compat import TrioHost
 from jarvis_trio.mesh import Mesh
 from jarvis_trio.peers.client import PeerClient
@@ -207,7 +207,7 @@ async def _pure_trio_p50(count: int) -> float:
 
 
 if __name__ == "__main__":
-    from benchmarks._harness import format_table, machine
+    from jarvis_trio.bench.results import format_table, machine
 
     print(machine())
     print(format_table(run(quick=True)))

@@ -2,7 +2,7 @@
 
 Each function answers one target of the SWIM issue. ``quick=True`` shrinks cluster sizes and
 repetitions (each result's note says what ran); ``quick=False`` is the full measurement.
-``python -m benchmarks.bench_swim [--quick]`` prints the table on its own.
+``python -m jarvis_trio.bench.questions.bench_swim [--quick]`` prints the table on its own.
 """
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ import sys
 import time
 from collections.abc import Callable
 
-from benchmarks._harness import Result, format_table, machine, median, percentile
+from jarvis_trio.bench.results import Result, format_table, machine, median, percentile
 from jarvis_trio.swim import codec
 from jarvis_trio.swim.config import SwimConfig
 from jarvis_trio.swim.members import EventKind, MembershipEvent, NodeMeta
@@ -41,7 +41,7 @@ def _listen(sim: Simulator, kind: EventKind, sink: Callable[[float, SimNode, str
 def bench_scale(quick: bool) -> list[Result]:
     n, periods = (256, 150) if quick else (1024, 600)
     out = subprocess.run(
-        [sys.executable, "-m", "benchmarks.swim_scale", str(n), str(periods)],
+        [sys.executable, "-m", "jarvis_trio.bench.questions.swim_scale", str(n), str(periods)],
         capture_output=True,
         text=True,
         check=True,

@@ -1,7 +1,7 @@
 """Transport questions: what does the bridge cost against raw ZeroMQ, and which codec?
 
-Two OS processes on loopback: this one and ``benchmarks.transport_peer``. Measured in the
-same run, so that the ratios hold on a noisy machine:
+Two OS processes on loopback: this one and ``jarvis_trio.bench.questions.transport_peer``.
+Measured in the same run, so that the ratios hold on a noisy machine:
 
 * the envelope codec: ours (msgpack header + JSON payload) against all-msgpack (which needs a
   validation walk to refuse non-JSON values), all-JSON (msgspec) and the standard library;
@@ -10,8 +10,8 @@ same run, so that the ratios hold on a noisy machine:
   and back): sequential round trips, 64 concurrent requesters, a one-way stream counted at
   the receiver;
 * the same through the whole stack -- ``PeerClient.request`` / ``notify`` from an agent here
-  to agents of a p2p node in another process (``benchmarks.transport_node``) -- and how long
-  a new node takes from start until that node's agents are discoverable.
+  to agents of a p2p node in another process (``jarvis_trio.bench.questions.transport_node``)
+  -- and how long a new node takes from start until that node's agents are discoverable.
 """
 
 from __future__ import annotations
@@ -28,8 +28,8 @@ import msgspec
 import trio
 import zmq
 
-from benchmarks._harness import Result, median, percentile
 from jarvis_trio.agent import CustomAgent
+from jarvis_trio.bench.results import Result, median, percentile
 from jarvis_trio.cluster import ClusterNode
 from jarvis_trio.mesh import Mesh, open_mesh
 from jarvis_trio.transport import BridgeSettings, Envelope, Kind, open_bridge
@@ -223,7 +223,7 @@ class _PeerProcess:
 
     def __init__(self, module: str, *args: str) -> None:
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", f"benchmarks.{module}", *args],
+            [sys.executable, "-m", f"jarvis_trio.bench.questions.{module}", *args],
             stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
             text=True,

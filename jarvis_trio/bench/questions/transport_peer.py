@@ -1,7 +1,7 @@
 """The far side of the transport benchmarks, run as a separate OS process.
 
-``python -m benchmarks.transport_peer bridge`` opens a bridge on a free port, prints
-``PORT <n>`` and a line per command read from stdin:
+``python -m jarvis_trio.bench.questions.transport_peer bridge`` opens a bridge on a free port,
+prints ``PORT <n>`` and a line per command read from stdin:
 
 * ``CONNECT <name> <port>``: connect to the benchmark's bridge; answers ``OK``;
 * ``ECHO``: from now on send every received frame back to its sender;
@@ -9,8 +9,8 @@
   (seconds from the first to the last frame);
 * ``STATS``: print the bridge's counters as one JSON line.
 
-``python -m benchmarks.transport_peer raw`` is a raw pyzmq ROUTER echo (the baseline): it
-prints ``PORT <n>`` and echoes until it is terminated.
+``python -m jarvis_trio.bench.questions.transport_peer raw`` is a raw pyzmq ROUTER echo (the
+baseline): it prints ``PORT <n>`` and echoes until it is terminated.
 """
 
 from __future__ import annotations

@@ -1,8 +1,8 @@
 """The far node of the cross-node benchmarks: a p2p mesh in its own OS process.
 
-``python -m benchmarks.transport_node [--seed HOST:PORT]`` starts a node with an ``echo``
-agent (answers every request with its payload) and a ``sink`` agent (counts notifications),
-prints ``READY <swim port> <echo id> <sink id>``, then reads commands from stdin:
+``python -m jarvis_trio.bench.questions.transport_node [--seed HOST:PORT]`` starts a node with
+an ``echo`` agent (answers every request with its payload) and a ``sink`` agent (counts
+notifications), prints ``READY <swim port> <echo id> <sink id>``, then reads commands from stdin:
 
 * ``COUNT <n>``: reset the sink's count; print ``COUNTED <n> <seconds>`` once ``n``
   notifications arrived (seconds from the first to the last);
