@@ -12,6 +12,7 @@ from __future__ import annotations
 import dataclasses
 import difflib
 import ipaddress
+import logging
 import os
 import uuid
 from collections.abc import Callable, Mapping
@@ -27,6 +28,30 @@ __all__ = ["MeshConfig", "SeedAddress", "parse_host_port", "read_env_file"]
 _TRUE = {"1", "true", "yes", "on"}
 _FALSE = {"0", "false", "no", "off", ""}
 AUTH_MODES = ("production", "disabled")
+_log = logging.getLogger("jarvis_trio.config")
+
+#: JarvisCore configuration keys that mean nothing here, with the reason. A config dict that
+#: has them is accepted (code written for JarvisCore runs with its imports changed) and each
+#: one is named in a WARNING; a key that is neither known nor listed here is still an error.
+JARVISCORE_KEYS: dict[str, str] = {
+    "keepalive_*": "connections are kept alive by SWIM's own probes; there is no keepalive loop",
+    "state_backend": "workflow state is not kept by the mesh; mailboxes use redis_url",
+    "max_parallel": "agents run as Trio tasks without a global limit; set max_concurrency on "
+    "an agent class to let it serve several messages at once",
+    "redis_store_url": "one Redis serves mailboxes and the store: set redis_url",
+}
+_JARVISCORE_AUTH_MODES = {
+    "development": "auth_mode='development' has no meaning here; treated as 'production' (the "
+    "auth manager is injected; run the development Nexus gateway for local flows)",
+}
+
+
+def _jarviscore_reason(key: str) -> str | None:
+    if key in JARVISCORE_KEYS:
+        return JARVISCORE_KEYS[key]
+    if key.startswith("keepalive_"):
+        return JARVISCORE_KEYS["keepalive_*"]
+    return None
 
 
 @dataclass(frozen=True, slots=True)
@@ -249,6 +274,15 @@ class MeshConfig:
     ) -> MeshConfig:
         """Merge dict > environment > ``.env`` > defaults and validate the result."""
         given = dict(config or {})
+        for key in [k for k in given if k not in _FIELDS]:
+            reason = _jarviscore_reason(key)
+            if reason is not None:
+                _log.warning("config key %r (JarvisCore) is ignored: %s", key, reason)
+                del given[key]
+        mode = given.get("auth_mode")
+        if isinstance(mode, str) and mode.strip().lower() in _JARVISCORE_AUTH_MODES:
+            _log.warning("config key 'auth_mode': %s", _JARVISCORE_AUTH_MODES[mode.strip().lower()])
+            given["auth_mode"] = "production"
         unknown = [key for key in given if key not in _FIELDS]
         if unknown:
             key = unknown[0]

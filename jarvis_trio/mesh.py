@@ -26,9 +26,11 @@ request waiting on a node that died.
 from __future__ import annotations
 
 import contextvars
+import dataclasses
 import logging
 import random
 import time
+import warnings
 from collections import deque
 from collections.abc import AsyncIterator, Mapping, Sequence
 from contextlib import AsyncExitStack, asynccontextmanager
@@ -94,7 +96,16 @@ class Mesh:
         max_pending: int = DEFAULT_MAX_PENDING,
         env_file: str | None = ".env",
         environ: Mapping[str, str] | None = None,
+        mode: str | None = None,
     ) -> None:
+        if mode is not None:
+            warnings.warn(
+                f"Mesh(mode={mode!r}) has no effect: every jarvis_trio mesh is peer to peer "
+                "(JarvisCore's autonomous/p2p/distributed modes are one mode here); drop the "
+                "argument",
+                DeprecationWarning,
+                stacklevel=2,
+            )
         self.config = (
             config
             if isinstance(config, MeshConfig)
@@ -146,9 +157,63 @@ class Mesh:
         """The node's agents, in registration order."""
         return list(self._agents.values())
 
-    def get_agent(self, agent_id: str) -> Agent | None:
-        """A local agent by id."""
-        return self._agents.get(agent_id)
+    def get_agent(self, key: str) -> Agent | None:
+        """A local agent by id, or else the first local agent of role ``key`` (in registration
+        order, as JarvisCore's ``get_agent(role)``); ``None`` if neither matches."""
+        agent = self._agents.get(key)
+        if agent is not None:
+            return agent
+        return next((a for a in self._agents.values() if a.role == key), None)
+
+    def get_diagnostics(self) -> dict[str, Any]:
+        """A snapshot of this node for people and health checks (JSON-compatible).
+
+        ``status`` is ``"stopped"`` unless the mesh runs; then ``"local"`` without P2P,
+        ``"isolated"`` when P2P runs but no other node is alive, ``"degraded"`` while some
+        member is suspected, and ``"healthy"`` otherwise. ``swim`` carries this node's view of
+        the membership and its protocol counters; ``stats`` the routing counters.
+        """
+        local = list(self._agents.values())
+        remote = [i for i in self.directory.registry().values() if i.location == "remote"]
+        diagnostics: dict[str, Any] = {
+            "node_id": self.node_id,
+            "state": self._state,
+            "p2p_enabled": self.config.p2p_enabled,
+            "local_agents": [{"agent_id": a.agent_id, "role": a.role} for a in local],
+            "remote_agents": [
+                {"agent_id": i.agent_id, "role": i.role, "node_id": i.node_id} for i in remote
+            ],
+            "stats": dataclasses.asdict(self.stats),
+            "late_replies": self.late_replies,
+        }
+        node = self._cluster_node
+        if self._state != "running":
+            status = "stopped"
+            swim: dict[str, Any] = {"status": "stopped" if self.config.p2p_enabled else "off"}
+        elif node is None:
+            status = "local"
+            swim = {"status": "off"}
+        else:
+            members = node.swim.members()
+            others = [m for m in members if m.name != self.node_id]
+            states = {m.name: m.state.name.lower() for m in others}
+            live = [m for m in others if states[m.name] in ("alive", "suspect")]
+            suspect = [m for m in others if states[m.name] == "suspect"]
+            status = "isolated" if not live else "degraded" if suspect else "healthy"
+            swim = {
+                "status": "running",
+                "address": f"{self.config.bind_host}:{self.config.bind_port}",
+                "incarnation": node.swim.local_member.incarnation,
+                "members": states,
+                "counters": node.swim.stats(),
+                "cluster": node.stats(),
+            }
+        diagnostics["known_peers"] = sorted(
+            name for name, state in swim.get("members", {}).items() if state in ("alive", "suspect")
+        )
+        diagnostics["swim"] = swim
+        diagnostics["status"] = status
+        return diagnostics
 
     def add(self, agent: type[Agent] | Agent, agent_id: str | None = None) -> Agent:
         """Register an agent class (or instance); returns the agent.

@@ -99,10 +99,20 @@ class AnalystAgent(CustomAgent):
         return {"analysis": f"{message.data['question']} by {self.agent_id}"}
 
 
+def jarviscore_mesh(mode: str | None, **kwargs: Any) -> Mesh:
+    """``Mesh(...)`` as written (``mode=None``) or as JarvisCore code writes it (``mode=...``):
+    then it must warn that ``mode`` has no effect, and nothing else may change."""
+    if mode is None:
+        return Mesh(**kwargs)
+    with pytest.warns(DeprecationWarning, match="no effect"):
+        return Mesh(mode=mode, **kwargs)
+
+
+@pytest.mark.parametrize("mode", [None, "autonomous"])
 @pytest.mark.parametrize("backend", BACKENDS)
-def test_scout_example(backend: str) -> None:
+def test_scout_example(backend: str, mode: str | None) -> None:
     async def main() -> dict[str, Any]:
-        mesh = Mesh(config={"p2p_enabled": False}, env_file=None, environ={})
+        mesh = jarviscore_mesh(mode, config={"p2p_enabled": False}, env_file=None, environ={})
         mesh.add(AnalystAgent)
         scout = mesh.add(FieldScout)
         checker = mesh.add(FieldScout)
@@ -162,10 +172,11 @@ class CoordinatorAgent(CustomAgent):
         return results
 
 
+@pytest.mark.parametrize("mode", [None, "p2p"])
 @pytest.mark.parametrize("backend", BACKENDS)
-def test_async_request_pattern_called_from_main(backend: str) -> None:
+def test_async_request_pattern_called_from_main(backend: str, mode: str | None) -> None:
     async def main() -> tuple[list[str], list[dict[str, Any]]]:
-        mesh = Mesh(config={"p2p_enabled": False}, env_file=None, environ={})
+        mesh = jarviscore_mesh(mode, config={"p2p_enabled": False}, env_file=None, environ={})
         analysts = [mesh.add(AnalystAgent) for _ in range(3)]
         coordinator = mesh.add(CoordinatorAgent)
         await mesh.start()
@@ -289,9 +300,10 @@ class EscalationAgent(Specialist):
 
 
 @pytest.mark.redis
-@pytest.mark.parametrize("backend", BACKENDS)
+@pytest.mark.parametrize(("backend", "mode"), [("asyncio", None), ("trio", "distributed")])
 def test_support_swarm_main(
     backend: str,
+    mode: str | None,
     redis_server: RedisServer,
     nexus_gateway: NexusGateway,
     tmp_path: Path,
@@ -301,7 +313,8 @@ def test_support_swarm_main(
     namespace = f"swarm-{backend}-{time.monotonic_ns()}"
 
     async def main() -> dict[str, Any]:
-        mesh = Mesh(
+        mesh = jarviscore_mesh(
+            mode,
             config={
                 "redis_url": redis_server.url,
                 "p2p_enabled": True,
