@@ -16,9 +16,10 @@ from pathlib import Path
 from rich.console import Console
 
 from .plot import PlotUnavailable, plot_results, require_matplotlib
+from .questions import standard
 from .report import ResultsFileError, Run, compare, format_comparison, load_run, save_run
 from .results import format_table
-from .runner import STANDARD_PACKAGE, discover, run_modules
+from .runner import QuestionModule, merge, run_modules
 
 __all__ = ["build_parser", "main"]
 
@@ -48,24 +49,27 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def main(
     argv: Sequence[str] | None = None,
     *,
-    packages: Sequence[str] = (STANDARD_PACKAGE,),
+    extra: Sequence[QuestionModule] = (),
     prog: str = "python -m jarvis_trio.bench",
 ) -> int:
-    """Run the benchmarks as the command line says; returns the exit status."""
+    """Run the benchmarks as the command line says; returns the exit status.
+
+    ``extra`` question modules run with the standard ones (one of the same name replaces it).
+    """
     args = build_parser(prog).parse_args(argv)
-    return execute(args, packages=packages)
+    return execute(args, extra=extra)
 
 
-def execute(args: argparse.Namespace, *, packages: Sequence[str] = (STANDARD_PACKAGE,)) -> int:
+def execute(args: argparse.Namespace, *, extra: Sequence[QuestionModule] = ()) -> int:
     """Carry out parsed arguments (also the body of ``jarvis-trio bench``)."""
     out = Console(highlight=False, soft_wrap=True)
     err = Console(stderr=True, highlight=False, soft_wrap=True)
-    modules = discover(packages)
+    modules = merge(standard(), extra)
     if args.only:
         modules = [m for m in modules if any(f in m.name for f in args.only)]
     if args.list:
         for module in modules:
-            out.print(f"{module.name}  ({module.dotted})")
+            out.print(f"{module.name}  ({module.origin})")
         return 0
     try:
         if args.plot is not None:

@@ -1,22 +1,18 @@
-"""Find the question modules, run them with a live progress display, collect a :class:`Run`.
+"""Run question modules with a live progress display and collect a :class:`Run`.
 
-A question module is any module named ``bench_*`` in a question package (the standard ones
-are in :mod:`jarvis_trio.bench.questions`) with a ``run(quick: bool) -> list[Result]``.
-Modules run one after the other in this process, so that one module's load never disturbs
-another's figures.
+A question module answers fixed questions with ``run(quick: bool) -> list[Result]``; the
+standard ones are listed by :func:`jarvis_trio.bench.questions.standard`, and a program may
+add its own (``python -m benchmarks`` adds the repository's). Modules run one after the other
+in this process, so that one module's load never disturbs another's figures.
 """
 
 from __future__ import annotations
 
 import datetime as dt
-import importlib
-import pkgutil
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from importlib.metadata import PackageNotFoundError, version
-from types import ModuleType
-from typing import cast
 
 from rich.console import Console
 from rich.progress import (
@@ -31,32 +27,29 @@ from rich.progress import (
 from .report import Run
 from .results import Result, machine_info, reset_step_sink, set_step_sink
 
-__all__ = ["STANDARD_PACKAGE", "QuestionModule", "discover", "run_modules"]
+__all__ = ["QuestionModule", "Questions", "merge", "run_modules"]
 
-STANDARD_PACKAGE = "jarvis_trio.bench.questions"
+Questions = Callable[[bool], list[Result]]
+"""A module's ``run``: quick or not, the answered questions."""
 
 
 @dataclass(frozen=True, slots=True)
 class QuestionModule:
-    """A module of questions: its short name (``bench_core``) and dotted import path."""
+    """A module of questions: its short name (``bench_core``), where it comes from (a dotted
+    path, for listings) and how to load its ``run`` (imported only when it runs)."""
 
     name: str
-    dotted: str
-
-    def load(self) -> Callable[[bool], list[Result]]:
-        module: ModuleType = importlib.import_module(self.dotted)
-        return cast(Callable[[bool], list[Result]], module.run)
+    origin: str
+    load: Callable[[], Questions]
 
 
-def discover(packages: Sequence[str] = (STANDARD_PACKAGE,)) -> list[QuestionModule]:
-    """Every ``bench_*`` module of ``packages``, sorted by name; a later package's module of
-    the same name replaces an earlier one's (so a checkout can override an installed one)."""
+def merge(*groups: Sequence[QuestionModule]) -> list[QuestionModule]:
+    """Modules of every group, sorted by name; a later group's module of the same name
+    replaces an earlier one's (so a checkout can override an installed module)."""
     found: dict[str, QuestionModule] = {}
-    for package in packages:
-        pkg = importlib.import_module(package)
-        for info in pkgutil.iter_modules(pkg.__path__):
-            if info.name.startswith("bench_"):
-                found[info.name] = QuestionModule(info.name, f"{package}.{info.name}")
+    for group in groups:
+        for module in group:
+            found[module.name] = module
     return [found[name] for name in sorted(found)]
 
 

@@ -49,6 +49,7 @@ LAYERS: dict[str, int] = {
     "jarvis_trio.testing": 6,
     "jarvis_trio.ops": 6,
     "jarvis_trio.cli": 6,
+    "jarvis_trio.bench": 6,
     "jarvis_trio": 6,  # the package itself: the public names, re-exported
 }
 
