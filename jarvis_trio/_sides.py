@@ -11,8 +11,12 @@ Synchronous methods that touch Trio state (``Mesh.add`` after start, for instanc
 :func:`trio_side_sync`: called from a thread other than the host's, they run on the Trio thread
 and the caller blocks for that one short hop.
 
-The host is found first on the object (``_runtime_host``, set when the object is created by a
-mesh that is hosted from asyncio), then in a context variable set by the host for the asyncio
+Which host serves an object is explicit: every object with ``@trio_side`` methods is handed a
+:class:`HostSlot` when it is built (``host=`` of its constructor; a mesh hands the same slot to
+everything it builds for its node). The slot is empty under Trio; ``Mesh.start()`` awaited from
+asyncio fills it with the loop's host (:func:`jarvis_trio.compat.start_hosted`), so every
+object of that node finds the host from any asyncio task. An object built without a slot (a
+``BlobStorage`` made by hand, say) finds the host in a context variable set for the asyncio
 task that started it.
 """
 
@@ -28,7 +32,7 @@ from sniffio import thread_local as _sniffio_thread
 
 from .errors import AsyncioMisuseError
 
-__all__ = ["RuntimeHost", "current_host", "on_trio", "trio_side", "trio_side_sync"]
+__all__ = ["HostSlot", "RuntimeHost", "current_host", "on_trio", "trio_side", "trio_side_sync"]
 
 P = ParamSpec("P")
 T = TypeVar("T")
@@ -53,8 +57,28 @@ class RuntimeHost(Protocol):
 current_host: ContextVar[RuntimeHost | None] = ContextVar("jarvis_trio_runtime_host", default=None)
 
 
+class HostSlot:
+    """The runtime host serving one node's objects, shared by all of them.
+
+    ``host`` is ``None`` under Trio and for a node not started from asyncio; it keeps naming a
+    host that stopped, so that a call made after the stop says so
+    (:class:`~jarvis_trio.errors.HostStopped`) instead of blaming the caller. ``leased`` is
+    true while the node holds one use of that host (from its hosted start to its hosted stop).
+    """
+
+    __slots__ = ("host", "leased")
+
+    def __init__(self) -> None:
+        self.host: RuntimeHost | None = None
+        self.leased = False
+
+    def __repr__(self) -> str:
+        return f"<HostSlot {self.host!r}{' leased' if self.leased else ''}>"
+
+
 def _host_for(obj: object) -> RuntimeHost | None:
-    host: RuntimeHost | None = getattr(obj, "_runtime_host", None)
+    slot: HostSlot | None = getattr(obj, "_host_slot", None)
+    host = None if slot is None else slot.host
     return host if host is not None else current_host.get()
 
 

@@ -32,7 +32,7 @@ from typing import TYPE_CHECKING, Any, ClassVar, cast
 
 import trio
 
-from ._sides import trio_side
+from ._sides import HostSlot, trio_side
 from ._supervision import RestartPolicy, Supervised
 from .errors import MeshError, PayloadError, PayloadTooLarge
 from .peers.messages import NOTIFY, REQUEST, IncomingMessage, failure_reply
@@ -89,6 +89,7 @@ class Agent:
         self._bound_inbox: AgentInbox | None = None
         self._started = False
         self._task_style = False
+        self._host_slot = HostSlot()
 
     # -- injected state -----------------------------------------------------------------
 
@@ -166,6 +167,7 @@ class Agent:
         logger: logging.LoggerAdapter[logging.Logger],
         *,
         task_style: bool,
+        host: HostSlot,
     ) -> None:
         """Registration: the agent's identity, inbox and :class:`PeerClient` (the agent is
         discoverable from now on)."""
@@ -174,6 +176,7 @@ class Agent:
         self._peers = peers
         self._logger = logger
         self._task_style = task_style
+        self._host_slot = host
 
     def _inject(self, services: NodeServices) -> None:
         """Before ``setup()``: what the node's services give this agent. The one place the

@@ -40,10 +40,10 @@ from typing import TYPE_CHECKING, Any, Literal
 import trio
 from trio_util import AsyncValue
 
-from ._sides import trio_side
+from ._sides import HostSlot, on_trio, trio_side, trio_side_sync
 from ._supervision import DEFAULT_RESTART, RestartPolicy, supervise
 from .agent import Agent, AgentLogger, has_task_entry
-from .compat import asyncio_hostable
+from .compat._hosted import start_hosted, stop_hosted
 from .config import MeshConfig
 from .errors import AgentCrashed, AgentDefinitionError, MeshError
 from .peers.client import PeerClient
@@ -78,12 +78,13 @@ def _unwrap(group: BaseExceptionGroup[BaseException]) -> BaseException:
     return exc
 
 
-@asyncio_hostable
 class Mesh:
     """One node: its agents, their routing and its services.
 
-    Usable from Trio directly and, through :func:`~jarvis_trio.compat.asyncio_hostable`, from
-    asyncio programs (the Trio runtime is then hosted on a thread of its own).
+    Usable from Trio directly and from asyncio programs: ``start()``, ``stop()`` and ``async
+    with`` awaited outside Trio run the node on the loop's Trio host
+    (:mod:`jarvis_trio.compat`), which every object the node builds finds through the node's
+    :class:`~jarvis_trio._sides.HostSlot`.
     """
 
     def __init__(
@@ -116,6 +117,8 @@ class Mesh:
         self.node_id: str = self.config.node_name or "node"
         self.restart_policy = restart_policy
         self._rng = rng if rng is not None else random.Random()
+        # handed to every object built for this node; filled when started from asyncio
+        self._host_slot = HostSlot()
         self.router = Router(
             self.node_id,
             max_message_size=self.config.max_message_size,
@@ -215,6 +218,7 @@ class Mesh:
         diagnostics["status"] = status
         return diagnostics
 
+    @trio_side_sync
     def add(self, agent: type[Agent] | Agent, agent_id: str | None = None) -> Agent:
         """Register an agent class (or instance); returns the agent.
 
@@ -276,9 +280,10 @@ class Mesh:
         instance._bind(
             chosen,
             inbox,
-            PeerClient(self.router, chosen, cls.role, inbox),
+            PeerClient(self.router, chosen, cls.role, inbox, host=self._host_slot),
             AgentLogger(logger, {"agent_id": chosen}),
             task_style=task_style,
+            host=self._host_slot,
         )
         self._agents[chosen] = instance
         return instance
@@ -350,7 +355,9 @@ class Mesh:
     async def _main(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
         self._state = "starting"
         try:
-            async with open_node_services(self.config, self.node_id) as services:
+            async with open_node_services(
+                self.config, self.node_id, host=self._host_slot
+            ) as services:
                 self._services = services
                 async with trio.open_nursery() as system:
                     self.router.background = system
@@ -431,9 +438,17 @@ class Mesh:
 
     # -- documented lifecycle -----------------------------------------------------------
 
-    @trio_side
     async def start(self) -> None:
-        """Start the node and every added agent; returns once all ``setup()`` finished."""
+        """Start the node and every added agent; returns once all ``setup()`` finished.
+
+        Awaited from asyncio, the node runs on the loop's Trio host (started on first use).
+        """
+        if on_trio():
+            await self._start()
+        else:
+            await start_hosted(self, self._start)
+
+    async def _start(self) -> None:
         if self._state != "new" or self._exit_stack is not None:
             raise MeshError(f"start() on a {self._state} mesh: a mesh starts once")
         started = trio.Event()
@@ -459,9 +474,18 @@ class Mesh:
             started.set()
             self._done.set()
 
-    @trio_side
     async def stop(self) -> None:
-        """Stop the node (idempotent); raises the error that stopped it, if any."""
+        """Stop the node (idempotent); raises the error that stopped it, if any.
+
+        Awaited from asyncio, the node stops on its Trio host, and the last node hosted there
+        stops the host.
+        """
+        if on_trio():
+            await self._stop()
+        else:
+            await stop_hosted(self, self._stop)
+
+    async def _stop(self) -> None:
         if self._state == "new" and self._exit_stack is None:
             self._state = "stopped"
             self._done.set()
@@ -513,6 +537,10 @@ class Mesh:
             raise exc from exc.__cause__
 
     async def __aenter__(self) -> Mesh:
+        if not on_trio():
+            # a Trio nursery cannot be opened in one crossing and closed in another
+            await self.start()
+            return self
         if self._state != "new" or self._exit_stack is not None:
             raise MeshError(f"cannot enter a {self._state} mesh: a mesh starts once")
         stack = AsyncExitStack()
@@ -526,6 +554,9 @@ class Mesh:
         exc: BaseException | None,
         tb: TracebackType | None,
     ) -> bool:
+        if not on_trio():
+            await self.stop()
+            return False
         stack = self._exit_stack
         assert stack is not None
         return bool(await stack.__aexit__(exc_type, exc, tb))

@@ -13,6 +13,7 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 
+from ._sides import HostSlot
 from .auth import AuthenticationManager, open_auth_manager
 from .config import MeshConfig
 from .mailbox import open_mailbox_hub
@@ -34,20 +35,23 @@ class NodeServices:
 
 
 @asynccontextmanager
-async def open_node_services(config: MeshConfig, node_name: str) -> AsyncIterator[NodeServices]:
-    """Open the node's services for the lifetime of the block.
+async def open_node_services(
+    config: MeshConfig, node_name: str, *, host: HostSlot | None = None
+) -> AsyncIterator[NodeServices]:
+    """Open the node's services for the lifetime of the block; each is handed the node's
+    ``host`` slot (see :mod:`jarvis_trio._sides`).
 
     Background work (outbox pumps, Redis reconnects, auth refresh) lives in nurseries owned by
     the services themselves and ends with the block.
     """
     async with (
-        open_redis_store(config) as redis_store,
-        open_mailbox_hub(config, node_name) as mailboxes,
-        open_auth_manager(config) as auth_manager,
+        open_redis_store(config, host=host) as redis_store,
+        open_mailbox_hub(config, node_name, host=host) as mailboxes,
+        open_auth_manager(config, host=host) as auth_manager,
     ):
         yield NodeServices(
             mailboxes=mailboxes,
-            blob_storage=BlobStorage(config.blob_storage_path),
+            blob_storage=BlobStorage(config.blob_storage_path, host=host),
             redis_store=redis_store,
             auth_manager=auth_manager,
         )

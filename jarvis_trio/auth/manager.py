@@ -44,7 +44,7 @@ from types import MappingProxyType
 import httpx
 import trio
 
-from .._sides import trio_side, trio_side_sync
+from .._sides import HostSlot, trio_side, trio_side_sync
 from ..config import MeshConfig
 from ..errors import (
     AuthError,
@@ -202,7 +202,9 @@ class AuthenticationManager:
         http: httpx.AsyncClient,
         nursery: trio.Nursery,
         settings: AuthSettings | None = None,
+        host: HostSlot | None = None,
     ) -> None:
+        self._host_slot = HostSlot() if host is None else host  # see jarvis_trio._sides
         self.settings = settings or AuthSettings()
         self.gateway_url = gateway_url.rstrip("/") if gateway_url else None
         self._http = http
@@ -495,6 +497,7 @@ async def open_auth_manager(
     config: MeshConfig,
     *,
     settings: AuthSettings | None = None,
+    host: HostSlot | None = None,
 ) -> AsyncIterator[AuthenticationManager | None]:
     """The node's auth manager for the lifetime of the block (``None`` when
     ``auth_mode == "disabled"``), published in :data:`current_auth_manager` meanwhile."""
@@ -505,7 +508,7 @@ async def open_auth_manager(
     timeout = httpx.Timeout(settings.http_timeout)
     async with httpx.AsyncClient(timeout=timeout) as http, trio.open_nursery() as nursery:
         manager = AuthenticationManager(
-            config.nexus_gateway_url, http=http, nursery=nursery, settings=settings
+            config.nexus_gateway_url, http=http, nursery=nursery, settings=settings, host=host
         )
         token = current_auth_manager.set(manager)
         try:

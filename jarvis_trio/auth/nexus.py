@@ -25,7 +25,7 @@ from typing import Any, TypedDict, Unpack
 
 import httpx
 
-from .._sides import trio_side
+from .._sides import HostSlot, trio_side
 from ..errors import AuthError
 from .client import ResponseTooLarge, read_limited
 from .manager import AuthenticationManager, ConnectionId, current_auth_manager
@@ -71,6 +71,7 @@ class NexusCallProxy:
             )
         self.connection_id = connection_id
         self.manager = found
+        self._host_slot: HostSlot = found._host_slot  # served where its manager is
         self.timeout = timeout
 
     def __repr__(self) -> str:

@@ -33,33 +33,24 @@ crosses to that thread when awaited from asyncio:
   ``asyncio.run`` (or Ctrl-C) stops them — every ``teardown()`` runs — and interpreter exit
   does so for loops that were never shut down, without ever hanging on the runtime thread.
 
+Where the crossing is decided is visible where it is defined: ``Mesh.start`` / ``stop`` /
+``__aenter__`` / ``__aexit__`` call :func:`~._hosted.start_hosted` / ``stop_hosted`` when awaited
+outside Trio, and every other crossing method is marked ``@trio_side`` (``@trio_side_sync`` for
+the synchronous ``Mesh.add``). The host reaches the objects through the
+:class:`~jarvis_trio._sides.HostSlot` the mesh hands each of them when it builds them.
+
 Modules: :mod:`._host` (the thread and the crossing), :mod:`._lifecycle` (one host per asyncio
-loop; loop shutdown and interpreter exit), :mod:`._hosted` (the ``Mesh`` class decorator),
-:mod:`._guard` (clear errors for asyncio code that runs on the Trio side).
+loop; loop shutdown and interpreter exit), :mod:`._hosted` (what ``Mesh.start``/``stop`` call
+from asyncio), :mod:`._guard` (clear errors for asyncio code that runs on the Trio side).
+
+Public names: :class:`TrioHost` (a Trio runtime on a thread of its own, for programs that host
+it themselves), :func:`asyncio_misuse_explained` / :func:`explain_asyncio_misuse` (turn the raw
+failures of asyncio code run under a plain ``trio.run`` into the explanatory error) and
+:func:`on_trio`.
 """
 
-from .._sides import RuntimeHost, current_host, on_trio, trio_side, trio_side_sync
-from ._guard import asyncio_guard, asyncio_misuse_explained, explain_asyncio_misuse
+from .._sides import on_trio
+from ._guard import asyncio_misuse_explained, explain_asyncio_misuse
 from ._host import TrioHost
-from ._hosted import INJECTED_ATTRIBUTES, adopt, asyncio_hostable, hosted_start, hosted_stop
-from ._lifecycle import acquire_host, host_of_loop, release_host
 
-__all__ = [
-    "INJECTED_ATTRIBUTES",
-    "RuntimeHost",
-    "TrioHost",
-    "acquire_host",
-    "adopt",
-    "asyncio_guard",
-    "asyncio_hostable",
-    "asyncio_misuse_explained",
-    "current_host",
-    "explain_asyncio_misuse",
-    "host_of_loop",
-    "hosted_start",
-    "hosted_stop",
-    "on_trio",
-    "release_host",
-    "trio_side",
-    "trio_side_sync",
-]
+__all__ = ["TrioHost", "asyncio_misuse_explained", "explain_asyncio_misuse", "on_trio"]

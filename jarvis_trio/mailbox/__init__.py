@@ -31,6 +31,7 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
 from .._redis import open_redis_client
+from .._sides import HostSlot
 from ..config import MeshConfig
 from ..errors import RedisUnavailable
 from ._common import MailboxSettings
@@ -56,6 +57,7 @@ async def open_mailbox_hub(
     *,
     settings: MailboxSettings | None = None,
     connect_timeout: float = 1.0,
+    host: HostSlot | None = None,
 ) -> AsyncIterator[InProcessHub | RedisHub]:
     """The node's mailbox hub for the lifetime of the block (see the module docstring)."""
     chosen = settings or MailboxSettings()
@@ -72,10 +74,10 @@ async def open_mailbox_hub(
             )
         else:
             try:
-                async with open_redis_hub(client, config, node_name, chosen) as hub:
+                async with open_redis_hub(client, config, node_name, chosen, host=host) as hub:
                     yield hub
             finally:
                 client.close()
             return
-    async with open_in_process_hub(config, node_name, chosen) as local_hub:
+    async with open_in_process_hub(config, node_name, chosen, host=host) as local_hub:
         yield local_hub

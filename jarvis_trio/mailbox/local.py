@@ -31,7 +31,7 @@ from typing import Any
 
 import trio
 
-from .._sides import trio_side
+from .._sides import HostSlot, trio_side
 from ..config import MeshConfig
 from ..errors import MailboxError, MailboxFull
 from ._codec import decode_payload, encode_payload
@@ -90,6 +90,7 @@ class LocalMailbox:
 
     def __init__(self, hub: InProcessHub, agent_id: str) -> None:
         self.agent_id = agent_id
+        self._host_slot = hub.host_slot  # served where its hub's node is
         self._hub = hub
         self._queue = hub.queue(agent_id)
         self._claims: Claims[_Entry] = Claims(agent_id, hub.settings.max_unacked)
@@ -182,7 +183,15 @@ class InProcessHub:
 
     kind = "in-process"
 
-    def __init__(self, config: MeshConfig, node_name: str, settings: MailboxSettings) -> None:
+    def __init__(
+        self,
+        config: MeshConfig,
+        node_name: str,
+        settings: MailboxSettings,
+        *,
+        host: HostSlot | None = None,
+    ) -> None:
+        self.host_slot = HostSlot() if host is None else host  # see jarvis_trio._sides
         self.node_name = node_name
         self.settings = settings
         self.max_message_size = config.max_message_size
@@ -258,10 +267,14 @@ class InProcessHub:
 
 @asynccontextmanager
 async def open_in_process_hub(
-    config: MeshConfig, node_name: str, settings: MailboxSettings | None = None
+    config: MeshConfig,
+    node_name: str,
+    settings: MailboxSettings | None = None,
+    *,
+    host: HostSlot | None = None,
 ) -> AsyncIterator[InProcessHub]:
     """An in-process hub for the lifetime of the block."""
-    hub = InProcessHub(config, node_name, settings or MailboxSettings())
+    hub = InProcessHub(config, node_name, settings or MailboxSettings(), host=host)
     try:
         yield hub
     finally:

@@ -74,6 +74,7 @@ import redis
 import trio
 
 from .._redis import Backoff, RedisClient, is_transient
+from .._sides import HostSlot
 from ..config import MeshConfig
 from ..errors import MailboxError, MailboxFull
 from ._common import MailboxSettings, MessageIds, TrioCaller, check_target
@@ -91,8 +92,15 @@ class RedisHub:
     kind = "redis"
 
     def __init__(
-        self, client: RedisClient, config: MeshConfig, node_name: str, settings: MailboxSettings
+        self,
+        client: RedisClient,
+        config: MeshConfig,
+        node_name: str,
+        settings: MailboxSettings,
+        *,
+        host: HostSlot | None = None,
     ) -> None:
+        self.host_slot = HostSlot() if host is None else host  # see jarvis_trio._sides
         self.client = client
         self.node_name = node_name
         self.settings = settings
@@ -297,7 +305,12 @@ class RedisHub:
 
 @asynccontextmanager
 async def open_redis_hub(
-    client: RedisClient, config: MeshConfig, node_name: str, settings: MailboxSettings
+    client: RedisClient,
+    config: MeshConfig,
+    node_name: str,
+    settings: MailboxSettings,
+    *,
+    host: HostSlot | None = None,
 ) -> AsyncIterator[RedisHub]:
     """A Redis hub whose writer runs for the lifetime of the block.
 
@@ -305,7 +318,7 @@ async def open_redis_hub(
     task, then keeps writing what is left for up to ``close_timeout`` seconds, shielded from
     the cancellation; what is still unwritten is reported in an ERROR and lost.
     """
-    hub = RedisHub(client, config, node_name, settings)
+    hub = RedisHub(client, config, node_name, settings, host=host)
     writer_scope = trio.CancelScope()
     writer_done = trio.Event()
 

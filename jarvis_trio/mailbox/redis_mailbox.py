@@ -17,7 +17,7 @@ import redis.exceptions
 import trio
 
 from .._redis import Backoff, RedisClient, is_transient
-from .._sides import trio_side
+from .._sides import HostSlot, trio_side
 from ._codec import decode_payload, encode_payload
 from ._common import Claims, MailboxSettings, Pacer, check_limit, check_target
 from ._stream import GROUP, Held, entry_message, id_order, stream_key
@@ -31,6 +31,7 @@ class HubSide(Protocol):
     client and settings, and the hub's writer, which batches sends and acks for every
     mailbox of the node."""
 
+    host_slot: HostSlot
     client: RedisClient
     settings: MailboxSettings
     max_message_size: int
@@ -51,6 +52,7 @@ class RedisMailbox:
 
     def __init__(self, hub: HubSide, agent_id: str) -> None:
         self.agent_id = agent_id
+        self._host_slot = hub.host_slot  # served where its hub's node is
         self.key = stream_key(agent_id)
         self._hub = hub
         self._ready: deque[Held] = deque()

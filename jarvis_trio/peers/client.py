@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, Any
 
 import trio
 
-from .._sides import trio_side
+from .._sides import HostSlot, trio_side
 from ..payload import checked_context, checked_copy
 from .messages import NOTIFY, REQUEST, RESPONSE, IncomingMessage
 from .pending import PendingEntry, Status
@@ -53,20 +53,28 @@ def _checked_timeout(name: str, value: object, *, allow_none: bool) -> float | N
 class PeerClient:
     """Discovery and messaging for one agent. Injected by the mesh; never built by users."""
 
-    # ``_runtime_host`` is set by the asyncio shim when the mesh is hosted from asyncio
     __slots__ = (
         "_agent_id",
+        "_host_slot",
         "_inbox",
         "_reg_source",
         "_reg_view",
         "_role",
         "_router",
         "_routes",
-        "_runtime_host",
         "_select",
     )
 
-    def __init__(self, router: Router, agent_id: str, role: str, inbox: AgentInbox) -> None:
+    def __init__(
+        self,
+        router: Router,
+        agent_id: str,
+        role: str,
+        inbox: AgentInbox,
+        *,
+        host: HostSlot | None = None,
+    ) -> None:
+        self._host_slot = HostSlot() if host is None else host  # see jarvis_trio._sides
         self._router = router
         self._agent_id = agent_id
         self._role = role

@@ -36,7 +36,7 @@ from pathlib import Path, PurePosixPath
 
 import trio
 
-from .._sides import trio_side
+from .._sides import HostSlot, trio_side
 from ..errors import BlobNotFound, BlobTooLarge, StorageError, UnsafePathError
 
 __all__ = ["DEFAULT_LIST_LIMIT", "DEFAULT_MAX_BLOB_SIZE", "MAX_SIBLINGS", "BlobStorage"]
@@ -64,7 +64,9 @@ class BlobStorage:
         root: str | os.PathLike[str],
         *,
         max_blob_size: int = DEFAULT_MAX_BLOB_SIZE,
+        host: HostSlot | None = None,
     ) -> None:
+        self._host_slot = HostSlot() if host is None else host  # see jarvis_trio._sides
         if max_blob_size <= 0:
             raise ValueError(f"max_blob_size must be positive, got {max_blob_size}")
         self._root = Path(root).absolute()

@@ -29,7 +29,7 @@ import redis
 import trio
 
 from .._redis import Backoff, RedisClient, is_transient, open_redis_client
-from .._sides import trio_side
+from .._sides import HostSlot, trio_side
 from ..config import MeshConfig
 from ..errors import PayloadError, RedisUnavailable
 from ..payload import check_json
@@ -88,7 +88,10 @@ def _xread(name: str, after: str, count: int, block: int, r: redis.Redis) -> Any
 class RedisStore:
     """Async key/value, hash and stream operations on one Redis server."""
 
-    def __init__(self, client: RedisClient, *, retry_window: float = 10.0) -> None:
+    def __init__(
+        self, client: RedisClient, *, retry_window: float = 10.0, host: HostSlot | None = None
+    ) -> None:
+        self._host_slot = HostSlot() if host is None else host  # see jarvis_trio._sides
         self._client = client
         self.retry_window = retry_window
 
@@ -227,7 +230,7 @@ class RedisStore:
 
 @asynccontextmanager
 async def open_redis_store(
-    config: MeshConfig, *, connect_timeout: float = 1.0
+    config: MeshConfig, *, connect_timeout: float = 1.0, host: HostSlot | None = None
 ) -> AsyncIterator[RedisStore | None]:
     """The node's Redis store, or ``None`` without ``redis_url`` or when Redis is unreachable
     at start (then one WARNING names the URL)."""
@@ -241,6 +244,6 @@ async def open_redis_store(
         yield None
         return
     try:
-        yield RedisStore(client)
+        yield RedisStore(client, host=host)
     finally:
         client.close()

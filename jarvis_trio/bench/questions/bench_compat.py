@@ -67,7 +67,8 @@ async def _latency_run(rounds: int, per_round: int) -> tuple[float, float]:
     mesh.add(Echo)
     caller = mesh.add(Caller)
     await mesh.start()
-    host: TrioHost = mesh._runtime_host  # type: ignore[attr-defined]
+    host = mesh._host_slot.host
+    assert isinstance(host, TrioHost)
     native: list[float] = []
     shim: list[float] = []
     try:
@@ -102,7 +103,8 @@ async def _rate_run(per_caller: int) -> tuple[float, float]:
     mesh.add(Echo)
     caller = mesh.add(Caller)
     await mesh.start()
-    host: TrioHost = mesh._runtime_host  # type: ignore[attr-defined]
+    host = mesh._host_slot.host
+    assert isinstance(host, TrioHost)
     peers = caller.peers
 
     async def one_caller(n: int) -> None:

@@ -74,7 +74,7 @@ def test_cancelled_asyncio_request_leaves_no_pending_entry() -> None:
         mesh.add(SlowAgent)
         caller = mesh.add(Caller)
         await mesh.start()
-        host = mesh._runtime_host  # type: ignore[attr-defined]
+        host = mesh._host_slot.host
         try:
             task = asyncio.create_task(caller.peers.request("slow", {"wait": True, "n": 1}))
             assert await asyncio.to_thread(GATE.entered.wait, 5)
@@ -104,7 +104,7 @@ def test_asyncio_timeout_around_a_request_cancels_it_on_trio() -> None:
         mesh.add(SlowAgent)
         caller = mesh.add(Caller)
         await mesh.start()
-        host = mesh._runtime_host  # type: ignore[attr-defined]
+        host = mesh._host_slot.host
         try:
             with pytest.raises(TimeoutError):
                 async with asyncio.timeout(0.1):
@@ -164,7 +164,7 @@ def test_async_with_mesh_and_calls_after_stop(backend: str) -> None:
             caller = mesh.add(Caller)
             mesh.add(SlowAgent)
             if backend == "asyncio":
-                host = mesh._runtime_host  # type: ignore[attr-defined]
+                host = mesh._host_slot.host
                 assert host.running
                 # add() after start ran on the Trio thread.
                 assert host.run_sync(sniffio.current_async_library) == "trio"
@@ -210,7 +210,7 @@ def test_a_failed_start_raises_its_error_and_leaves_no_runtime_thread(backend: s
         mesh.add(BrokenSetup)
         with pytest.raises(LookupError, match="missing resource"):
             await mesh.start()
-        assert getattr(mesh, "_runtime_host", None) is None
+        assert mesh._host_slot.host is None
         assert runtime_threads() == []
         # As documented for stop(): it raises the error that stopped the node, on either side.
         with pytest.raises(LookupError, match="missing resource"):

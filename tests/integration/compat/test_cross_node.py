@@ -79,7 +79,7 @@ def test_two_nodes_in_one_asyncio_program(tmp_path: Path) -> None:
         node_a = Mesh(config=_config(tmp_path, "node-a"), env_file=None, environ={})
         node_a.add(RemoteEcho)
         await node_a.start()
-        host = node_a._runtime_host  # type: ignore[attr-defined]
+        host = node_a._host_slot.host
         seed = host.run_sync(_seed_of, node_a)
         node_b = Mesh(
             config=_config(tmp_path, "node-b", seed_nodes=seed), env_file=None, environ={}
@@ -87,7 +87,7 @@ def test_two_nodes_in_one_asyncio_program(tmp_path: Path) -> None:
         caller = node_b.add(Caller)
         await node_b.start()
         try:
-            assert node_b._runtime_host is host  # type: ignore[attr-defined]
+            assert node_b._host_slot.host is host
             await host.call(_wait_remote_agents, node_b, 1)
             assert [p["location"] for p in host.run_sync(caller.peers.list_peers)] == ["remote"]
 

@@ -10,7 +10,8 @@ from typing import Any
 import pytest
 import trio
 
-from jarvis_trio.compat import asyncio_guard, asyncio_misuse_explained, explain_asyncio_misuse
+from jarvis_trio.compat import asyncio_misuse_explained, explain_asyncio_misuse
+from jarvis_trio.compat._guard import asyncio_guard
 from jarvis_trio.errors import AsyncioMisuseError
 
 

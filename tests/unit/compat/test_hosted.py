@@ -1,8 +1,9 @@
-"""hosted_start / hosted_stop on a small runtime object, from asyncio and from Trio.
+"""start_hosted / stop_hosted on a small runtime object, from asyncio and from Trio.
 
-``Toy`` stands in for the Mesh: it injects a ``peers``-like object into its agents in
-``start()``, runs ``teardown()`` for each in ``stop()``, and has ``@trio_side`` and
-``@trio_side_sync`` methods that only work on a Trio thread.
+``Toy`` stands in for the Mesh and crosses the seam the way it does: ``start``/``stop``/``async
+with`` call the seam when awaited outside Trio, it hands its ``HostSlot`` to every object it
+builds (a ``peers``-like object per agent), runs ``teardown()`` for each in ``stop()``, and has
+``@trio_side`` and ``@trio_side_sync`` methods that only work on a Trio thread.
 """
 
 from __future__ import annotations
@@ -15,8 +16,9 @@ import pytest
 import sniffio
 import trio
 
-from jarvis_trio._sides import current_host, trio_side, trio_side_sync
-from jarvis_trio.compat import hosted_start, hosted_stop
+from jarvis_trio import Agent, Mesh
+from jarvis_trio._sides import HostSlot, current_host, on_trio, trio_side, trio_side_sync
+from jarvis_trio.compat._hosted import start_hosted, stop_hosted
 from jarvis_trio.compat._lifecycle import host_of_loop
 from jarvis_trio.errors import AsyncioMisuseError, HostStopped
 
@@ -28,6 +30,9 @@ def _require_trio() -> int:
 
 
 class ToyPeers:
+    def __init__(self, host: HostSlot) -> None:
+        self._host_slot = host
+
     @trio_side
     async def request(self, value: int) -> int:
         _require_trio()
@@ -53,19 +58,30 @@ class Toy:
         self.agents = [ToyAgent(n, self.log) for n in names]
         self.running = False
         self.fail_start = fail_start
+        self._host_slot = HostSlot()
 
-    @hosted_start
     async def start(self) -> None:
+        if on_trio():
+            await self._start()
+        else:
+            await start_hosted(self, self._start)
+
+    async def _start(self) -> None:
         _require_trio()
         await trio.lowlevel.checkpoint()
         if self.fail_start:
             raise LookupError("start failed on the Trio side")
         for agent in self.agents:
-            agent.peers = ToyPeers()
+            agent.peers = ToyPeers(self._host_slot)
         self.running = True
 
-    @hosted_stop
     async def stop(self) -> None:
+        if on_trio():
+            await self._stop()
+        else:
+            await stop_hosted(self, self._stop)
+
+    async def _stop(self) -> None:
         _require_trio()
         if not self.running:
             return
@@ -73,12 +89,10 @@ class Toy:
         for agent in self.agents:
             await agent.teardown()
 
-    @hosted_start
     async def __aenter__(self) -> Toy:
         await self.start()
         return self
 
-    @hosted_stop
     async def __aexit__(self, *exc_info: object) -> None:
         await self.stop()
 
@@ -92,7 +106,7 @@ class Toy:
     def add(self, name: str) -> ToyAgent:
         thread = _require_trio() if self.running else threading.get_ident()
         agent = ToyAgent(name, self.log)
-        agent.peers = ToyPeers() if self.running else None
+        agent.peers = ToyPeers(self._host_slot) if self.running else None
         self.agents.append(agent)
         self.log.append(
             f"add {name} on {'trio' if thread != threading.main_thread().ident else 'main'}"
@@ -108,11 +122,10 @@ def test_asyncio_start_hosts_the_object_and_what_it_injected(on_asyncio: Any) ->
         host = host_of_loop(asyncio.get_running_loop())
         assert host is not None and host.running
         assert current_host.get() is host
-        assert toy._runtime_host is host  # type: ignore[attr-defined]
+        assert toy._host_slot.host is host and toy._host_slot.leased
         for agent in toy.agents:
-            assert agent._runtime_host is host  # type: ignore[attr-defined]
             assert agent.peers is not None
-            assert agent.peers._runtime_host is host  # type: ignore[attr-defined]
+            assert agent.peers._host_slot is toy._host_slot
             assert await agent.peers.request(21) == 42
         assert await toy.ping() == "pong"
         await toy.stop()
@@ -123,7 +136,7 @@ def test_asyncio_start_hosts_the_object_and_what_it_injected(on_asyncio: Any) ->
         second = Toy("c")
         second.add("d")  # a new object of this task runs here until its own start()
         await second.start()
-        assert second._runtime_host is not host  # type: ignore[attr-defined]
+        assert second._host_slot.host is not host
         await second.stop()
         assert host_of_loop(asyncio.get_running_loop()) is None
 
@@ -163,7 +176,7 @@ def test_sync_methods_run_on_the_trio_thread_once_hosted(on_asyncio: Any) -> Non
         await toy.start()
         late = toy.add("after")  # hosted: runs on the Trio thread, the caller blocks briefly
         assert late.peers is not None
-        assert await late.peers.request(1) == 2  # found through current_host
+        assert await late.peers.request(1) == 2  # built with the toy's slot
         await toy.stop()
 
     on_asyncio(scenario)
@@ -175,8 +188,8 @@ def test_two_objects_share_one_host_until_the_last_stops(on_asyncio: Any) -> Non
 
     async def scenario() -> None:
         await asyncio.gather(first.start(), second.start())
-        host = first._runtime_host  # type: ignore[attr-defined]
-        assert second._runtime_host is host  # type: ignore[attr-defined]
+        host = first._host_slot.host
+        assert host is not None and second._host_slot.host is host
         await first.stop()
         assert host.running
         await first.stop()  # a second stop is the object's own no-op; the host stays up
@@ -197,12 +210,12 @@ def test_async_with_and_restart(on_asyncio: Any) -> None:
         async with toy as entered:
             assert entered is toy
             assert await toy.ping() == "pong"
-        hosts = [toy._runtime_host]  # type: ignore[attr-defined]
+        hosts: list[Any] = [toy._host_slot.host]
         assert hosts[0].stopped
         with pytest.raises(HostStopped):
             await toy.ping()
         await toy.start()  # a stopped object can be started again, on a fresh host
-        hosts.append(toy._runtime_host)  # type: ignore[attr-defined]
+        hosts.append(toy._host_slot.host)
         assert hosts[1] is not hosts[0] and hosts[1].running
         await toy.stop()
 
@@ -216,7 +229,7 @@ def test_a_failed_start_keeps_its_type_and_releases_the_host(on_asyncio: Any) ->
     async def scenario() -> None:
         with pytest.raises(LookupError, match="start failed"):
             await toy.start()
-        assert getattr(toy, "_runtime_host", None) is None
+        assert toy._host_slot.host is None and not toy._host_slot.leased
         assert host_of_loop(asyncio.get_running_loop()) is None
         await toy.stop()  # never started: nothing to stop, nothing raised
 
@@ -239,7 +252,7 @@ def test_loop_shutdown_without_stop_runs_every_teardown(ending: str) -> None:
 
     async def main() -> None:
         await toy.start()
-        hosts.append(toy._runtime_host)  # type: ignore[attr-defined]
+        hosts.append(toy._host_slot.host)
         if ending == "raise":
             raise ArithmeticError("main failed")
 
@@ -255,7 +268,7 @@ def test_loop_shutdown_without_stop_runs_every_teardown(ending: str) -> None:
 async def test_under_trio_the_same_calls_run_directly() -> None:
     toy = Toy("a")
     await toy.start()
-    assert getattr(toy, "_runtime_host", None) is None
+    assert toy._host_slot.host is None
     assert current_host.get() is None
     peers = toy.agents[0].peers
     assert peers is not None
@@ -274,74 +287,33 @@ async def test_under_trio_the_same_calls_run_directly() -> None:
     ]
 
 
-class Plain:
-    """A Mesh-like class written for Trio only, made hostable by the class decorator."""
-
-    def __init__(self) -> None:
-        self.agents: list[ToyAgent] = []
-        self.log: list[str] = []
-        self.running = False
-
-    async def start(self) -> None:
-        _require_trio()
-        self.running = True
-
-    async def stop(self) -> None:
-        _require_trio()
-        if self.running:
-            self.running = False
-            self.log.append("stopped")
-
-    async def __aenter__(self) -> Plain:
-        # Under Trio a real mesh opens a nursery here; hosted, start() is used instead.
-        _require_trio()
-        self.log.append("entered on trio")
-        await self.start()
-        return self
-
-    async def __aexit__(self, *exc_info: object) -> None:
-        await self.stop()
-
-    def add(self, name: str) -> ToyAgent:
-        agent = ToyAgent(name, self.log)
-        agent.peers = ToyPeers()
-        self.agents.append(agent)
-        return agent
-
-    async def start_agent(self, name: str) -> ToyAgent:
-        await trio.lowlevel.checkpoint()
-        return self.add(name)
+class Worker(Agent):
+    role = "worker"
+    requires_auth = True
 
 
-def test_the_class_decorator_is_idempotent_and_hosts_every_entry_point(on_asyncio: Any) -> None:
-    from jarvis_trio.compat import asyncio_hostable
-
-    cls = asyncio_hostable(Plain)
-    wrapped = {name: vars(cls)[name] for name in ("start", "stop", "add", "__aenter__")}
-    assert asyncio_hostable(cls) is cls
-    assert {name: vars(cls)[name] for name in wrapped} == wrapped  # not wrapped twice
+def test_a_mesh_hands_its_slot_to_everything_it_builds(on_asyncio: Any, tmp_path: Any) -> None:
+    mesh = Mesh({"blob_storage_path": str(tmp_path)}, env_file=None, environ={})
+    early = mesh.add(Worker)
 
     async def scenario() -> None:
-        async with cls() as plain:  # from asyncio: start()/stop(), not the Trio nursery path
-            host = plain._runtime_host  # type: ignore[attr-defined]
-            added = plain.add("late")  # ran on the Trio thread, marked with the host
-            assert added._runtime_host is host  # type: ignore[attr-defined]
-            started = await plain.start_agent("later")
-            assert started._runtime_host is host  # type: ignore[attr-defined]
-            assert added.peers is not None
-            assert await added.peers.request(3) == 6
-        assert plain.log == ["stopped"]
+        async with mesh:
+            late = mesh.add(Worker)  # on the Trio thread: the node runs there
+            started = await mesh.start_agent(Worker)
+            host = host_of_loop(asyncio.get_running_loop())
+            assert host is not None and mesh._host_slot.host is host
+            for agent in (early, late, started):
+                built = [agent, agent.peers, agent.mailbox, agent._blob_storage]
+                built.append(agent._auth_manager)
+                assert all(obj._host_slot is mesh._host_slot for obj in built)  # type: ignore[union-attr]
+                assert await agent.peers.request("nobody", {}, timeout=0.1) is None
         assert host.stopped
 
     on_asyncio(scenario)
 
 
-async def test_the_class_decorator_leaves_trio_callers_on_the_original_path() -> None:
-    from jarvis_trio.compat import asyncio_hostable
-
-    cls = asyncio_hostable(Plain)
-    async with cls() as plain:
-        assert plain.add("a").name == "a"
-        await plain.start_agent("b")
-    assert plain.log == ["entered on trio", "stopped"]
-    assert getattr(plain, "_runtime_host", None) is None
+def test_the_seam_is_written_on_the_class_not_patched_onto_it() -> None:
+    for name in ("start", "stop", "__aenter__", "__aexit__", "add"):
+        method = vars(Mesh)[name]
+        assert method.__qualname__ == f"Mesh.{name}"
+        assert method.__module__ == "jarvis_trio.mesh"
