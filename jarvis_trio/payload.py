@@ -23,7 +23,14 @@ from typing import Any
 
 from .errors import PayloadError
 
-__all__ = ["MAX_DEPTH", "check_json", "checked_context", "checked_copy", "format_path"]
+__all__ = [
+    "MAX_DEPTH",
+    "check_json",
+    "checked_context",
+    "checked_copy",
+    "format_path",
+    "too_deep",
+]
 
 MAX_DEPTH = 64
 _INT_MIN = -(1 << 63)
@@ -64,11 +71,15 @@ def checked_copy(value: object, *, what: str = "message") -> dict[str, Any]:
         out: dict[str, Any] = {}
         for key, item in value.items():
             kind = type(item)
-            if type(key) is not str or not (
-                kind is str
-                or (kind is int and _INT_MIN <= item <= _INT_MAX)
-                or kind is bool
-                or item is None
+            if (
+                type(key) is not str
+                or not key.isascii()
+                or not (
+                    (kind is str and item.isascii())
+                    or (kind is int and _INT_MIN <= item <= _INT_MAX)
+                    or kind is bool
+                    or item is None
+                )
             ):
                 break
             out[key] = item
@@ -102,6 +113,20 @@ def checked_context(context: object) -> dict[str, Any]:
     return checked_copy(context, what="context")
 
 
+def _utf8(text: str) -> bool:
+    """Whether ``text`` has a UTF-8 form (a lone surrogate has none: JSON cannot carry it)."""
+    if text.isascii():
+        return True
+    try:
+        text.encode()
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
+_SURROGATE = "a lone surrogate has no UTF-8 form"
+
+
 def _copy_dict(value: dict[Any, Any], depth: int) -> dict[str, Any]:
     if depth >= MAX_DEPTH:
         raise _Refused(value, f"nested deeper than {MAX_DEPTH} levels (or a reference cycle)")
@@ -114,6 +139,10 @@ def _copy_dict(value: dict[Any, Any], depth: int) -> dict[str, Any]:
                 refused = _Refused(key, f"keys must be str, got {type(key).__name__} {key!r}")
                 refused.segments.append(key if isinstance(key, int) else repr(key))
                 raise refused
+        if not _utf8(key):
+            refused = _Refused(key, f"key {key!r}: {_SURROGATE}")
+            refused.segments.append(key)
+            raise refused
         try:
             out[key] = _copy(item, depth + 1)
         except _Refused as refused:
@@ -138,8 +167,12 @@ def _copy_list(value: list[Any] | tuple[Any, ...], depth: int) -> list[Any]:
 
 def _copy(value: Any, depth: int) -> Any:
     kind = type(value)
-    if kind is str or kind is bool or value is None:
+    if kind is bool or value is None:
         return value
+    if kind is str:
+        if _utf8(value):
+            return value
+        raise _Refused(value, _SURROGATE)
     if kind is int:
         if _INT_MIN <= value <= _INT_MAX:
             return value
@@ -158,7 +191,7 @@ def _copy(value: Any, depth: int) -> Any:
 def _copy_subclass(value: Any, depth: int) -> Any:
     """Slow path: subclasses of the JSON types become the base type; anything else is refused."""
     if isinstance(value, str):
-        return str.__str__(value)
+        return _copy(str.__str__(value), depth)
     if isinstance(value, int):
         return _copy(int(value), depth)
     if isinstance(value, float):
@@ -168,3 +201,21 @@ def _copy_subclass(value: Any, depth: int) -> Any:
     if isinstance(value, list | tuple):
         return _copy_list(value, depth)
     raise _Refused(value, f"{type(value).__name__} is not a JSON type")
+
+
+def too_deep(value: object, limit: int = MAX_DEPTH) -> bool:
+    """Whether a decoded JSON value nests deeper than ``limit`` containers -- what a local
+    send refuses, checked on what a peer delivers so that both routes accept the same."""
+    stack: list[tuple[object, int]] = [(value, 0)]
+    while stack:
+        item, depth = stack.pop()
+        if type(item) is dict:
+            children: Any = item.values()
+        elif type(item) is list:
+            children = item
+        else:
+            continue
+        if depth >= limit:
+            return True
+        stack.extend((child, depth + 1) for child in children if type(child) in (dict, list))
+    return False

@@ -10,7 +10,10 @@ three kinds of tasks in its own nursery:
   whenever the version in its membership record moves past the one fetched (retrying with
   back-off while the node does not answer);
 * the *inbound pump* takes frames from the bridge in batches: agent messages go to their
-  agent (responses straight to the pending table), directory requests are answered.
+  agent (responses straight to the pending table), directory requests are answered. It is
+  total: a message nested deeper than a local send allows, one whose ``sender`` is an agent
+  of another node (a member speaks for its own agents only), or one whose handling fails in
+  any way is dropped, counted (``inbound_*``) and logged at most once per interval.
 
 Inbound backpressure: a message for an agent whose inbox is full makes the pump wait (at
 most ``send_timeout``, then the message is dropped and counted) instead of dropping at once,
@@ -30,7 +33,9 @@ import trio
 from trio_util import AsyncValue
 
 from .._sides import trio_side
+from .._throttle import ThrottledLog
 from ..errors import PayloadTooLarge, PeerUnavailable, TransportError
+from ..payload import too_deep
 from ..peers.directory import PeerInfo
 from ..peers.membership import ClusterEvent, EventHub, MemberInfo
 from ..peers.messages import RESPONSE, IncomingMessage
@@ -117,8 +122,12 @@ class ClusterNode:
         self._left = False
         self.events = events if events is not None else EventHub()
         self.tracker = MembershipTracker(swim.name, seeded=seeded)
+        self._throttled = ThrottledLog(log)
         self._counters: dict[str, int] = {
             "inbound_malformed": 0,
+            "inbound_too_deep": 0,
+            "inbound_spoofed_sender": 0,
+            "inbound_errors": 0,
             "inbound_waited": 0,
             "inbound_dropped_full": 0,
             "send_timeouts": 0,
@@ -397,36 +406,73 @@ class ClusterNode:
 
     # -- inbound ----------------------------------------------------------------------------
     async def _pump(self) -> None:
-        router = self.router
         while True:
             batch = await self.bridge.receive_envelopes()
             if not batch:
                 return
             for node, envelope in batch:
-                kind = envelope.kind
-                if kind is Kind.DIRECTORY_GET:
-                    self._answer_directory(node, envelope)
-                    continue
-                if kind is Kind.DIRECTORY:
-                    self._take_directory(node, envelope)
-                    continue
-                message = to_message(node, envelope)
-                if message is None:
-                    self._counters["inbound_malformed"] += 1
-                    continue
-                inbox = None
-                if message.type != RESPONSE and router.accepting:
-                    inbox = router.directory.local_route(message.target)
-                if inbox is None:
-                    router.deliver_inbound(message)  # a response, or counted as dropped
-                    continue
-                if inbox.put_nowait(message):
-                    continue
-                if inbox.closed:
-                    router.deliver_inbound(message)  # counted as dropped
-                    continue
-                # full: wait for the agent (keeping arrival order), within send_timeout
-                if await inbox.put(message, trio.current_time() + self.send_timeout):
-                    self._counters["inbound_waited"] += 1
-                else:
-                    self._counters["inbound_dropped_full"] += 1
+                try:
+                    await self._inbound(node, envelope)
+                except Exception as exc:  # total: no frame may stop the node
+                    self._counters["inbound_errors"] += 1
+                    self._throttled(
+                        "inbound_error",
+                        "dropped a frame from node %s that could not be handled: %r",
+                        node,
+                        exc,
+                    )
+
+    def _refuse(self, reason: str, node: str, envelope: Envelope) -> None:
+        self._counters[f"inbound_{reason}"] += 1
+        self._throttled(
+            reason,
+            "dropped a %s message from node %s (sender %.64r, correlation %.64r): %s",
+            envelope.kind.name,
+            node,
+            envelope.sender,
+            envelope.correlation_id,
+            reason,
+        )
+
+    def _sender_of_other_node(self, node: str, sender: str) -> bool:
+        """True when ``sender`` is an agent this node knows to live on a node other than
+        ``node``, the transport-authenticated origin: a member may speak for its own agents
+        only."""
+        found = self.router.directory.get(sender)
+        return found is not None and found[0].node_id != node
+
+    async def _inbound(self, node: str, envelope: Envelope) -> None:
+        kind = envelope.kind
+        if kind is Kind.DIRECTORY_GET:
+            self._answer_directory(node, envelope)
+            return
+        if kind is Kind.DIRECTORY:
+            self._take_directory(node, envelope)
+            return
+        message = to_message(node, envelope)
+        if message is None:
+            self._refuse("malformed", node, envelope)
+            return
+        if too_deep(message.data) or too_deep(message.context):
+            self._refuse("too_deep", node, envelope)
+            return
+        if self._sender_of_other_node(node, message.sender):
+            self._refuse("spoofed_sender", node, envelope)
+            return
+        router = self.router
+        inbox = None
+        if message.type != RESPONSE and router.accepting:
+            inbox = router.directory.local_route(message.target)
+        if inbox is None:
+            router.deliver_inbound(message)  # a response, or counted as dropped
+            return
+        if inbox.put_nowait(message):
+            return
+        if inbox.closed:
+            router.deliver_inbound(message)  # counted as dropped
+            return
+        # full: wait for the agent (keeping arrival order), within send_timeout
+        if await inbox.put(message, trio.current_time() + self.send_timeout):
+            self._counters["inbound_waited"] += 1
+        else:
+            self._counters["inbound_dropped_full"] += 1

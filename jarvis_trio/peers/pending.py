@@ -13,7 +13,10 @@ Two kinds of entries share it, keyed by message id:
 
 A response that finds no entry — its request was cancelled, timed out, expired or already
 answered — is dropped and counted in :attr:`PendingTable.late_replies`; it never reaches an
-inbox. When the table is full, new entries are refused (``request`` → ``None``,
+inbox. A response from any node but the one the request was sent to is dropped and counted in
+:attr:`PendingTable.wrong_node_replies`, and the entry keeps waiting for the real answer: a
+member that learns a request id cannot answer in another node's place.
+When the table is full, new entries are refused (``request`` → ``None``,
 ``ask_async`` → ``ValueError``) and counted in :attr:`PendingTable.refused`.
 """
 
@@ -91,6 +94,7 @@ class PendingTable:
             raise ValueError(f"limit must be positive, got {limit}")
         self.limit = limit
         self.late_replies = 0
+        self.wrong_node_replies = 0
         self.refused = 0
         self.expired = 0
         self.timed_out = 0
@@ -145,6 +149,26 @@ class PendingTable:
         bucket = self._buckets.get(entry.tick)
         if bucket is not None:
             bucket.discard(key)
+            if not bucket:
+                # An answered request must not leave its bucket behind until the deadline:
+                # with long timeouts that is one bucket per tick for the whole timeout.
+                del self._buckets[entry.tick]
+                self._compact_ticks()
+
+    def _compact_ticks(self) -> None:
+        """Keep the heap of ticks within a constant factor of the live buckets: ticks of
+        removed buckets are dropped lazily, rebuilding the heap in place (the reaper holds a
+        reference to it) once they outnumber the live ones. Amortised O(1) per removal."""
+        ticks = self._ticks
+        if len(ticks) > 2 * len(self._buckets) + 64:
+            ticks[:] = self._buckets.keys()
+            heapq.heapify(ticks)
+
+    @property
+    def timer_buckets(self) -> int:
+        """Buckets and heap slots the deadline wheel holds now (bounded by the pending
+        entries, not by the timeout length)."""
+        return len(self._buckets) + len(self._ticks)
 
     async def wait(self, request_id: str, entry: PendingEntry) -> IncomingMessage | None:
         """Park the calling task until the entry is resolved (a reply, its deadline, a
@@ -208,6 +232,9 @@ class PendingTable:
         entry = self._entries.get(key) if key is not None else None
         if entry is None or entry.done:
             self.late_replies += 1
+            return False
+        if response.sender_node != entry.node_id:
+            self.wrong_node_replies += 1
             return False
         assert key is not None
         self._finish(key, entry, response)

@@ -10,6 +10,7 @@ goes through a :class:`RemoteRoute` supplied by the cross-node layer.
 from __future__ import annotations
 
 import random
+import secrets
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Protocol, runtime_checkable
@@ -78,21 +79,20 @@ class Router:
         self.notify_timeout = notify_timeout
         self.max_message_size = max_message_size
         self.rng = rng
-        self._ids = random.Random()
         # the payload's size as the data channel carries it (envelopes hold JSON payloads)
         self.encode = msgspec.json.Encoder().encode
 
     def random_hex(self, digits: int) -> str:
-        """Fresh hex digits for identifiers; never drawn from the injectable ``rng``, so two
-        nodes seeded alike still name things differently."""
-        return f"{self._ids.getrandbits(4 * digits):0{digits}x}"
+        """Fresh hex digits for identifiers, from the OS CSPRNG; never drawn from the
+        injectable ``rng``, so two nodes seeded alike still name things differently."""
+        return secrets.token_hex((digits + 1) // 2)[:digits]
 
     def new_id(self, prefix: str) -> str:
-        """``prefix`` + 12 hex digits, unique among this node's pending entries."""
-        bits = self._ids.getrandbits
+        """``prefix`` + 12 hex digits from the OS CSPRNG, unique among this node's pending
+        entries: a request id cannot be guessed from the ones seen before it."""
         entries = self.pending._entries
         while True:
-            candidate = prefix + bits(48).to_bytes(6, "big").hex()
+            candidate = prefix + secrets.token_hex(6)
             if candidate not in entries:
                 return candidate
 

@@ -10,7 +10,13 @@ from typing import Any
 import pytest
 
 from jarvis_trio.errors import PayloadError
-from jarvis_trio.payload import MAX_DEPTH, checked_context, checked_copy, format_path
+from jarvis_trio.payload import (
+    MAX_DEPTH,
+    checked_context,
+    checked_copy,
+    format_path,
+    too_deep,
+)
 
 
 class Colour(enum.StrEnum):
@@ -95,3 +101,36 @@ def test_boundaries_of_integers() -> None:
 def test_format_path() -> None:
     assert format_path([]) == "$"
     assert format_path(["a", 0, "b c"]) == "$.a[0]['b c']"
+
+
+@pytest.mark.parametrize(
+    ("payload", "path"),
+    [
+        ({"text": "caf\udce9"}, "$.text"),
+        ({"deep": {"list": ["ok", "\ud800"]}}, "$.deep.list[1]"),
+        ({"\udc80key": 1}, "$['\\udc80key']"),
+    ],
+)
+def test_a_lone_surrogate_is_a_payload_error_naming_its_path(
+    payload: dict[str, Any], path: str
+) -> None:
+    with pytest.raises(PayloadError) as caught:
+        checked_copy(payload)
+    assert isinstance(caught.value, TypeError)
+    assert caught.value.path == path
+    assert "surrogate" in str(caught.value)
+    assert checked_copy({"é": "ü✓"}) == {"é": "ü✓"}  # non-ASCII text is fine
+
+
+def test_too_deep_agrees_with_the_local_limit() -> None:
+    for levels in (1, MAX_DEPTH - 1, MAX_DEPTH, MAX_DEPTH + 1, 500):
+        flat: dict[str, Any] = {}
+        for _ in range(levels - 1):
+            flat = {"a": [flat]} if levels % 2 else {"a": flat}
+        refused_locally = False
+        try:
+            checked_copy(flat)
+        except PayloadError:
+            refused_locally = True
+        assert too_deep(flat) is refused_locally, levels
+    assert not too_deep({"a": 1}) and not too_deep(None)

@@ -2,11 +2,16 @@
 
 from __future__ import annotations
 
+import random
+import secrets
+
+import pytest
 import trio
 import trio.testing
 
 from jarvis_trio.peers.messages import RESPONSE, IncomingMessage
 from jarvis_trio.peers.pending import TICK, PendingTable
+from jarvis_trio.peers.router import Router
 
 
 def reply(correlation_id: str, value: int = 1) -> IncomingMessage:
@@ -141,3 +146,59 @@ def test_the_table_is_bounded() -> None:
     assert table.refused == 2
     table.discard("r1")
     assert table.open_request("r3", "n", 1e9) is not None
+
+
+async def test_a_reply_from_another_node_is_refused_and_the_entry_keeps_waiting() -> None:
+    table = PendingTable()
+    entry = table.open_request("req-9", "n1", trio.current_time() + 10)
+    assert entry is not None
+    forged = IncomingMessage("b", "n2", RESPONSE, {"v": 666}, "req-9")
+    assert not table.resolve(forged)
+    assert table.wrong_node_replies == 1 and "req-9" in table and not entry.done
+    assert table.resolve(reply("req-9"))
+    assert entry.reply is not None and entry.reply.data == {"v": 1}
+
+
+async def test_the_deadline_wheel_is_bounded_by_pending_requests_not_timeouts(
+    autojump_clock: trio.abc.Clock,
+) -> None:
+    """timeout=3600 at 1,000 req/s, each answered at once: the wheel must not keep one
+    bucket per tick for an hour (it used to hold 197 per second of traffic)."""
+    table = PendingTable()
+    peak = 0
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(table.reap_forever)
+        for n in range(20_000):  # 20 s of traffic
+            key = f"req-{n}"
+            entry = table.open_request(key, "n1", trio.current_time() + 3600)
+            assert entry is not None
+            if n % 50 == 0:
+                await trio.sleep(0.05)  # 1,000 req/s of virtual time
+            assert table.resolve(reply(key))
+            peak = max(peak, table.timer_buckets)
+        nursery.cancel_scope.cancel()
+    assert len(table) == 0
+    assert peak <= 2 + 64  # one live bucket, its tick, and the heap's compaction slack
+    assert table.timer_buckets <= 64
+
+
+def test_request_ids_come_from_the_os_csprng(monkeypatch: pytest.MonkeyPatch) -> None:
+    router = Router(
+        "n1", max_message_size=1 << 20, notify_timeout=1.0, max_pending=16, rng=random.Random(1)
+    )
+    drawn: list[int] = []
+
+    def token_hex(nbytes: int) -> str:
+        drawn.append(nbytes)
+        return "ab" * nbytes
+
+    monkeypatch.setattr(secrets, "token_hex", token_hex)
+    assert router.new_id("req-") == "req-abababababab"
+    assert router.new_id("async-") == "async-abababababab"
+    assert router.random_hex(8) == "abababab"
+    assert drawn == [6, 6, 4]
+    monkeypatch.undo()
+    random.seed(7)
+    first = router.new_id("req-")
+    random.seed(7)
+    assert router.new_id("req-") != first  # not the process PRNG
