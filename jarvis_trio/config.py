@@ -28,6 +28,7 @@ __all__ = ["MeshConfig", "SeedAddress", "parse_host_port", "read_env_file"]
 _TRUE = {"1", "true", "yes", "on"}
 _FALSE = {"0", "false", "no", "off", ""}
 AUTH_MODES = ("production", "disabled")
+_MAX_PEER_CONNECTIONS = 60_000
 _log = logging.getLogger("jarvis_trio.config")
 
 #: JarvisCore configuration keys that mean nothing here, with the reason. A config dict that
@@ -87,12 +88,21 @@ def parse_host_port(text: str, *, key: str = "seed_nodes") -> SeedAddress:
     return SeedAddress(host, _port(key, port_text, allow_zero=False))
 
 
+def _ascii_int(text: str) -> int:
+    """``int(text)`` for ASCII digits only: ``int()`` alone accepts any Unicode digit
+    ("٧٩٤٦"), which no operator means as a port or a count."""
+    text = text.strip()
+    if not text.isascii():
+        raise ValueError(text)
+    return int(text)
+
+
 def _port(key: str, value: object, *, allow_zero: bool) -> int:
     low = 0 if allow_zero else 1
     try:
-        port = int(str(value).strip()) if not isinstance(value, int) else value
+        port = _ascii_int(str(value)) if not isinstance(value, int) else value
     except ValueError:
-        raise ConfigError(key, value, f"a port number from {low} to 65535") from None
+        raise ConfigError(key, value, f"a port number from {low} to 65535 (ASCII digits)") from None
     if isinstance(value, bool) or not low <= port <= 65535:
         raise ConfigError(key, value, f"a port number from {low} to 65535")
     return port
@@ -111,7 +121,7 @@ def _bool(key: str, value: object) -> bool:
 
 def _positive_int(key: str, value: object) -> int:
     try:
-        number = int(str(value).strip()) if not isinstance(value, int) else value
+        number = _ascii_int(str(value)) if not isinstance(value, int) else value
     except ValueError:
         raise ConfigError(key, value, "a positive whole number") from None
     if isinstance(value, bool) or number <= 0:
@@ -236,6 +246,15 @@ _FIELDS: dict[str, _Field] = {
     "swim_probe_timeout": _Field("JC_SWIM_PROBE_TIMEOUT", _positive_float, "ping ack timeout"),
     "swim_indirect_probes": _Field("JC_SWIM_INDIRECT", _positive_int, "ping-req helpers (k)"),
     "swim_max_datagram": _Field("JC_SWIM_MAX_DATAGRAM", _positive_int, "largest UDP payload"),
+    "max_peer_connections": _Field(
+        "JC_MAX_PEER_CONNECTIONS", _positive_int, "outbound data connections open at once"
+    ),
+    "peer_idle_timeout": _Field(
+        "JC_PEER_IDLE_TIMEOUT", _positive_float, "seconds before an unused connection closes"
+    ),
+    "mailbox_max_deliveries": _Field(
+        "JC_MAILBOX_MAX_DELIVERIES", _positive_int, "deliveries before a message is dead-lettered"
+    ),
 }
 
 
@@ -263,6 +282,9 @@ class MeshConfig:
     swim_probe_timeout: float = 0.5
     swim_indirect_probes: int = 3
     swim_max_datagram: int = 1400
+    max_peer_connections: int = 512
+    peer_idle_timeout: float = 300.0
+    mailbox_max_deliveries: int = 5
 
     @classmethod
     def load(
@@ -322,6 +344,15 @@ class MeshConfig:
             )
         if self.swim_max_datagram < 512 or self.swim_max_datagram > 65_000:
             raise ConfigError("swim_max_datagram", self.swim_max_datagram, "512 to 65000 bytes")
+        if len(self.cluster_name.encode("utf-8", "surrogatepass")) > 255:
+            # the ZAP domain of the data channel carries it, and ZeroMQ takes at most 255
+            raise ConfigError("cluster_name", self.cluster_name, "at most 255 UTF-8 bytes")
+        if self.max_peer_connections > _MAX_PEER_CONNECTIONS:
+            raise ConfigError(
+                "max_peer_connections",
+                self.max_peer_connections,
+                f"at most {_MAX_PEER_CONNECTIONS} connections",
+            )
         node_name = self.node_name or f"node-{uuid.uuid4().hex[:8]}"
         return dataclasses.replace(self, data_port=data_port, node_name=node_name)
 

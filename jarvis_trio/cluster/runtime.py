@@ -10,17 +10,21 @@ bridge closes with a bounded linger.
 
 from __future__ import annotations
 
+import errno
 import logging
+import socket as _socket
 from collections.abc import AsyncIterator, Callable
-from contextlib import asynccontextmanager
+from contextlib import AsyncExitStack, asynccontextmanager
 
 import trio
+import zmq
 
 from ..config import MeshConfig
+from ..errors import ConfigError, TransportError
 from ..peers.membership import EventHub
 from ..peers.router import Router
 from ..swim import SwimConfig, SwimNode
-from ..transport import BridgeSettings, generate_keypair, open_bridge
+from ..transport import Bridge, BridgeSettings, KeyPair, generate_keypair, open_bridge
 from .addresses import advertise_host, needs_key_warning
 from .node import ClusterNode
 from .wire import new_epoch, published_version
@@ -28,6 +32,48 @@ from .wire import new_epoch, published_version
 __all__ = ["open_cluster"]
 
 log = logging.getLogger("jarvis_trio.cluster")
+
+
+async def _resolvable(key: str, host: str) -> None:
+    try:
+        await trio.socket.getaddrinfo(host, None, 0, _socket.SOCK_DGRAM)
+    except _socket.gaierror as exc:
+        raise ConfigError(key, host, f"a host name that resolves ({exc.strerror})") from None
+
+
+async def check_hosts(config: MeshConfig) -> None:
+    """Every host the configuration names resolves, or a :class:`ConfigError` names its key
+    (instead of a bare ``gaierror`` from deep inside the start)."""
+    await _resolvable("bind_host", config.bind_host)
+    if config.advertise_host:
+        await _resolvable("advertise_host", config.advertise_host)
+    for seed in config.seed_nodes:
+        try:
+            await _resolvable("seed_nodes", seed.host)
+        except ConfigError as exc:
+            raise ConfigError("seed_nodes", str(seed), exc.expected) from None
+
+
+@asynccontextmanager
+async def _bound_data_channel(config: MeshConfig, keypair: KeyPair | None) -> AsyncIterator[Bridge]:
+    """The bridge on the data port; a port in use is a :class:`ConfigError` naming it."""
+    async with AsyncExitStack() as stack:
+        try:
+            bridge = await stack.enter_async_context(
+                open_bridge(BridgeSettings.from_config(config, keypair))
+            )
+        except TransportError as exc:
+            cause = exc.__cause__
+            if not (isinstance(cause, zmq.ZMQError) and cause.errno == errno.EADDRINUSE):
+                raise
+            follows = "" if config.data_port != config.bind_port + 1000 else ", or bind_port"
+            raise ConfigError(
+                "data_port",
+                config.resolved_data_port,
+                f"a free TCP port on {config.bind_host} for the data channel ({cause}); "
+                f"set data_port{follows} to move it",
+            ) from exc
+        yield bridge
 
 
 @asynccontextmanager
@@ -56,8 +102,9 @@ async def open_cluster(
             config.bind_port,
             config.resolved_data_port,
         )
+    await check_hosts(config)
     keypair = generate_keypair() if config.cluster_key else None
-    async with open_bridge(BridgeSettings.from_config(config, keypair)) as bridge:
+    async with _bound_data_channel(config, keypair) as bridge:
         epoch = new_epoch()
         swim = SwimNode(
             name=node_id,
@@ -84,7 +131,14 @@ async def open_cluster(
         )
         async with trio.open_nursery() as nursery:
             subscription = swim.subscribe()
-            await nursery.start(swim.run)
+            try:
+                await nursery.start(swim.run)
+            except OSError as exc:
+                if exc.errno != errno.EADDRINUSE:
+                    raise
+                raise ConfigError(
+                    "bind_port", config.bind_port, f"a free UDP port on {config.bind_host} ({exc})"
+                ) from exc
             await nursery.start(node.run, subscription)
             router.remote = node
             try:

@@ -68,7 +68,9 @@ class BridgeSettings:
     ``peer_credits`` bounds frames per peer between Trio and ZeroMQ; ``pack_limit`` the size
     of the ZeroMQ messages the frames of one turn are packed into; ``inbox_capacity`` the
     received frames Trio has not taken yet (exceeded by at most one packed message);
-    ``sndhwm``/``rcvhwm`` ZeroMQ's own per-connection queues (in messages); ``linger`` how
+    ``sndhwm``/``rcvhwm`` ZeroMQ's own per-connection queues (in messages); ``max_peers`` the
+    outbound connections open at once (opened on demand, least recently used closed beyond
+    it) and ``peer_idle`` the seconds after which an unused one is closed; ``linger`` how
     long closing waits to flush; ``stop_timeout`` how long stopping waits for the thread
     before giving up on it (it is a daemon thread).
     """
@@ -90,6 +92,8 @@ class BridgeSettings:
     rcvhwm: int = 10_000
     reconnect_ivl: float = 0.02
     reconnect_ivl_max: float = 1.0
+    max_peers: int = 512
+    peer_idle: float = 300.0
 
     def __post_init__(self) -> None:
         raw = self.node_name.encode()
@@ -108,10 +112,16 @@ class BridgeSettings:
             "batch",
             "sndhwm",
             "rcvhwm",
+            "max_peers",
         ):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} {getattr(self, name)}: expected a positive number")
-        for name in ("linger", "stop_timeout", "start_timeout", "reconnect_ivl"):
+        if len(self.zap_domain.encode()) > 255:
+            raise ValueError(
+                f"zap_domain (the cluster name) {self.zap_domain[:32]!r}...: expected at most "
+                "255 UTF-8 bytes"
+            )
+        for name in ("linger", "stop_timeout", "start_timeout", "reconnect_ivl", "peer_idle"):
             if not getattr(self, name) >= 0:
                 raise ValueError(f"{name} {getattr(self, name)}: expected seconds >= 0")
 
@@ -126,6 +136,8 @@ class BridgeSettings:
             keypair=keypair,
             zap_domain=config.cluster_name,
             max_frame=config.max_message_size + ENVELOPE_ALLOWANCE,
+            max_peers=config.max_peer_connections,
+            peer_idle=config.peer_idle_timeout,
         )
 
     def io_settings(self) -> IOSettings:
@@ -145,6 +157,8 @@ class BridgeSettings:
             rcvhwm=self.rcvhwm,
             reconnect_ivl_ms=max(1, round(self.reconnect_ivl * 1000)),
             reconnect_ivl_max_ms=max(1, round(self.reconnect_ivl_max * 1000)),
+            max_peers=self.max_peers,
+            peer_idle_ms=max(1, round(self.peer_idle * 1000)),
         )
 
 

@@ -5,9 +5,15 @@ in one process never share one, nor its ZAP endpoint):
 
 * one ROUTER bound on the data port receives every inbound frame; with CURVE it is the server
   side and ZeroMQ asks our ZAP socket about each connecting key;
-* one DEALER per peer, connected to that peer's data port, carries our outbound frames (ZeroMQ
-  reconnects it by itself when the peer restarts on the same address; a handshake the peer
-  refused is final in libzmq, so the owner replaces the socket with a fresh ``Connect``);
+* one DEALER per peer *we talk to*, connected to that peer's data port, carries our outbound
+  frames (ZeroMQ reconnects it by itself when the peer restarts on the same address; a
+  handshake the peer refused is final in libzmq, so the owner replaces the socket with a fresh
+  ``Connect``). ``Connect`` only records where a peer is: the DEALER is opened when the first
+  frame for it is shipped, closed after ``peer_idle_ms`` without traffic, and when
+  ``max_peers`` are open the least recently used one (preferring one with nothing queued) is
+  closed to make room. The context's ``MAX_SOCKETS`` is sized from that cap, so membership of
+  any size never exhausts ZeroMQ's socket table; a connect that fails anyway (a bad key, a
+  system limit) fails that one peer -- its frames are dropped and counted -- never the thread;
 * with CURVE, a REP socket bound on ``inproc://zeromq.zap.01`` answers ZAP requests through
   :class:`~.security.ZapAuthorizer`.
 
@@ -31,8 +37,10 @@ from __future__ import annotations
 
 import contextlib
 import functools
+import logging
 import struct
 import threading
+import time
 from collections import OrderedDict, deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -41,6 +49,7 @@ from typing import cast
 import trio
 import zmq
 
+from .._throttle import ThrottledLog
 from .handoff import Credits, Doorbell, Inbox, Outbox
 from .security import ZAP_ENDPOINT, KeyPair, ZapAuthorizer, decode_public_key
 
@@ -62,6 +71,17 @@ _PEER_CACHE_SIZE = 4096
 
 # Outbox takes in one turn before the thread polls (and reads inbound) again.
 _TAKES_PER_TURN = 4
+
+
+# ZeroMQ's socket table, sized from the cap on open DEALERs: a closed socket keeps its slot
+# until libzmq's reaper thread has finished it (asynchronously, after its linger), so under
+# churn up to about twice the cap are in the table; plus the ROUTER, the ZAP handler and
+# headroom.
+def _socket_budget(max_peers: int) -> int:
+    return max(1024, 2 * max_peers + 256)
+
+
+log = logging.getLogger("jarvis_trio.transport")
 
 
 def format_endpoint(host: str, port: int) -> str:
@@ -88,6 +108,8 @@ class IOSettings:
     rcvhwm: int
     reconnect_ivl_ms: int
     reconnect_ivl_max_ms: int
+    max_peers: int = 512
+    peer_idle_ms: int = 300_000
 
 
 @dataclass(frozen=True, slots=True)
@@ -180,6 +202,7 @@ class _Peer:
     endpoint: str
     server_key: bytes | None
     backlog: deque[_Packed] = field(default_factory=deque)
+    last_used: float = 0.0
 
 
 class IOThread:
@@ -210,6 +233,12 @@ class IOThread:
             "connects": 0,
             "zap_admitted": 0,
             "zap_refused": 0,
+            "peer_sockets_open": 0,
+            "peer_sockets_peak": 0,
+            "peers_evicted": 0,
+            "peers_idle_closed": 0,
+            "connect_failures": 0,
+            "inbound_errors": 0,
         }
         self._token = token
         self._outbox = outbox
@@ -227,7 +256,14 @@ class IOThread:
         self._zap: zmq.Socket[bytes] | None = None
         self._zap_auth = ZapAuthorizer(settings.zap_domain) if settings.keypair else None
         self._poller = zmq.Poller()
-        self._peers: dict[str, _Peer] = {}
+        # where each known peer is (endpoint, server key): bounded by membership, no sockets
+        self._known: dict[str, tuple[str, bytes | None]] = {}
+        self._reached: set[str] = set()  # known peers that accepted a frame once
+        # open DEALERs, least recently used first; at most ``max_peers``
+        self._peers: OrderedDict[str, _Peer] = OrderedDict()
+        self._now = time.monotonic()
+        self._next_sweep = self._now
+        self._throttled = ThrottledLog(log)
         self._by_socket: dict[zmq.Socket[bytes], _Peer] = {}
         self._names: dict[bytes, str] = OrderedDict()
         self._reading = False
@@ -271,13 +307,21 @@ class IOThread:
     def _open(self) -> int:
         s = self.settings
         self._ctx = zmq.Context(io_threads=1)
+        wanted = _socket_budget(s.max_peers)
+        self._ctx.set(zmq.MAX_SOCKETS, wanted)
+        if self._ctx.get(zmq.MAX_SOCKETS) < wanted:
+            raise OSError(
+                f"ZeroMQ allows {self._ctx.get(zmq.MAX_SOCKETS)} sockets, fewer than the "
+                f"{wanted} that max_peer_connections={s.max_peers} needs"
+            )
         if s.keypair is not None:
-            zap = self._ctx.socket(zmq.REP)
+            zap = self._zap = self._ctx.socket(zmq.REP)
             zap.setsockopt(zmq.LINGER, 0)
             zap.bind(ZAP_ENDPOINT)
-            self._zap = zap
             self._poller.register(zap, zmq.POLLIN)
-        router = self._ctx.socket(zmq.ROUTER)
+        # owned at once, so that a failure below still closes it (an unclosed socket would
+        # block the context's termination, and the start would hang instead of failing)
+        router = self._router = self._ctx.socket(zmq.ROUTER)
         router.setsockopt(zmq.LINGER, 0)
         router.setsockopt(zmq.IPV6, 1)
         router.setsockopt(zmq.RCVHWM, s.rcvhwm)
@@ -291,7 +335,6 @@ class IOThread:
             # A restarted peer reconnects under its node name while the old connection may
             # still be open: the new one takes the name over instead of being refused.
             router.setsockopt(zmq.ROUTER_HANDOVER, 1)
-        self._router = router
         host = "*" if s.bind_host in ("0.0.0.0", "::", "") else s.bind_host
         endpoint = format_endpoint(host, s.port)
         if not s.port:  # ZeroMQ's spelling of "any free port"
@@ -308,21 +351,31 @@ class IOThread:
             peer.socket.close(linger=self.settings.linger_ms)
         self._peers.clear()
         self._by_socket.clear()
+        self.counters["peer_sockets_open"] = 0
         for sock in (self._router, self._zap):
             if sock is not None:
                 sock.close(linger=0)
+        self._router = self._zap = None
         if self._ctx is not None:
             self._ctx.term()  # returns once the (bounded) linger has run out
             self._ctx = None
 
     # -- the loop ---------------------------------------------------------------------------
     def _turn(self) -> None:
-        ready = dict(self._poller.poll())
+        # Without open peers nothing can go idle: block until something happens. With some,
+        # wake by the next idle sweep at the latest.
+        timeout = None
+        if self._peers:
+            timeout = max(0, round((self._next_sweep - time.monotonic()) * 1000))
+        ready = dict(self._poller.poll(timeout))
+        self._now = time.monotonic()
+        if self._peers and self._now >= self._next_sweep:
+            self._close_idle()
         if self._doorbell.fileno() in ready:
             outbox = self._outbox
             for _ in range(_TAKES_PER_TURN):  # send first: clearing releases the GIL to Trio
                 for command in outbox.take_unrung():
-                    self._command(command)
+                    self._command_safely(command)
                 self._ship()
                 if self._stopping or outbox.clear_if_idle():
                     break
@@ -336,7 +389,11 @@ class IOThread:
         if self._zap is not None and self._zap in ready:
             self._serve_zap()
         if self._reading and self._router in ready:
-            self._read()
+            try:
+                self._read()
+            except zmq.ZMQError as exc:  # total: a receive that fails drops, never stops
+                self.counters["inbound_errors"] += 1
+                self._throttled("read", "node %s: an inbound read failed: %s", self.name, exc)
         credits, self._credits = self._credits, {}
         self._ledger.settle(credits)
         # Posting rings Trio, whose thread then wants the GIL: done last, so that this thread
@@ -359,7 +416,22 @@ class IOThread:
         key = f"dropped_{reason}"
         self.counters[key] = self.counters.get(key, 0) + count
 
+    @property
+    def name(self) -> str:
+        return self.settings.node_name
+
     # -- commands ---------------------------------------------------------------------------
+    def _command_safely(self, command: Command) -> None:
+        try:
+            self._command(command)
+        except (zmq.ZMQError, OSError, ValueError) as exc:
+            # one peer's trouble (a bad key, a system limit) is that peer's alone
+            peer = getattr(command, "peer", "?")
+            self.counters["connect_failures"] += 1
+            self._throttled(
+                "command", "node %s: %s for peer %s failed: %s", self.name, command, peer, exc
+            )
+
     def _command(self, command: Command) -> None:
         if type(command) is tuple:
             name, frame = command
@@ -390,9 +462,15 @@ class IOThread:
         for name, frames in outgoing.items():
             peer = self._peers.get(name)
             if peer is None:
-                self._drop("unknown_peer", len(frames))
-                self._credit(name, len(frames))
-                continue
+                peer = self._open_known(name)
+                if peer is None:
+                    known = name in self._known
+                    self._drop("connect_failed" if known else "unknown_peer", len(frames))
+                    self._credit(name, len(frames))
+                    continue
+            else:
+                self._peers.move_to_end(name)
+            peer.last_used = self._now
             for packed in pack_frames(frames, self.settings.pack_limit):
                 if peer.backlog or not self._try_send(peer, packed):
                     self._wait_writable(peer, packed)
@@ -404,6 +482,7 @@ class IOThread:
             return False
         self.counters["frames_out"] += packed[1]
         self.counters["bytes_out"] += len(packed[0])
+        self._reached.add(peer.name)
         self._credit(peer.name, packed[1])
         return True
 
@@ -421,49 +500,121 @@ class IOThread:
         self._poller.unregister(peer.socket)
 
     def _connect(self, command: Connect) -> None:
-        s = self.settings
+        """Record where ``command.peer`` is; re-point its DEALER if one is open and the
+        address or key changed (or ``fresh`` asks for a new handshake)."""
+        where = (command.endpoint, command.server_key)
+        self._known[command.peer] = where
         old = self._peers.get(command.peer)
-        if (
-            old is not None
-            and not command.fresh
-            and (old.endpoint, old.server_key) == (command.endpoint, command.server_key)
-        ):
+        if old is None or (not command.fresh and (old.endpoint, old.server_key) == where):
             return
+        peer = self._new_peer(command.peer, *where)
+        peer.backlog = old.backlog  # frames still waiting follow the peer to its new address
+        peer.last_used = old.last_used
+        # flush what the old one accepted
+        self._close_peer(old, linger_ms=self.settings.linger_ms)
+        self._adopt(peer)
+
+    def _open_known(self, name: str) -> _Peer | None:
+        """Open the DEALER of a known peer on demand, making room under ``max_peers``;
+        ``None`` (frames dropped and counted) for an unknown peer or a failed connect."""
+        where = self._known.get(name)
+        if where is None:
+            return None
+        while len(self._peers) >= self.settings.max_peers:
+            self._evict()
+        try:
+            peer = self._new_peer(name, *where)
+        except (zmq.ZMQError, OSError, ValueError) as exc:
+            self.counters["connect_failures"] += 1
+            self._throttled("connect", "node %s: cannot connect to %s: %s", self.name, name, exc)
+            return None
+        self._adopt(peer)
+        return peer
+
+    def _new_peer(self, name: str, endpoint: str, server_key: bytes | None) -> _Peer:
+        s = self.settings
         assert self._ctx is not None
+        if s.keypair is not None and server_key is None:
+            raise ValueError(f"peer {name!r} has no public key; CURVE needs one")
         sock = self._ctx.socket(zmq.DEALER)
-        sock.setsockopt(zmq.LINGER, s.linger_ms)
-        sock.setsockopt(zmq.IPV6, 1)
-        sock.setsockopt(zmq.SNDHWM, s.sndhwm)
-        # Queue nothing inside ZeroMQ before the handshake succeeded: frames wait in our
-        # backlog instead, so a refused handshake (which ends the connection for good) or a
-        # peer that is not up yet loses nothing.
-        sock.setsockopt(zmq.IMMEDIATE, 1)
-        sock.setsockopt(zmq.RECONNECT_IVL, s.reconnect_ivl_ms)
-        sock.setsockopt(zmq.RECONNECT_IVL_MAX, s.reconnect_ivl_max_ms)
-        if s.keypair is not None:
-            if command.server_key is None:
-                sock.close(linger=0)
-                raise ValueError(f"peer {command.peer!r} has no public key; CURVE needs one")
-            sock.setsockopt(zmq.CURVE_SERVERKEY, _z85(command.server_key))
-            sock.setsockopt(zmq.CURVE_PUBLICKEY, s.keypair.public)
-            sock.setsockopt(zmq.CURVE_SECRETKEY, s.keypair.secret)
-        else:
-            sock.setsockopt(zmq.ROUTING_ID, s.node_name.encode())
-        sock.connect(command.endpoint)
-        peer = _Peer(command.peer, sock, command.endpoint, command.server_key)
-        if old is not None:
-            peer.backlog = old.backlog  # frames still waiting follow the peer to its new address
-            self._close_peer(old, linger_ms=s.linger_ms)  # flush what the old one accepted
-        self._peers[command.peer] = peer
-        self._by_socket[sock] = peer
-        self.counters["connects"] += 1
+        try:
+            sock.setsockopt(zmq.LINGER, s.linger_ms)
+            sock.setsockopt(zmq.IPV6, 1)
+            sock.setsockopt(zmq.SNDHWM, s.sndhwm)
+            # Queue nothing inside ZeroMQ before the handshake succeeded: frames wait in our
+            # backlog instead, so a refused handshake (which ends the connection for good) or
+            # a peer that is not up yet loses nothing.
+            sock.setsockopt(zmq.IMMEDIATE, 1)
+            sock.setsockopt(zmq.RECONNECT_IVL, s.reconnect_ivl_ms)
+            sock.setsockopt(zmq.RECONNECT_IVL_MAX, s.reconnect_ivl_max_ms)
+            if s.keypair is not None:
+                assert server_key is not None
+                sock.setsockopt(zmq.CURVE_SERVERKEY, _z85(server_key))
+                sock.setsockopt(zmq.CURVE_PUBLICKEY, s.keypair.public)
+                sock.setsockopt(zmq.CURVE_SECRETKEY, s.keypair.secret)
+            else:
+                sock.setsockopt(zmq.ROUTING_ID, s.node_name.encode())
+            sock.connect(endpoint)
+        except BaseException:
+            sock.close(linger=0)
+            raise
+        return _Peer(name, sock, endpoint, server_key, last_used=self._now)
+
+    def _adopt(self, peer: _Peer) -> None:
+        self._peers[peer.name] = peer
+        self._peers.move_to_end(peer.name)
+        self._by_socket[peer.socket] = peer
+        counters = self.counters
+        counters["connects"] += 1
+        counters["peer_sockets_open"] = len(self._peers)
+        counters["peer_sockets_peak"] = max(counters["peer_sockets_peak"], len(self._peers))
         if peer.backlog:
-            self._poller.register(sock, zmq.POLLOUT)
+            self._poller.register(peer.socket, zmq.POLLOUT)
+
+    def _evict(self) -> None:
+        """Close one DEALER to make room, least recently used first among: those with
+        nothing waiting; then those towards peers that never accepted a frame (unreachable
+        ones: with many members down, they must not push out the peers that work); then
+        any. A backlog closed with its socket is dropped and counted (``evicted``)."""
+        peers = self._peers.values()
+        victim = next((p for p in peers if not p.backlog), None)
+        if victim is None:
+            victim = next((p for p in peers if p.name not in self._reached), None)
+        if victim is None:
+            victim = next(iter(peers))
+        self.counters["peers_evicted"] += 1
+        self._shut(victim, "evicted")
+
+    def _close_idle(self) -> None:
+        """Close DEALERs unused for ``peer_idle_ms`` with nothing waiting (oldest first)."""
+        idle = self.settings.peer_idle_ms / 1000
+        horizon = self._now - idle
+        for peer in list(self._peers.values()):
+            if peer.last_used > horizon:
+                break
+            if not peer.backlog:
+                self.counters["peers_idle_closed"] += 1
+                self._shut(peer, "idle")
+        self._next_sweep = self._now + max(0.01, idle / 4)
+
+    def _shut(self, peer: _Peer, reason: str) -> None:
+        """Close an open DEALER (the peer stays known; the next frame reopens it)."""
+        del self._peers[peer.name]
+        self.counters["peer_sockets_open"] = len(self._peers)
+        self._close_peer(peer, linger_ms=self.settings.linger_ms)
+        if peer.backlog:
+            lost = sum(count for _, count in peer.backlog)
+            self._drop(reason, lost)
+            self._credit(peer.name, lost)
+            peer.backlog.clear()
 
     def _disconnect(self, name: str) -> None:
+        self._known.pop(name, None)
+        self._reached.discard(name)
         peer = self._peers.pop(name, None)
         if peer is None:
             return
+        self.counters["peer_sockets_open"] = len(self._peers)
         self._close_peer(peer)
         if peer.backlog:
             lost = sum(count for _, count in peer.backlog)

@@ -167,3 +167,40 @@ def test_documented_keys_cover_the_design_table() -> None:
         "cluster_key": "JC_CLUSTER_KEY",
     }.items():
         assert keys[key][0] == env
+
+
+@pytest.mark.parametrize(
+    ("config", "key"),
+    [
+        ({"bind_port": "٧٩٤٦"}, "bind_port"),  # Arabic-Indic digits
+        ({"data_port": "\uff18\uff19\uff14\uff16"}, "data_port"),  # fullwidth digits
+        ({"seed_nodes": "127.0.0.1:७९४६"}, "seed_nodes"),  # Devanagari digits
+        ({"inbox_size": "\uff11\uff10"}, "inbox_size"),
+    ],
+)
+def test_unicode_digits_are_not_numbers(config: dict[str, object], key: str) -> None:
+    with pytest.raises(ConfigError) as caught:
+        load(config)
+    assert caught.value.key == key
+
+
+def test_a_cluster_name_over_255_bytes_is_refused_with_the_key() -> None:
+    assert load({"cluster_name": "é" * 127}).cluster_name == "é" * 127  # 254 bytes
+    with pytest.raises(ConfigError, match="255 UTF-8 bytes") as caught:
+        load({"cluster_name": "é" * 128})
+    assert caught.value.key == "cluster_name"
+
+
+def test_peer_connection_and_mailbox_bounds_are_configurable() -> None:
+    config = load(
+        {"max_peer_connections": 64, "peer_idle_timeout": 2.5},
+        env={"JC_MAILBOX_MAX_DELIVERIES": "3"},
+    )
+    assert (config.max_peer_connections, config.peer_idle_timeout) == (64, 2.5)
+    assert config.mailbox_max_deliveries == 3
+    defaults = load()
+    assert defaults.max_peer_connections == 512 and defaults.mailbox_max_deliveries == 5
+    with pytest.raises(ConfigError):
+        load({"max_peer_connections": 0})
+    with pytest.raises(ConfigError):
+        load({"max_peer_connections": 1_000_000})

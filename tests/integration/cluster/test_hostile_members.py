@@ -54,7 +54,8 @@ async def test_a_reply_from_another_node_than_the_one_asked_is_refused(
                     {"forged": True},
                 )
                 await cluster_of(c).bridge.send_envelope("b", forged)
-                while pending.wrong_node_replies == 0:  # bounded by fail_after
+                # a plain counter, no event to wait on; bounded by fail_after
+                while pending.wrong_node_replies == 0:  # noqa: ASYNC110
                     await trio.sleep(0.01)
                 assert request_id in pending  # still waiting for the node it asked
                 assert not got
