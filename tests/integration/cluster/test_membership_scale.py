@@ -30,7 +30,7 @@ async def test_eleven_hundred_members_keep_the_node_up_under_the_socket_cap(
     start_node: NodeFactory,
 ) -> None:
     dead = closed_port()
-    with trio.fail_after(60):
+    with trio.fail_after(100):
         async with (
             start_node("a", agents=[Echo], max_peer_connections=CAP) as a,
             start_node("b", agents=[Echo], seed_nodes=seed_of(a)) as b,
@@ -52,9 +52,11 @@ async def test_eleven_hundred_members_keep_the_node_up_under_the_socket_cap(
                 await trio.sleep(0.01)
             for round_ in range(5):
                 asked = a.agents[0].peers
-                reply = await asked.request("echo", {"round": round_}, timeout=5)
+                # the first one crosses the churn of 1,100 unreachable members being asked
+                # for their agents through 32 sockets: seconds on a loaded machine
+                reply = await asked.request("echo", {"round": round_}, timeout=30)
                 assert reply is not None and reply["sender_node"] == "a"
-                back = await b.agents[0].peers.request("echo", {"round": round_}, timeout=5)
+                back = await b.agents[0].peers.request("echo", {"round": round_}, timeout=30)
                 assert back is not None and back["sender_node"] == "b"
             assert stat("connect_failures") == 0
             assert stat("peer_sockets_peak") <= CAP
