@@ -27,13 +27,13 @@ redis-server:
 test: $(STAMP) redis-server
 	$(BIN)/ruff check jarvis_trio tests benchmarks examples
 	$(BIN)/ruff format --check jarvis_trio tests benchmarks examples
-	$(BIN)/mypy
+	$(BIN)/mypy  # the library, examples, benchmarks and tests/typing (pyproject.toml)
 	$(BIN)/python -m pytest -q
 
 lint: $(STAMP)
 	$(BIN)/ruff check jarvis_trio tests benchmarks examples
 	$(BIN)/ruff format --check jarvis_trio tests benchmarks examples
-	$(BIN)/mypy
+	$(BIN)/mypy  # the library, examples, benchmarks and tests/typing (pyproject.toml)
 
 bench: $(STAMP)
 	$(BIN)/python -m benchmarks

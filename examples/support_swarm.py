@@ -41,7 +41,7 @@ from typing import Any
 
 import trio
 
-from jarvis_trio import CustomAgent, IncomingMessage, MailboxMessage, Mesh
+from jarvis_trio import Agent, CustomAgent, IncomingMessage, MailboxMessage, Mesh
 from jarvis_trio.auth.nexus import NexusCallProxy
 from jarvis_trio.testing.ports import free_port
 
@@ -80,7 +80,7 @@ class GatewayAgent(CustomAgent):
     resolution_timeout = 5.0
 
     async def setup(self) -> None:
-        self._waiting: dict[str, trio.MemoryChannelPair[dict[str, Any]]] = {}
+        self._waiting: dict[str, trio.MemorySendChannel[dict[str, Any]]] = {}
         self.ready_roles: set[str] = set()
         self.swarm_ready = trio.Event()  # every specialist said it sees the other three
 
@@ -131,7 +131,7 @@ class GatewayAgent(CustomAgent):
         if target_id is None:
             return None
         send, receive = trio.open_memory_channel[dict[str, Any]](1)
-        self._waiting[customer_id] = (send, receive)
+        self._waiting[customer_id] = send
         try:
             # self.mailbox is injected by the mesh before setup()
             self.mailbox.send(
@@ -159,7 +159,7 @@ class GatewayAgent(CustomAgent):
             return
         waiter = self._waiting.get(str(data.get("customer_id")))
         if waiter is not None:
-            waiter[0].send_nowait({**data, "route": data.get("role")})
+            waiter.send_nowait({**data, "route": data.get("role")})
 
 
 class _Specialist(CustomAgent):
@@ -487,7 +487,7 @@ async def run_agent_process(args: argparse.Namespace) -> int:
     return print_summary(report, args)
 
 
-def _crash_on_first_message(agent: CustomAgent) -> None:
+def _crash_on_first_message(agent: Agent) -> None:
     """For the failure drill: die like `kill -9` when the first query arrives."""
 
     async def crash(message: MailboxMessage) -> None:

@@ -38,10 +38,13 @@ from .errors import MeshError, PayloadError, PayloadTooLarge
 from .peers.messages import NOTIFY, REQUEST, IncomingMessage, failure_reply
 
 if TYPE_CHECKING:
+    from .auth import AuthenticationManager
     from .peers.client import PeerClient
     from .peers.directory import PeerInfo
     from .peers.inbox import AgentInbox
     from .services import Mailbox, MailboxMessage, NodeServices
+    from .storage.blob import BlobStorage
+    from .storage.redis_store import RedisStore
 
 __all__ = ["Agent", "AgentLogger", "CustomAgent"]
 
@@ -72,16 +75,14 @@ class Agent:
     restart_policy: ClassVar[RestartPolicy | None] = None
 
     agent_id: str
-    mailbox: Mailbox | None
-    _blob_storage: Any
-    _redis_store: Any
-    _auth_manager: Any
+    _redis_store: RedisStore | None  # None when the node has no Redis
+    _auth_manager: AuthenticationManager | None  # None unless requires_auth (and auth is on)
     _logger: logging.LoggerAdapter[logging.Logger]
 
     def __init__(self, agent_id: str | None = None) -> None:
         self.agent_id = agent_id or ""
-        self.mailbox = None
-        self._blob_storage = None
+        self._mailbox: Mailbox | None = None
+        self._blob: BlobStorage | None = None
         self._redis_store = None
         self._auth_manager = None
         self._logger = AgentLogger(logging.getLogger("jarvis_trio.agents"), {"agent_id": agent_id})
@@ -100,6 +101,34 @@ class Agent:
         if peers is None:
             raise MeshError(f"{type(self).__name__}.peers exists once the agent is added to a mesh")
         return peers
+
+    @property
+    def mailbox(self) -> Mailbox:
+        """This agent's :class:`~jarvis_trio.mailbox.contracts.Mailbox`, injected before
+        ``setup()``."""
+        mailbox = self._mailbox
+        if mailbox is None:
+            raise MeshError(f"{type(self).__name__}.mailbox is injected when its node starts it")
+        return mailbox
+
+    @mailbox.setter
+    def mailbox(self, mailbox: Mailbox) -> None:
+        self._mailbox = mailbox
+
+    @property
+    def _blob_storage(self) -> BlobStorage:
+        """The node's :class:`~jarvis_trio.storage.blob.BlobStorage`, injected before
+        ``setup()`` (documented under this name)."""
+        blob = self._blob
+        if blob is None:
+            raise MeshError(
+                f"{type(self).__name__}._blob_storage is injected when its node starts it"
+            )
+        return blob
+
+    @_blob_storage.setter
+    def _blob_storage(self, blob: BlobStorage) -> None:
+        self._blob = blob
 
     @property
     def _inbox(self) -> AgentInbox:
@@ -121,8 +150,15 @@ class Agent:
     async def teardown(self) -> None:
         """Called once at the end, whatever the reason (stop, cancellation, crash)."""
 
-    async def run(self) -> None:
-        """The agent's long-running loop; the default serves the inbox (and mailbox)."""
+    async def run(self, *args: Any, **kwargs: Any) -> Any:
+        """The agent's long-running loop; the default serves the inbox (and mailbox).
+
+        Override it in either documented shape: ``async def run(self)`` replaces the loop;
+        ``async def run(self, task, context)`` is a task entry point (see
+        :meth:`execute_task`) while the default loop keeps serving the inbox. The base
+        signature accepts both, so neither is an incompatible override for a type checker;
+        the runtime calls the default with no arguments.
+        """
         await self._serve()
 
     async def on_peer_request(self, message: IncomingMessage) -> dict[str, Any] | None:
@@ -181,8 +217,8 @@ class Agent:
     def _inject(self, services: NodeServices) -> None:
         """Before ``setup()``: what the node's services give this agent. The one place the
         runtime writes the documented injected attributes."""
-        self.mailbox = services.mailboxes.mailbox_for(self.agent_id)
-        self._blob_storage = services.blob_storage
+        self._mailbox = services.mailboxes.mailbox_for(self.agent_id)
+        self._blob = services.blob_storage
         self._redis_store = services.redis_store
         self._auth_manager = services.auth_manager if type(self).requires_auth else None
 
@@ -210,7 +246,7 @@ class Agent:
     def _serves_mailbox(self) -> bool:
         return (
             type(self).on_mailbox_message is not Agent.on_mailbox_message
-            and self.mailbox is not None
+            and self._mailbox is not None
         )
 
     def _receiver_count(self) -> int:
@@ -278,7 +314,6 @@ class Agent:
 
     async def _serve_mailbox(self) -> None:
         mailbox = self.mailbox
-        assert mailbox is not None
         inbox = self._inbox
         while True:
             item = await inbox.idle(mailbox.receive)

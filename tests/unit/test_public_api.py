@@ -62,3 +62,14 @@ def test_testing_helpers_resolve_lazily() -> None:
         assert "nonexistent" in str(error)
     else:
         raise AssertionError("an unknown name must raise AttributeError")
+
+
+def test_the_type_hints_ship_with_the_package() -> None:
+    """PEP 561: without py.typed (packaged as data) users' type checkers ignore every hint."""
+    import tomllib
+    from pathlib import Path
+
+    package = Path(jarvis_trio.__file__).parent
+    assert (package / "py.typed").is_file()
+    pyproject = tomllib.loads((package.parent / "pyproject.toml").read_text())
+    assert "py.typed" in pyproject["tool"]["setuptools"]["package-data"]["jarvis_trio"]

@@ -200,7 +200,7 @@ class Scout(CustomAgent):
     role = "scout"
     capabilities = ["reconnaissance", "data-gathering"]
 
-    async def run(self, task: str, context: dict[str, Any]) -> dict[str, Any]:  # type: ignore[override]
+    async def run(self, task: str, context: dict[str, Any]) -> dict[str, Any]:
         await self.peers.notify(
             "analyst",
             {"event": "data_ready", "data": task},
