@@ -17,31 +17,40 @@ PUSHPULL   6     ``flags:u8 sender:name count:u16``            full records
 
 *Piggyback* is ``count:u8`` followed by that many updates::
 
-    ALIVE   1  name inc:u32 meta
-    SUSPECT 2  name inc:u32 accuser:name
-    DEAD    3  name inc:u32 accuser:name
-    LEFT    4  name inc:u32
-    FULL    5  state:u8 name inc:u32 meta            (push/pull only)
+    ALIVE   1  name ver meta
+    SUSPECT 2  name ver accuser:name
+    DEAD    3  name ver accuser:name
+    LEFT    4  name ver
+    FULL    5  state:u8 name ver meta            (push/pull only)
+    ver     =  epoch:u64 inc:u32
     meta    =  address data_port:u16 directory_version:u64 key_len:u8 key
 
-So a steady-state ping (no updates) is ``8 + len(target name)`` bytes and an ack 7 bytes.
-With a cluster key, a 16-byte truncated HMAC-SHA256 over ``len(cluster):u8 cluster`` + the
-datagram is appended; a datagram whose tag is missing or wrong is refused.
+``ver`` orders the records of one member: the *epoch* names the node's life (a new one at
+every start, see :func:`~jarvis_trio.swim.members.boot_epoch`), the *incarnation* counts its
+refutations within that life. The protocol handles the pair as one 96-bit integer
+(``epoch << 32 | inc``, :func:`version`), so a record of a later life always wins and an
+incarnation at its maximum rolls over into the next epoch instead of overflowing.
 
-Decoding never raises anything but :class:`DecodeError`, whose ``reason`` names the counter
-the driver increments (``truncated``, ``version``, ``type``, ``malformed``, ``oversized``,
-``auth``).
+So a steady-state ping (no updates) is ``8 + len(target name)`` bytes and an ack 7 bytes.
+With a cluster key, a 16-byte truncated HMAC-SHA256 is appended (see
+:mod:`~jarvis_trio.swim.keyring`); a datagram whose tag is missing or wrong is refused.
+
+Every numeric field is range-checked here, where the datagram enters: epochs above
+:data:`MAX_EPOCH`, port 0, unspecified addresses, unknown flag bits and states are refused,
+so the protocol only ever sees values it can act on. Decoding never raises anything but
+:class:`DecodeError`, whose ``reason`` names the counter the driver increments
+(``truncated``, ``version``, ``type``, ``malformed``, ``range``, ``oversized``, ``auth``).
 """
 
 from __future__ import annotations
 
-import hmac
+import ipaddress
 import socket
 import struct
 from dataclasses import dataclass
-from hashlib import sha256
 
-from .members import MemberState, NodeMeta
+from .keyring import TAG_SIZE
+from .members import MAX_EPOCH, MAX_VERSION, MemberState, NodeMeta
 
 __all__ = [
     "ACK",
@@ -50,6 +59,8 @@ __all__ = [
     "FULL",
     "GOSSIP",
     "LEFT",
+    "MAX_EPOCH",
+    "MAX_VERSION",
     "NACK",
     "PING",
     "PING_REQ",
@@ -57,7 +68,7 @@ __all__ = [
     "SUSPECT",
     "TAG_SIZE",
     "VERSION",
-    "Authenticator",
+    "VER_SIZE",
     "DecodeError",
     "Packet",
     "Update",
@@ -71,18 +82,21 @@ __all__ = [
     "encode_meta",
     "encode_name",
     "encode_suspect",
+    "encode_ver",
     "header_ping",
     "header_ping_req",
     "header_pushpull",
     "header_seq",
+    "read_ver",
 ]
 
-VERSION = 1
+VERSION = 2  # 2: records carry the epoch
 PING, ACK, PING_REQ, NACK, GOSSIP, PUSHPULL = 1, 2, 3, 4, 5, 6
 ALIVE, SUSPECT, DEAD, LEFT, FULL = 1, 2, 3, 4, 5
 FLAG_REPLY = 1
 FLAG_FIRST = 2
-TAG_SIZE = 16
+_FLAGS = FLAG_REPLY | FLAG_FIRST
+VER_SIZE = 12  # epoch:u64 inc:u32
 
 _U8 = struct.Struct(">B")
 _U16 = struct.Struct(">H")
@@ -93,7 +107,7 @@ _HEAD_SEQ = struct.Struct(">BBI")
 _META_TAIL = struct.Struct(">HQB")
 _DECODED_META_LIMIT = 8192  # entries in the meta decode cache; cleared when full
 
-# A piggybacked update as decoded: (kind, name, incarnation, meta or None, accuser or "").
+# A piggybacked update as decoded: (kind, name, version, meta or None, accuser or "").
 Update = tuple[int, str, int, NodeMeta | None, str]
 
 
@@ -144,29 +158,45 @@ def encode_meta(meta: NodeMeta) -> bytes:
     )
 
 
-def encode_alive(name8: bytes, inc: int, meta8: bytes) -> bytes:
+def encode_ver(ver: int) -> bytes:
+    """``epoch:u64 inc:u32`` of a record version (``ValueError`` outside 0..MAX_VERSION)."""
+    if not 0 <= ver <= MAX_VERSION:
+        raise ValueError(f"record version out of range: {ver}")
+    return ver.to_bytes(VER_SIZE, "big")
+
+
+def encode_alive(name8: bytes, ver: int, meta8: bytes) -> bytes:
     """An ALIVE update from pre-encoded name and meta."""
-    return b"\x01" + name8 + _U32.pack(inc) + meta8
+    return b"\x01" + name8 + encode_ver(ver) + meta8
 
 
-def encode_suspect(name8: bytes, inc: int, accuser8: bytes) -> bytes:
+def encode_suspect(name8: bytes, ver: int, accuser8: bytes) -> bytes:
     """A SUSPECT update."""
-    return b"\x02" + name8 + _U32.pack(inc) + accuser8
+    return b"\x02" + name8 + encode_ver(ver) + accuser8
 
 
-def encode_dead(name8: bytes, inc: int, accuser8: bytes) -> bytes:
+def encode_dead(name8: bytes, ver: int, accuser8: bytes) -> bytes:
     """A DEAD update."""
-    return b"\x03" + name8 + _U32.pack(inc) + accuser8
+    return b"\x03" + name8 + encode_ver(ver) + accuser8
 
 
-def encode_left(name8: bytes, inc: int) -> bytes:
+def encode_left(name8: bytes, ver: int) -> bytes:
     """A LEFT update: the member said goodbye."""
-    return b"\x04" + name8 + _U32.pack(inc)
+    return b"\x04" + name8 + encode_ver(ver)
 
 
-def encode_full(state: MemberState, name8: bytes, inc: int, meta8: bytes) -> bytes:
+def encode_full(state: MemberState, name8: bytes, ver: int, meta8: bytes) -> bytes:
     """A FULL record of a push/pull exchange."""
-    return b"\x05" + _U8.pack(state) + name8 + _U32.pack(inc) + meta8
+    return b"\x05" + _U8.pack(state) + name8 + encode_ver(ver) + meta8
+
+
+def read_ver(data: bytes, pos: int) -> int:
+    """The record version at ``data[pos:pos + 12]`` (the caller checked the bounds);
+    :class:`DecodeError` ``range`` for an epoch above :data:`MAX_EPOCH`."""
+    ver = int.from_bytes(data[pos : pos + VER_SIZE], "big")
+    if ver > MAX_VERSION:
+        raise DecodeError("range")
+    return ver
 
 
 def header_ping(seq: int, target8: bytes) -> bytes:
@@ -190,33 +220,6 @@ HEADER_GOSSIP = _HEAD.pack(VERSION, GOSSIP)
 def header_pushpull(flags: int, sender8: bytes, count: int) -> bytes:
     """Fixed part of a PUSHPULL chunk with ``count`` records; flags 1 = reply, 2 = first."""
     return _HEAD.pack(VERSION, PUSHPULL) + _U8.pack(flags) + sender8 + _U16.pack(count)
-
-
-class Authenticator:
-    """Seals and opens datagrams with the cluster key (HMAC-SHA256, truncated to 16 bytes)."""
-
-    __slots__ = ("_aad", "_key")
-
-    def __init__(self, key: bytes, cluster_name: str) -> None:
-        aad = cluster_name.encode()
-        self._key = key
-        self._aad = _U8.pack(min(len(aad), 255)) + aad[:255]
-
-    def _tag(self, data: bytes) -> bytes:
-        return hmac.new(self._key, self._aad + data, sha256).digest()[:TAG_SIZE]
-
-    def seal(self, data: bytes) -> bytes:
-        """``data`` + its tag."""
-        return data + self._tag(data)
-
-    def open(self, data: bytes) -> bytes:
-        """The datagram without its tag; :class:`DecodeError` ``auth`` if it does not verify."""
-        if len(data) < TAG_SIZE + 2:
-            raise DecodeError("auth")
-        body, tag = data[:-TAG_SIZE], data[-TAG_SIZE:]
-        if not hmac.compare_digest(tag, self._tag(body)):
-            raise DecodeError("auth")
-        return body
 
 
 class _Reader:
@@ -251,6 +254,13 @@ class _Reader:
         value: int = _U32_FROM(self.data, pos)[0]
         return value
 
+    def ver(self) -> int:
+        pos = self.pos
+        if pos + VER_SIZE > len(self.data):
+            raise DecodeError("truncated")
+        self.pos = pos + VER_SIZE
+        return read_ver(self.data, pos)
+
     def name(self) -> str:
         data = self.data
         pos = self.pos
@@ -276,6 +286,8 @@ class _Reader:
         else:
             raise DecodeError("malformed")
         port: int = _U16.unpack(self.take(2))[0]
+        if port == 0 or ipaddress.ip_address(host).is_unspecified:
+            raise DecodeError("range")  # nothing can be sent there: refuse it at the door
         return host, port
 
     def meta(self, cache: dict[bytes, NodeMeta]) -> NodeMeta:
@@ -325,13 +337,13 @@ def _updates(reader: _Reader, count: int, cache: dict[bytes, NodeMeta]) -> list[
         if not ALIVE <= kind <= LEFT:
             raise DecodeError("malformed")
         name = reader.name()
-        inc = reader.u32()
+        ver = reader.ver()
         if kind == ALIVE:
-            updates.append((kind, name, inc, reader.meta(cache), ""))
+            updates.append((kind, name, ver, reader.meta(cache), ""))
         elif kind == LEFT:
-            updates.append((kind, name, inc, None, ""))
+            updates.append((kind, name, ver, None, ""))
         else:
-            updates.append((kind, name, inc, None, reader.name()))
+            updates.append((kind, name, ver, None, reader.name()))
     return updates
 
 
@@ -368,6 +380,8 @@ def _decode_body(data: bytes, cache: dict[bytes, NodeMeta]) -> Packet:
         packet = Packet(kind)
     elif kind == PUSHPULL:
         flags = reader.u8()
+        if flags & ~_FLAGS:
+            raise DecodeError("range")
         sender = reader.name()
         count = _U16.unpack(reader.take(2))[0]
         # Records are validated as the protocol walks them: most carry no news, and skipping

@@ -51,6 +51,7 @@ class SwimConfig:
     max_broadcasts: int = 4096  # bound on the piggyback queue
     max_relays: int = 1024  # bound on ping-reqs this node relays at once
     max_members: int = 65536  # bound on the member table; unknown members beyond are ignored
+    max_tombstones: int = 4096  # reaped dead/left members remembered against replays
 
     def __post_init__(self) -> None:
         if not 0 < self.probe_timeout < self.period:

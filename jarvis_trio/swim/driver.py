@@ -23,6 +23,18 @@ fit (counted in ``stats()["events_lost"]``) and, once it has drained what is buf
 receives one *resync* event (``kind is None``): its picture is stale and it must re-read
 :meth:`SwimNode.members`. Received datagrams are never buffered beyond the kernel's socket
 buffer; garbage is dropped and counted by the core, and send errors are counted here.
+
+Totality: the core refuses bad input itself (counted under ``drop_<reason>``); the driver
+reports those refusals in one WARNING per ``log_interval`` at most (how many, by reason, the
+latest source), so a flood of garbage costs counters, not a log line per datagram. Should an
+input ever make the core raise all the same, the driver is the last line: the input is
+counted under ``handler_errors``, logged (with its traceback, once per interval) and dropped,
+and the node carries on.
+
+Each start is a new *life* of the node: its records carry a fresh epoch
+(:func:`~jarvis_trio.swim.members.boot_epoch`, from the wall clock and 16 random bits), so
+nothing captured from an earlier life can evict it. With a cluster key, :attr:`SwimNode.keyring`
+rotates the key at run time (see :mod:`~jarvis_trio.swim.keyring`).
 """
 
 from __future__ import annotations
@@ -32,6 +44,7 @@ import ipaddress
 import logging
 import random
 import socket as _stdsocket
+import time
 from collections import Counter
 from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import asynccontextmanager
@@ -42,7 +55,8 @@ import trio
 from ..config import MeshConfig
 from ..errors import ConfigError
 from .config import SwimConfig
-from .members import Member, MembershipEvent, MemberState, NodeMeta
+from .keyring import Keyring
+from .members import Member, MembershipEvent, MemberState, NodeMeta, boot_epoch
 from .protocol import Address, Effects, SwimProtocol, TimerToken
 
 __all__ = ["Subscription", "SwimNode", "open_swim_node"]
@@ -127,6 +141,9 @@ class SwimNode:
         cluster_name: str = "jarvis",
         rng: random.Random | None = None,
         leave_timeout: float | None = None,
+        keyring: Keyring | None = None,
+        epoch: int | None = None,
+        log_interval: float = 10.0,
     ) -> None:
         self.name = name
         self.config = config or SwimConfig()
@@ -136,9 +153,15 @@ class SwimNode:
         self._data_port = data_port
         self._public_key = public_key
         self._directory_version = directory_version
-        self._cluster_key = cluster_key
-        self._cluster_name = cluster_name
+        if keyring is None and cluster_key:
+            keyring = Keyring([cluster_key], cluster_name)
+        self.keyring = keyring
         self._rng = rng or random.Random()
+        self._epoch = epoch
+        self.log_interval = log_interval
+        self._reported_at = -float("inf")
+        self._reported: dict[str, int] = {}
+        self._error_logged_at = -float("inf")
         self.leave_timeout = leave_timeout if leave_timeout is not None else 3 * self.config.period
         self._proto: SwimProtocol | None = None
         self._sock: trio.socket.SocketType | None = None
@@ -271,7 +294,7 @@ class SwimNode:
                 raise ConfigError(
                     "advertise_host", self._advertise_host, f"an address peers reach (bound {host})"
                 )
-            if self._cluster_key is None and not ipaddress.ip_address(advertise).is_loopback:
+            if self.keyring is None and not ipaddress.ip_address(advertise).is_loopback:
                 _log.warning(
                     "SWIM node %s listens on %s without a cluster key: anyone who reaches the "
                     "port can forge membership; set cluster_key",
@@ -286,13 +309,11 @@ class SwimNode:
                 self._directory_version,
             )
             self._sock = sock
+            epoch = self._epoch
+            if epoch is None:
+                epoch = boot_epoch(time.time_ns() // 1_000_000, self._rng.getrandbits(16))
             self._proto = SwimProtocol(
-                self.name,
-                meta,
-                self.config,
-                self._rng,
-                key=self._cluster_key,
-                cluster_name=self._cluster_name,
+                self.name, meta, self.config, self._rng, epoch=epoch, keyring=self.keyring
             )
             seeds = [(await _resolve(h, family), p) for h, p in self._seeds]
             async with trio.open_nursery() as nursery:
@@ -318,7 +339,49 @@ class SwimNode:
             except OSError:
                 self._counters["recv_errors"] += 1
                 continue
-            await self._apply(proto.handle_datagram(data, (addr[0], addr[1]), trio.current_time()))
+            now = trio.current_time()
+            rejected = proto.rejected
+            try:
+                fx = proto.handle_datagram(data, (addr[0], addr[1]), now)
+            except Exception:  # the last line: one datagram never stops the node
+                self._handler_error("datagram", addr, now)
+                continue
+            if proto.rejected != rejected and now - self._reported_at >= self.log_interval:
+                self._report_rejections(now)
+            await self._apply(fx)
+
+    def _handler_error(self, what: str, source: object, now: float) -> None:
+        """Count (and at most once per interval log) an exception the core let out."""
+        self._counters["handler_errors"] += 1
+        if now - self._error_logged_at >= self.log_interval:
+            self._error_logged_at = now
+            _log.error(
+                "SWIM node %s: a %s from %s raised; dropped it (%d so far)",
+                self.name,
+                what,
+                source,
+                self._counters["handler_errors"],
+                exc_info=True,
+            )
+
+    def _report_rejections(self, now: float) -> None:
+        """One WARNING for every refusal since the last one: counts by reason, latest source."""
+        proto = self.protocol
+        drops = {k: v for k, v in proto.stats.items() if k.startswith("drop_")}
+        fresh = {k[5:]: v - self._reported.get(k, 0) for k, v in drops.items()}
+        fresh = {k: v for k, v in sorted(fresh.items()) if v > 0}
+        self._reported = drops
+        self._reported_at = now
+        reason, source = proto.last_rejected or ("?", ("?", 0))
+        _log.warning(
+            "SWIM node %s refused %d inputs (%s); the latest: %s from %s:%s",
+            self.name,
+            sum(fresh.values()),
+            ", ".join(f"{k}={v}" for k, v in fresh.items()),
+            reason,
+            source[0],
+            source[1],
+        )
 
     async def _timer_loop(self) -> None:
         proto = self._proto
@@ -328,7 +391,12 @@ class SwimNode:
             now = trio.current_time()
             while timers and timers[0][0] <= now:
                 _, _, token = heapq.heappop(timers)
-                await self._apply(proto.handle_timer(token, now))
+                try:
+                    fx = proto.handle_timer(token, now)
+                except Exception:  # the last line, as for datagrams
+                    self._handler_error("timer", token, now)
+                    continue
+                await self._apply(fx)
             deadline = timers[0][0] if timers else float("inf")
             self._timer_wakeup = trio.Event()
             with trio.move_on_at(deadline):

@@ -2,20 +2,26 @@
 
 A member is identified by its node name. Everything a node says about itself (address, data
 port, public key, agent-directory version) travels in :class:`NodeMeta` inside an *alive*
-record together with an incarnation number; the newest incarnation wins. The merge rules are
-the SWIM ones, written as small pure functions so that they can be table-tested:
+record together with a *version*: the pair (epoch, incarnation) as one integer,
+``epoch << 32 | incarnation`` (:func:`version`). The epoch names one life of the node
+(:func:`boot_epoch`, a new one at every start), the incarnation counts refutations within
+that life; the newest version wins, so any record of a later life beats every record of an
+earlier one. The merge rules are the SWIM ones over versions, written as small pure
+functions so that they can be table-tested:
 
 ========================  =============================================================
 incoming                  overrides the local record when
 ========================  =============================================================
-alive(inc)                the member is unknown, or ``inc >`` the local incarnation
-suspect(inc)              the member is alive or suspect and ``inc >=`` local incarnation
-                          (an equal incarnation on a suspect is a *confirmation*)
-dead(inc) / left(inc)     the member is alive or suspect and ``inc >=`` local incarnation
+alive(ver)                the member is unknown (and not buried at ``>= ver``, see the
+                          protocol's tombstones), or ``ver >`` the local version
+suspect(ver)              the member is alive or suspect and ``ver >=`` local version
+                          (an equal version on a suspect is a *confirmation*)
+dead(ver) / left(ver)     the member is alive or suspect and ``ver >=`` local version
 ========================  =============================================================
 
-Anything said about the local node that would override it is *refuted*: the node bumps its
-incarnation past the claim and gossips a fresh alive record instead.
+Anything said about the local node that would override it is *refuted*: the node moves its
+version past the claim (``claim + 1``: the next incarnation, or at the last incarnation the
+first one of the next epoch) and gossips a fresh alive record instead.
 """
 
 from __future__ import annotations
@@ -25,16 +31,59 @@ import ipaddress
 from dataclasses import dataclass
 
 __all__ = [
+    "MAX_EPOCH",
+    "MAX_INC",
+    "MAX_VERSION",
     "EventKind",
     "Member",
     "MemberState",
     "MembershipEvent",
     "NodeMeta",
     "Verdict",
+    "boot_epoch",
+    "epoch_of",
+    "incarnation_of",
     "judge_alive",
     "judge_dead",
     "judge_suspect",
+    "version",
 ]
+
+
+MAX_INC = 0xFFFF_FFFF
+# Epochs are 63-bit so that a refutation of any acceptable claim still fits in 64 bits on the
+# wire: the decoder refuses larger ones.
+MAX_EPOCH = (1 << 63) - 1
+MAX_VERSION = (MAX_EPOCH << 32) | MAX_INC
+
+
+def version(epoch: int, incarnation: int) -> int:
+    """The ordering key of a record: ``epoch << 32 | incarnation``."""
+    if not 0 <= epoch <= MAX_EPOCH or not 0 <= incarnation <= MAX_INC:
+        raise ValueError(f"epoch/incarnation out of range: {epoch}/{incarnation}")
+    return (epoch << 32) | incarnation
+
+
+def epoch_of(ver: int) -> int:
+    """The epoch half of a record version."""
+    return ver >> 32
+
+
+def incarnation_of(ver: int) -> int:
+    """The incarnation half of a record version."""
+    return ver & MAX_INC
+
+
+def boot_epoch(unix_ms: int, random16: int) -> int:
+    """The epoch of a node life started at ``unix_ms`` (wall clock, milliseconds).
+
+    Time in the high bits orders the lives of one node (a restart gets a larger epoch than
+    any earlier life, as long as the clock did not step back across the restart -- and if it
+    did, the node refutes its earlier life's records by jumping past them); 16 random bits
+    keep two lives started in the same millisecond apart. The caller reads the clock (the
+    protocol core never does).
+    """
+    return ((max(unix_ms, 0) << 16) | (random16 & 0xFFFF)) & MAX_EPOCH
 
 
 class MemberState(enum.IntEnum):
@@ -91,12 +140,17 @@ class NodeMeta:
 
 @dataclass(frozen=True, slots=True)
 class Member:
-    """Immutable snapshot of one member record, as handed to the runtime."""
+    """Immutable snapshot of one member record, as handed to the runtime.
+
+    ``epoch`` names the member's life (see :func:`boot_epoch`); ``incarnation`` counts its
+    refutations within that life.
+    """
 
     name: str
     incarnation: int
     state: MemberState
     meta: NodeMeta
+    epoch: int = 0
 
     @property
     def address(self) -> tuple[str, int]:
@@ -122,7 +176,7 @@ class Verdict(enum.Enum):
     IGNORE = 0  # stale or redundant: drop it, do not re-gossip
     APPLY = 1  # newer: update the record and re-gossip it
     CONFIRM = 2  # same suspicion from possibly another accuser: count it, re-gossip if new
-    REFUTE = 3  # a claim about ourselves that we must contradict with a higher incarnation
+    REFUTE = 3  # a claim about ourselves that we must contradict with a higher version
 
 
 def judge_alive(

@@ -22,25 +22,39 @@ toward ``min`` with every independent accuser (Lifeguard). Updates ride on every
 (piggyback) and on extra gossip rounds; push/pull anti-entropy and re-join attempts to seeds
 and recently dead members repair what gossip lost and heal partitions.
 
+Freshness: every record carries its member's *version*, (epoch, incarnation) as one integer
+(see :mod:`.members`). Records of an earlier life of a node lose against every record of a
+later one, so a replayed *left* or *dead* of a previous life cannot evict a restarted node. A
+member that died or left is remembered after it is reaped, as a *tombstone* (name and last
+version, ``max_tombstones`` of them, oldest forgotten first): a replayed *alive* record of
+that life is refused instead of bringing the member back.
+
+Totality: every input returns effects; nothing a datagram says can make the core raise.
+Numbers are range-checked by the codec, versions never overflow (a refutation of a claim at
+the last incarnation moves to the next epoch; a claim that cannot be outranked at all is
+refused and counted), and bad input is counted under ``drop_<reason>``.
+
 Bounds: member table ``max_members``; piggyback queue ``max_broadcasts``; relayed ping-reqs
 ``max_relays``; push/pull replies ``pushpull_replies_per_period``; rejoin candidates
-``max_rejoin_candidates``; the dead list is bounded by the member table. See
-:class:`~jarvis_trio.swim.config.SwimConfig`.
+``max_rejoin_candidates``; tombstones ``max_tombstones``; the dead list is bounded by the
+member table. See :class:`~jarvis_trio.swim.config.SwimConfig`.
 """
 
 from __future__ import annotations
 
 import random
-import struct
-from collections import Counter, deque
+from collections import Counter, OrderedDict, deque
 from collections.abc import Iterable, Sequence
 
 from . import codec
 from .broadcasts import BroadcastQueue, retransmit_limit
-from .codec import Authenticator, DecodeError, Packet, Update
+from .codec import DecodeError, Packet, Update
 from .config import SwimConfig, pushpull_scale
+from .keyring import TAG_SIZE, Keyring
 from .lifeguard import Health, expected_confirmations, suspicion_bounds, suspicion_timeout
 from .members import (
+    MAX_INC,
+    MAX_VERSION,
     EventKind,
     Member,
     MembershipEvent,
@@ -50,6 +64,7 @@ from .members import (
     judge_alive,
     judge_dead,
     judge_suspect,
+    version,
 )
 
 __all__ = ["Address", "Effects", "SwimProtocol", "TimerToken"]
@@ -62,7 +77,6 @@ T_PROBE, T_PROBE_TIMEOUT, T_RELAY, T_SUSPECT, T_GOSSIP, T_PUSHPULL, T_REJOIN, T_
     range(9)
 )
 
-_U32_FROM = struct.Struct(">I").unpack_from
 _ALIVE = MemberState.ALIVE
 _SUSPECT = MemberState.SUSPECT
 _DEAD = MemberState.DEAD
@@ -105,7 +119,11 @@ class _Suspicion:
 
 
 class _Record:
-    """Mutable member record; :meth:`snapshot` gives the frozen public view."""
+    """Mutable member record; :meth:`snapshot` gives the frozen public view.
+
+    ``inc`` holds the record's whole *version* (``epoch << 32 | incarnation``): every rule
+    compares versions, and the public snapshot splits them again.
+    """
 
     __slots__ = (
         "changed_at",
@@ -139,7 +157,8 @@ class _Record:
         self.in_order = False  # already somewhere in the current probe walk
 
     def snapshot(self) -> Member:
-        return Member(self.name, self.inc, self.state, self.meta)
+        ver = self.inc  # the version: epoch << 32 | incarnation
+        return Member(self.name, ver & MAX_INC, self.state, self.meta, ver >> 32)
 
 
 class SwimProtocol:
@@ -153,7 +172,9 @@ class SwimProtocol:
         rng: random.Random,
         *,
         incarnation: int = 0,
+        epoch: int = 0,
         key: bytes | None = None,
+        keyring: Keyring | None = None,
         cluster_name: str = "jarvis",
     ) -> None:
         self.name = name
@@ -168,9 +189,12 @@ class SwimProtocol:
         self.probes = 0
         self.leaving = False
         self.started = False
-        self._auth = Authenticator(key, cluster_name) if key else None
-        self._payload_max = config.max_datagram - (codec.TAG_SIZE if key else 0)
-        self._self = _Record(name, incarnation, meta, 0.0)
+        if keyring is None and key:
+            keyring = Keyring([key], cluster_name)
+        self.keyring = keyring  # shared with whoever rotates it; read on every datagram
+        self._auth = keyring
+        self._payload_max = config.max_datagram - (TAG_SIZE if keyring is not None else 0)
+        self._self = _Record(name, version(epoch, incarnation), meta, 0.0)
         self._members: dict[str, _Record] = {name: self._self}
         self._members8: dict[bytes, _Record] = {self._self.name8: self._self}  # by encoded name
         self._live: list[_Record] = []  # alive + suspect, self excluded; O(1) random choice
@@ -191,6 +215,8 @@ class SwimProtocol:
         self._relays: dict[int, tuple[Address, int]] = {}
         self._final_checks: dict[int, tuple[str, int]] = {}  # seq -> (suspect, incarnation)
         self._dead_fifo: deque[tuple[float, str, int]] = deque()
+        # reaped member -> (last version, it left): refuses replays of a life that ended
+        self._graves: OrderedDict[str, tuple[int, bool]] = OrderedDict()
         self._rejoin: dict[str, tuple[Address, float]] = {}
         self._seeds: list[Address] = []
         self._joined = False
@@ -199,12 +225,25 @@ class SwimProtocol:
         self._now = 0.0
         self._fx = Effects()
         self.on_probe: list[tuple[float, str]] | None = None  # optional probe log (benchmarks)
+        self.rejected = 0  # bad input refused so far (each also counted under drop_<reason>)
+        self.last_rejected: tuple[str, Address] | None = None  # (reason, source) of the latest
+        self._from: Address = ("", 0)  # source of the datagram being handled
 
     # ------------------------------------------------------------------ public views
 
     @property
     def incarnation(self) -> int:
-        """The local node's current incarnation."""
+        """The local node's current incarnation (within its current epoch)."""
+        return self._self.inc & MAX_INC
+
+    @property
+    def epoch(self) -> int:
+        """The local node's current epoch: its life, or a later one it moved to."""
+        return self._self.inc >> 32
+
+    @property
+    def version(self) -> int:
+        """The local node's record version, ``epoch << 32 | incarnation``."""
         return self._self.inc
 
     @property
@@ -344,28 +383,36 @@ class SwimProtocol:
         me = self._self
         if meta == me.meta:
             return fx
+        if me.inc >= MAX_VERSION:
+            self.stats["refute_impossible"] += 1  # only a forged claim gets us here
+            return fx
         me.meta = meta
         me.meta8 = codec.encode_meta(meta)
-        me.inc += 1
+        self._bump(me.inc + 1)
         self._broadcast_alive(me)
         return fx
 
     def handle_datagram(self, data: bytes, addr: Address, now: float) -> Effects:
         """Process one received datagram. Bad input is dropped and counted, never raised."""
         fx = self._begin(now)
-        stats = self.stats
         self.rx_datagrams += 1
         self.rx_bytes += len(data)
         if len(data) > self.config.max_datagram:
-            stats["drop_oversized"] += 1
+            self._reject("oversized", addr)
             return fx
+        auth = self._auth
+        if auth is not None:
+            opened = auth.open(data)
+            if opened is None:
+                self._reject("auth", addr)
+                return fx
+            data = opened
         try:
-            if self._auth is not None:
-                data = self._auth.open(data)
             packet = codec.decode(data, self._meta_cache)
         except DecodeError as error:
-            stats["drop_" + error.reason] += 1
+            self._reject(error.reason, addr)
             return fx
+        self._from = addr
         self._dispatch(packet, addr, now)
         return fx
 
@@ -400,6 +447,13 @@ class SwimProtocol:
         return fx
 
     # ------------------------------------------------------------------ plumbing
+
+    def _reject(self, reason: str, addr: Address) -> None:
+        """Count bad input (``drop_<reason>``) and remember where the latest came from, so
+        that the driver can report it without logging every datagram."""
+        self.stats["drop_" + reason] += 1
+        self.rejected += 1
+        self.last_rejected = (reason, addr)
 
     def _begin(self, now: float) -> Effects:
         self._now = now
@@ -490,7 +544,7 @@ class SwimProtocol:
             try:
                 self._merge_state(packet.raw, packet.offset, packet.count, packet.target, now)
             except DecodeError as error:
-                self.stats["drop_" + error.reason] += 1
+                self._reject(error.reason, addr)
                 return
         if kind == codec.PING:
             if packet.target != self.name:
@@ -568,7 +622,7 @@ class SwimProtocol:
                 raise DecodeError("truncated")
             state = raw[pos + 1]
             name_end = pos + 3 + raw[pos + 2]
-            meta_start = name_end + 4
+            meta_start = name_end + codec.VER_SIZE
             if raw[pos] != codec.FULL or state > 3 or name_end == pos + 3:
                 raise DecodeError("malformed")
             if meta_start + 1 > size:
@@ -585,7 +639,7 @@ class SwimProtocol:
             meta_end = key_at + 1 + raw[key_at]
             if meta_end > size:
                 raise DecodeError("truncated")
-            inc: int = _U32_FROM(raw, name_end)[0]
+            inc = codec.read_ver(raw, name_end)
             rec = members8.get(raw[pos + 2 : name_end])
             name_start = pos + 3
             pos = meta_end
@@ -615,9 +669,23 @@ class SwimProtocol:
 
     # ------------------------------------------------------------------ merge rules
 
-    def _refute(self, claimed: int) -> None:
+    def _bump(self, ver: int) -> None:
+        """Move the local record to version ``ver``, counting a move to another epoch."""
         me = self._self
-        me.inc = max(me.inc, claimed) + 1
+        if ver >> 32 != me.inc >> 32:
+            self.stats["epoch_moves"] += 1
+        me.inc = ver
+
+    def _refute(self, claimed: int) -> None:
+        """Outrank ``claimed``: its next incarnation, or at the last incarnation of an epoch
+        the first of the next epoch. A claim at the very last version cannot be outranked;
+        it is refused (only a key holder can forge one, see the README's security notes)."""
+        me = self._self
+        target = max(me.inc, claimed) + 1
+        if target > MAX_VERSION:
+            self._reject("unrefutable", self._from)
+            return
+        self._bump(target)
         self.stats["refutations"] += 1
         if self.config.lifeguard:
             self.health.apply(1)
@@ -638,6 +706,12 @@ class SwimProtocol:
                 self._refute(inc)
             return
         if rec is None:
+            grave = self._graves.get(name)
+            if grave is not None:
+                if inc <= grave[0]:  # a record of a life that already ended here
+                    self._buried(name, grave, inc, meta)
+                    return
+                del self._graves[name]
             if len(self._members) >= self.config.max_members:
                 self.stats["drop_table_full"] += 1
                 return
@@ -886,7 +960,31 @@ class SwimProtocol:
                 del self._members[name]
                 del self._members8[rec.name8]
                 self._queue.drop(name)
+                self._bury(name, inc, rec.state is _LEFT)
                 self.stats["reaped"] += 1
+
+    def _bury(self, name: str, ver: int, left: bool) -> None:
+        """Remember that ``name`` ended at ``ver`` (bounded: the oldest grave goes first)."""
+        graves = self._graves
+        graves.pop(name, None)
+        graves[name] = (ver, left)
+        if len(graves) > self.config.max_tombstones:
+            graves.popitem(last=False)
+
+    def _buried(self, name: str, grave: tuple[int, bool], ver: int, meta: NodeMeta) -> None:
+        """An alive record of a member reaped at ``grave``: refused. A replay, or a member
+        that was declared dead while cut off and never heard of it (a healing partition):
+        that one is told so directly, at the address in the record, and it refutes with a
+        newer version, which is then accepted. A member that *left* ended its life; there
+        is nobody to tell."""
+        self._reject("buried", self._from)
+        dead_at, left = grave
+        if left or ver != dead_at:
+            return
+        name8 = codec.encode_name(name)
+        notice = codec.encode_dead(name8, dead_at, self._self.name8)
+        self.stats["told_buried"] += 1
+        self._send(meta.address, codec.HEADER_GOSSIP, notice)
 
     def _gossip_tick(self, now: float) -> None:
         if not len(self._queue):

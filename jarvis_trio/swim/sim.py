@@ -11,7 +11,8 @@ plus ``reorder_delay`` with probability ``reorder`` (so that it overtakes nothin
 overtaken), and delivered twice with probability ``duplicate``. Faults:
 
 * **crash** - the node stops; datagrams to it vanish. **restart** - a fresh protocol instance
-  (empty view, incarnation 0) on the same address joins through the given seeds.
+  (empty view, incarnation 0, the next epoch: a new life) on the same address joins through
+  the given seeds.
 * **stall** - the node processes nothing for a while, then its whole backlog (datagrams and
   timers, in arrival order) at the moment it wakes, as a process paused by GC or a starved CPU.
 * **partition** - directed blocking between groups of nodes; asymmetric partitions block one
@@ -132,7 +133,7 @@ class Simulator:
         host, port = self.address_of(index)
         meta = NodeMeta(host, port, port + 1000)
         rng = random.Random(self.seed * 1_000_003 + index * 7_919 + gen * 104_729)
-        return SwimProtocol(self.name_of(index), meta, self.config, rng)
+        return SwimProtocol(self.name_of(index), meta, self.config, rng, epoch=gen)
 
     def _new_node(self) -> SimNode:
         index = len(self.nodes)

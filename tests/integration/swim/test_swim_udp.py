@@ -7,6 +7,7 @@ tests down rather than failing them.
 
 from __future__ import annotations
 
+import logging
 import random
 import socket
 from collections.abc import AsyncIterator, Callable
@@ -124,7 +125,7 @@ async def test_restart_on_the_same_address() -> None:
         names = {n.name for n in nodes}
         await wait_all(nodes, lambda n: sees_alive(n, names), "converge")
         address = nodes[2].address
-        old_incarnation = nodes[0].protocol.member("n2").incarnation  # type: ignore[union-attr]
+        old_epoch = nodes[0].protocol.member("n2").epoch  # type: ignore[union-attr]
         nodes[2].close()
         await wait_all(
             nodes[:2], lambda n: states(n).get("n2") is MemberState.DEAD, "n2 declared dead"
@@ -141,8 +142,11 @@ async def test_restart_on_the_same_address() -> None:
         everyone = [nodes[0], nodes[1], reborn]
         await wait_all(everyone, lambda n: sees_alive(n, names), "n2 is back")
         member = nodes[1].protocol.member("n2")
-        assert member is not None and member.incarnation > old_incarnation
-        assert reborn.protocol.incarnation == member.incarnation
+        assert member is not None and member.epoch > old_epoch  # a new life, no refutation
+        assert (reborn.protocol.epoch, reborn.protocol.incarnation) == (
+            member.epoch,
+            member.incarnation,
+        )
 
 
 async def test_metadata_update_reaches_peers_with_an_event() -> None:
@@ -203,15 +207,16 @@ async def test_cluster_key_keeps_strangers_out() -> None:
         assert set(states(stranger)) == {"intruder"}
 
 
-async def test_garbage_is_counted_not_raised() -> None:
-    async with cluster(2) as (nodes, _):
+async def test_garbage_is_counted_not_raised(caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.WARNING, logger="jarvis_trio.swim.driver")
+    async with cluster(2, log_interval=3600.0) as (nodes, _):
         names = {n.name for n in nodes}
         await wait_all(nodes, lambda n: sees_alive(n, names), "converge")
         with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as raw:
             raw.sendto(b"", nodes[0].address)
             raw.sendto(b"\x09\x01garbage", nodes[0].address)
-            raw.sendto(b"\x01\x01\x00", nodes[0].address)
-            raw.sendto(b"\x01\x77", nodes[0].address)
+            raw.sendto(b"\x02\x01\x00", nodes[0].address)
+            raw.sendto(b"\x02\x77", nodes[0].address)
             raw.sendto(b"x" * 1500, nodes[0].address)
 
         def counted(node: SwimNode) -> bool:
@@ -225,6 +230,8 @@ async def test_garbage_is_counted_not_raised() -> None:
 
         await wait_all(nodes[:1], counted, "every bad datagram counted by reason")
         await wait_all(nodes, lambda n: sees_alive(n, names), "nodes still serving")
+    refusals = [r for r in caplog.records if "refused" in r.getMessage()]
+    assert len(refusals) == 1, "five bad datagrams, one log line per interval"
 
 
 async def test_lagging_subscriber_gets_a_resync() -> None:

@@ -93,14 +93,14 @@ def test_steady_state_sizes() -> None:
     [
         (b"", "truncated"),
         (b"\x01", "truncated"),
-        (b"\x02\x01", "version"),
-        (b"\x01\x63", "type"),
-        (b"\x01\x01\x00\x00", "truncated"),  # a ping cut inside its sequence number
-        (b"\x01\x01\x00\x00\x00\x01\x00", "malformed"),  # an empty target name
-        (b"\x01\x01\x00\x00\x00\x01\x02\xff\xfe\x00", "malformed"),  # not UTF-8
-        (b"\x01\x02\x00\x00\x00\x01\x05", "truncated"),  # promises 5 updates, has none
-        (b"\x01\x02\x00\x00\x00\x01\x01\x09", "malformed"),  # unknown update kind
-        (b"\x01\x02\x00\x00\x00\x01\x00trailing", "malformed"),
+        (b"\x01\x01", "version"),
+        (b"\x02\x63", "type"),
+        (b"\x02\x01\x00\x00", "truncated"),  # a ping cut inside its sequence number
+        (b"\x02\x01\x00\x00\x00\x01\x00", "malformed"),  # an empty target name
+        (b"\x02\x01\x00\x00\x00\x01\x02\xff\xfe\x00", "malformed"),  # not UTF-8
+        (b"\x02\x02\x00\x00\x00\x01\x05", "truncated"),  # promises 5 updates, has none
+        (b"\x02\x02\x00\x00\x00\x01\x01\x09", "malformed"),  # unknown update kind
+        (b"\x02\x02\x00\x00\x00\x01\x00trailing", "malformed"),
     ],
 )
 def test_garbage_is_refused_with_a_reason(data: bytes, reason: str) -> None:
@@ -125,8 +125,10 @@ def test_protocol_counts_garbage_instead_of_raising() -> None:
         (b"\x05\x00", "truncated"),  # a record cut short
         (b"\x01\x00\x01a" + b"\x00" * 20, "malformed"),  # not a FULL record
         (b"\x05\x07\x01a" + b"\x00" * 20, "malformed"),  # no such state
-        (b"\x05\x00\x01a\x00\x00\x00\x01\x05" + b"\x00" * 20, "malformed"),  # bad family
-        (b"\x05\x00\x01a\x00\x00\x00\x01\x04" + b"\x00" * 16 + b"\x09", "truncated"),
+        (b"\x05\x00\x01a" + b"\x00" * 11 + b"\x01\x05" + b"\x00" * 20, "malformed"),  # family
+        (b"\x05\x00\x01a" + b"\x00" * 11 + b"\x01\x04" + b"\x00" * 16 + b"\x09", "truncated"),
+        # an epoch above 2**63 - 1
+        (b"\x05\x00\x01a\x80" + b"\x00" * 10 + b"\x01\x04" + b"\x00" * 16 + b"\x00", "range"),
     ],
 )
 def test_bad_push_pull_records_are_counted(tail: bytes, reason: str) -> None:
