@@ -64,6 +64,8 @@ from .storage.blob import BlobStorage
 from .storage.redis_store import RedisStore, StreamEntry, open_redis_store
 from .swim import (
     EventKind,
+    KeyInfo,
+    Keyring,
     Member,
     MembershipEvent,
     MemberState,
@@ -100,6 +102,8 @@ __all__ = [
     "HostStopped",
     "IncomingMessage",
     "JarvisError",
+    "KeyInfo",
+    "Keyring",
     "Mailbox",
     "MailboxError",
     "MailboxFull",

@@ -53,6 +53,7 @@ from .peers.membership import DEFAULT_MAXLEN, ClusterEvent, EventHub, EventStrea
 from .peers.pending import DEFAULT_MAX_PENDING
 from .peers.router import NodeStats, Router
 from .services import NodeServices, open_node_services
+from .swim.keyring import Keyring
 
 if TYPE_CHECKING:  # the cross-node layer (and pyzmq) is imported only when p2p is enabled
     from .cluster import ClusterNode
@@ -68,6 +69,13 @@ MAX_PENDING_PEER_HOOKS = 1024
 MAX_AGENT_ID_LENGTH = 256
 
 State = Literal["new", "starting", "running", "stopping", "stopped"]
+
+
+def _keyring(config: MeshConfig) -> Keyring | None:
+    """The node's keyring, holding ``cluster_key`` as its primary, or ``None`` without one."""
+    if config.cluster_key is None:
+        return None
+    return Keyring([config.cluster_key], config.cluster_name)
 
 
 def _unwrap(group: BaseExceptionGroup[BaseException]) -> BaseException:
@@ -132,6 +140,10 @@ class Mesh:
         self._state: State = "new"
         self._services: NodeServices | None = None
         self._cluster_node: ClusterNode | None = None  # while p2p runs
+        self.keyring: Keyring | None = _keyring(self.config)
+        """The cluster keys (``None`` without ``cluster_key``): several verify, the primary
+        signs; ``install`` / ``use`` / ``remove`` rotate them while the node runs (see
+        :class:`~jarvis_trio.swim.Keyring` and the README's security section)."""
         self._agents_nursery: trio.Nursery | None = None
         self._running = AsyncValue(0)
         self._stop_requested = trio.Event()
@@ -410,6 +422,7 @@ class Mesh:
             router=self.router,
             on_node_failed=self.router.pending.fail_node,
             events=self.events,
+            keyring=self.keyring,
         ) as node:
             self._cluster_node = node
             try:

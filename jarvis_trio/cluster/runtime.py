@@ -23,7 +23,7 @@ from ..config import MeshConfig
 from ..errors import ConfigError, TransportError
 from ..peers.membership import EventHub
 from ..peers.router import Router
-from ..swim import SwimConfig, SwimNode
+from ..swim import Keyring, SwimConfig, SwimNode
 from ..transport import Bridge, BridgeSettings, KeyPair, generate_keypair, open_bridge
 from .addresses import advertise_host, needs_key_warning
 from .node import ClusterNode
@@ -84,14 +84,18 @@ async def open_cluster(
     router: Router,
     on_node_failed: Callable[[str], int],
     events: EventHub | None = None,
+    keyring: Keyring | None = None,
 ) -> AsyncIterator[ClusterNode]:
     """Join the cluster as ``node_id`` for the duration of the block.
 
     Meanwhile ``router`` sends to other nodes through the yielded :class:`ClusterNode`
     (installed as ``router.remote``, removed at the end), its directory learns their agents,
     ``on_node_failed`` is called for every node that dies or leaves, and membership changes
-    are published to ``events``.
+    are published to ``events``. ``keyring`` (the node's, so that it can be rotated while
+    the node runs) defaults to one holding ``config.cluster_key``.
     """
+    if keyring is None and config.cluster_key is not None:
+        keyring = Keyring([config.cluster_key], config.cluster_name)
     if needs_key_warning(config):
         log.warning(
             "node %s is bound to %s without a cluster key: any host that reaches ports %d "
@@ -103,7 +107,7 @@ async def open_cluster(
             config.resolved_data_port,
         )
     await check_hosts(config)
-    keypair = generate_keypair() if config.cluster_key else None
+    keypair = generate_keypair() if keyring is not None else None
     async with _bound_data_channel(config, keypair) as bridge:
         epoch = new_epoch()
         swim = SwimNode(
@@ -115,8 +119,7 @@ async def open_cluster(
             data_port=bridge.port,
             public_key=b"" if keypair is None else keypair.public,
             directory_version=published_version(epoch, router.directory.version.value),
-            cluster_key=None if config.cluster_key is None else config.cluster_key.encode(),
-            cluster_name=config.cluster_name,
+            keyring=keyring,
         )
         node = ClusterNode(
             router,

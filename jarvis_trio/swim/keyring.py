@@ -14,7 +14,9 @@ operator's sequence, on every node, one step at a time across the cluster:
 
 The keyring is plain data (no I/O, no clock), shared by the protocol core that seals and opens
 datagrams and by the node's API that changes it; a change takes effect with the next datagram.
-Key material never leaves this object: :meth:`Keyring.list` shows fingerprints only.
+Each change swaps one immutable ``(primary, keys)`` pair, so it is safe from any thread (a
+node hosted from asyncio is administered from the loop's thread). Key material never leaves
+this object: :meth:`Keyring.list` shows fingerprints only.
 """
 
 from __future__ import annotations
@@ -64,7 +66,7 @@ class Keyring:
     key, or a 17th key.
     """
 
-    __slots__ = ("_aad", "_keys", "_primary", "_verified", "cluster_name")
+    __slots__ = ("_aad", "_state", "_verified", "cluster_name")
 
     def __init__(self, keys: Iterable[str | bytes], cluster_name: str) -> None:
         aad = cluster_name.encode()
@@ -72,59 +74,67 @@ class Keyring:
             raise ValueError("cluster_name must be at most 255 UTF-8 bytes")
         self.cluster_name = cluster_name
         self._aad = _U8.pack(len(aad)) + aad
-        self._keys: list[bytes] = []
-        self._verified: dict[bytes, int] = {}
+        unique: list[bytes] = []
         for key in keys:
-            self.install(key)
-        if not self._keys:
+            raw = _as_bytes(key)
+            if raw not in unique:
+                unique.append(raw)
+        if not unique:
             raise ValueError("a keyring needs at least one key")
-        self._primary = self._keys[0]
+        if len(unique) > MAX_KEYS:
+            raise ValueError(f"a keyring holds at most {MAX_KEYS} keys")
+        # (primary, every installed key with the primary first): replaced whole on a change
+        self._state: tuple[bytes, tuple[bytes, ...]] = (unique[0], tuple(unique))
+        self._verified: dict[bytes, int] = {}  # statistics only; a lost increment is harmless
 
     # -- administration ---------------------------------------------------------------------
     def install(self, key: str | bytes) -> bool:
         """Accept ``key`` for verification (not for signing). False if already installed."""
         raw = _as_bytes(key)
-        if raw in self._verified:
+        primary, keys = self._state
+        if raw in keys:
             return False
-        if len(self._keys) >= MAX_KEYS:
+        if len(keys) >= MAX_KEYS:
             raise ValueError(f"a keyring holds at most {MAX_KEYS} keys; remove one first")
-        self._keys.append(raw)
-        self._verified[raw] = 0
+        self._state = (primary, (*keys, raw))
         return True
 
     def use(self, key: str | bytes) -> None:
         """Make an installed key the primary: every datagram from now on is sealed with it."""
         raw = _as_bytes(key)
-        if raw not in self._verified:
+        _, keys = self._state
+        if raw not in keys:
             raise ValueError(f"key {fingerprint(raw)} is not installed; install it first")
-        self._primary = raw
+        self._state = (raw, (raw, *(k for k in keys if k != raw)))
 
     def remove(self, key: str | bytes) -> bool:
         """Stop accepting ``key``. False if it was not installed; the primary cannot go."""
         raw = _as_bytes(key)
-        if raw not in self._verified:
+        primary, keys = self._state
+        if raw not in keys:
             return False
-        if raw == self._primary:
+        if raw == primary:
             raise ValueError(f"key {fingerprint(raw)} is the primary key; use another first")
-        self._keys.remove(raw)
-        del self._verified[raw]
+        self._state = (primary, tuple(k for k in keys if k != raw))
+        self._verified.pop(raw, None)
         return True
 
     def list(self) -> list[KeyInfo]:
         """Installed keys, primary first, as fingerprints."""
-        ordered = [self._primary] + [k for k in self._keys if k != self._primary]
-        return [KeyInfo(fingerprint(k), k == self._primary, self._verified[k]) for k in ordered]
+        primary, keys = self._state
+        verified = self._verified
+        return [KeyInfo(fingerprint(k), k == primary, verified.get(k, 0)) for k in keys]
 
     @property
     def primary_fingerprint(self) -> str:
         """Fingerprint of the key outgoing datagrams are sealed with."""
-        return fingerprint(self._primary)
+        return fingerprint(self._state[0])
 
     def __len__(self) -> int:
-        return len(self._keys)
+        return len(self._state[1])
 
     def __repr__(self) -> str:
-        return f"Keyring(primary={self.primary_fingerprint}, keys={len(self._keys)})"
+        return f"Keyring(primary={self.primary_fingerprint}, keys={len(self)})"
 
     # -- sealing ----------------------------------------------------------------------------
     def _tag(self, key: bytes, data: bytes) -> bytes:
@@ -132,7 +142,7 @@ class Keyring:
 
     def seal(self, data: bytes) -> bytes:
         """``data`` + its tag under the primary key."""
-        return data + self._tag(self._primary, data)
+        return data + self._tag(self._state[0], data)
 
     def open(self, data: bytes) -> bytes | None:
         """The datagram without its tag, or ``None`` if no installed key verifies it.
@@ -143,12 +153,9 @@ class Keyring:
         if len(data) < TAG_SIZE + 2:
             return None
         body, tag = data[:-TAG_SIZE], data[-TAG_SIZE:]
-        primary = self._primary
-        if hmac.compare_digest(tag, self._tag(primary, body)):
-            self._verified[primary] += 1
-            return body
-        for key in self._keys:
-            if key != primary and hmac.compare_digest(tag, self._tag(key, body)):
-                self._verified[key] += 1
+        verified = self._verified
+        for key in self._state[1]:  # the primary first
+            if hmac.compare_digest(tag, self._tag(key, body)):
+                verified[key] = verified.get(key, 0) + 1
                 return body
         return None
