@@ -12,9 +12,7 @@ from typing import Any
 
 import trio
 
-from jarvis_trio.agent import CustomAgent
-from jarvis_trio.mesh import Mesh
-from jarvis_trio.peers.messages import IncomingMessage
+from jarvis_trio import CustomAgent, IncomingMessage, Mesh
 
 GREETINGS = {"fr": "Bonjour", "de": "Hallo", "es": "Hola"}
 

@@ -73,3 +73,28 @@ def test_the_type_hints_ship_with_the_package() -> None:
     assert (package / "py.typed").is_file()
     pyproject = tomllib.loads((package.parent / "pyproject.toml").read_text())
     assert "py.typed" in pyproject["tool"]["setuptools"]["package-data"]["jarvis_trio"]
+
+
+def test_examples_import_only_the_public_surface() -> None:
+    """A learner copies the examples' imports: they name jarvis_trio (or jarvis_trio.testing
+    for the development servers), never a private module."""
+    import ast
+    from pathlib import Path
+
+    examples = Path(jarvis_trio.__file__).parents[1] / "examples"
+    allowed = {"jarvis_trio", "jarvis_trio.testing"}
+    found = {}
+    for path in sorted(examples.rglob("*.py")):
+        for node in ast.walk(ast.parse(path.read_text())):
+            names = (
+                [node.module or ""]
+                if isinstance(node, ast.ImportFrom) and node.level == 0
+                else [a.name for a in node.names]
+                if isinstance(node, ast.Import)
+                else []
+            )
+            for name in names:
+                if name.startswith("jarvis_trio") and name not in allowed:
+                    found[f"{path.relative_to(examples)}:{node.lineno}"] = name
+    assert len(list(examples.rglob("*.py"))) >= 6
+    assert found == {}
