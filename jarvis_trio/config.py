@@ -129,6 +129,16 @@ def _positive_int(key: str, value: object) -> int:
     return number
 
 
+def _non_negative_int(key: str, value: object) -> int:
+    try:
+        number = int(str(value).strip()) if not isinstance(value, int) else value
+    except ValueError:
+        raise ConfigError(key, value, "a whole number >= 0") from None
+    if isinstance(value, bool) or number < 0:
+        raise ConfigError(key, value, "a whole number >= 0")
+    return number
+
+
 def _positive_float(key: str, value: object) -> float:
     try:
         number = float(value) if isinstance(value, int | float) else float(str(value).strip())
@@ -152,6 +162,12 @@ def _host(key: str, value: object) -> str:
     if text is None:
         raise ConfigError(key, value, "a host name or IP address")
     return text.removeprefix("[").removesuffix("]")
+
+
+REDIS_SCHEMES = (
+    "redis", "rediss", "unix",
+    "redis+cluster", "rediss+cluster", "redis+sentinel", "rediss+sentinel",
+)  # fmt: skip
 
 
 def _url(schemes: tuple[str, ...]) -> Callable[[str, object], str | None]:
@@ -227,7 +243,10 @@ _FIELDS: dict[str, _Field] = {
     "advertise_host": _Field("JC_ADVERTISE_HOST", _optional_text, "address peers reach us at"),
     "data_port": _Field("JC_DATA_PORT", _data_port, "ZeroMQ port; default bind_port + 1000"),
     "node_name": _Field("JC_NODE_NAME", _optional_text, "name of this node in the cluster"),
-    "redis_url": _Field("REDIS_URL", _url(("redis", "rediss", "unix")), "Redis for mailboxes"),
+    "redis_url": _Field("REDIS_URL", _url(REDIS_SCHEMES), "Redis for mailboxes"),
+    "redis_min_replicas": _Field(
+        "JC_REDIS_MIN_REPLICAS", _non_negative_int, "replicas that must acknowledge a mailbox batch"
+    ),
     "auth_mode": _Field(
         "JC_AUTH_MODE",
         _choice(AUTH_MODES),
@@ -270,6 +289,7 @@ class MeshConfig:
     data_port: int | None = None
     node_name: str | None = None
     redis_url: str | None = None
+    redis_min_replicas: int = 0
     auth_mode: str = "production"
     nexus_gateway_url: str | None = None
     blob_storage_path: str = "blob_storage"

@@ -1,6 +1,10 @@
 """The Redis layout of mailboxes: keys, the consumer group, and the entry format.
 
-One stream per agent, ``jarvis:mbox:<agent_id>``, read through the consumer group ``mbox``.
+One stream per agent, ``jarvis:mbox:{<agent_id>}``, read through the consumer group ``mbox``.
+The braces are a Redis Cluster hash tag: every key of one agent hashes to the same slot (only
+the part between the braces counts), so a script or multi-key command about one agent always
+stays on one node. Braces and ``%`` inside an agent id are percent-escaped, so the tag is the
+whole id and no two agents share a key.
 Each entry has one field, ``m``: a msgpack array ``[message_id, sender, timestamp, payload
 JSON]``. Shared by the writer (:mod:`.redis_backed`) and the reader (:mod:`.redis_mailbox`).
 """
@@ -23,6 +27,8 @@ __all__ = [
     "KEY_PREFIX",
     "Held",
     "Outgoing",
+    "agent_of",
+    "agent_tag",
     "entry_message",
     "id_order",
     "stream_key",
@@ -57,9 +63,22 @@ _envelope = msgspec.msgpack.Encoder()
 _unpack_envelope = msgspec.msgpack.Decoder(tuple[str, str, float, bytes])
 
 
+def agent_tag(agent_id: str) -> str:
+    """``{agent_id}``: the Cluster hash tag shared by every key of one agent."""
+    escaped = agent_id.replace("%", "%25").replace("{", "%7B").replace("}", "%7D")
+    return "{" + escaped + "}"
+
+
 def stream_key(agent_id: str) -> str:
-    """The Redis key of an agent's mailbox stream."""
-    return KEY_PREFIX + agent_id
+    """The Redis key of an agent's mailbox stream (hash-tagged by agent)."""
+    return KEY_PREFIX + agent_tag(agent_id)
+
+
+def agent_of(key: str) -> str:
+    """The agent id a mailbox key belongs to (for log lines)."""
+    tag = key.removeprefix(KEY_PREFIX)
+    inner = tag[1:-1] if tag.startswith("{") and tag.endswith("}") else tag
+    return inner.replace("%7D", "}").replace("%7B", "{").replace("%25", "%")
 
 
 class Outgoing:

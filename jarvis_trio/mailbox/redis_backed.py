@@ -73,17 +73,33 @@ from typing import Any
 import redis
 import trio
 
-from .._redis import Backoff, RedisClient, is_transient
+from .._redis import Backoff, RedisClient, ReplicationShortfall, is_transient
 from .._sides import HostSlot
 from ..config import MeshConfig
 from ..errors import MailboxError, MailboxFull
 from ._common import MailboxSettings, MessageIds, TrioCaller, check_target
-from ._stream import APPEND_SCRIPT, GROUP, KEY_PREFIX, Outgoing, stream_key
+from ._stream import APPEND_SCRIPT, GROUP, Outgoing, agent_of, stream_key
 from .redis_mailbox import RedisMailbox
 
 __all__ = ["RedisHub", "RedisMailbox", "open_redis_hub", "stream_key"]
 
 log = logging.getLogger("jarvis_trio.mailbox")
+
+
+class _NodeOutcome:
+    """What one node did with its share of a batch (indexes into the batch / the acks)."""
+
+    __slots__ = ("acks_failed", "error", "refused", "retry")
+
+    def __init__(self) -> None:
+        self.retry: list[int] = []
+        self.refused: list[tuple[int, Any]] = []
+        self.acks_failed: list[int] = []
+        self.error: Exception | None = None
+
+
+WAIT_TIMEOUT_MS = 1000
+"""How long ``WAIT`` gives replicas to acknowledge a batch when ``redis_min_replicas`` is set."""
 
 
 class RedisHub:
@@ -119,8 +135,12 @@ class RedisHub:
         self._progress = trio.Event()
         self._closed = False
         self._down = False
+        self.min_replicas = config.redis_min_replicas
+        self.wait_timeout_ms = WAIT_TIMEOUT_MS
         self.written = 0
         self.dropped = 0
+        self.replication_shortfalls = 0
+        self.asks_followed = 0
 
     def __repr__(self) -> str:
         return f"<RedisHub {self.node_name} {self.client.safe_url} outbox={len(self._outbox)}>"
@@ -225,13 +245,24 @@ class RedisHub:
         self._progress = trio.Event()
 
     async def _write_batch(self) -> None:
+        """Write one batch: one pipeline per node (one for a single server or Sentinel).
+
+        Only what a node confirmed leaves the outbox (with ``min_replicas``: confirmed *and*
+        acknowledged by that many replicas, ``WAIT``). Items of a node that failed, answered
+        ``MOVED``/``TRYAGAIN``/``CLUSTERDOWN`` or fell short of replicas go back to the front
+        of the outbox in their order; the first such error is raised after the bookkeeping,
+        so the writer backs off (and the slot map is reloaded) before the next attempt.
+        """
         size = self.settings.batch_size
         with self._lock:
             batch = list(islice(self._outbox, size))
             acks = [self._acks.popleft() for _ in range(min(len(self._acks), size))]
             self._acks_in_flight = acks
+        keys = [item.key for item in batch] + [key for key, _ in acks]
         try:
-            results = await self.client.run(lambda r: self._pipeline(r, batch, acks))
+            outcomes = await self.client.run_grouped(
+                keys, lambda r, indexes: self._node_pipeline(r, batch, acks, indexes)
+            )
         except BaseException:
             with self._lock:
                 self._acks.extendleft(reversed(acks))
@@ -239,41 +270,147 @@ class RedisHub:
         finally:
             with self._lock:
                 self._acks_in_flight = []
+        kept: set[int] = set()
+        acks_back: list[int] = []
+        refused: list[tuple[int, Any]] = []
+        problem: Exception | None = None
+        for indexes, result in outcomes:
+            if isinstance(result, Exception):
+                kept.update(i for i in indexes if i < len(batch))
+                acks_back.extend(i - len(batch) for i in indexes if i >= len(batch))
+                problem = problem or result
+                continue
+            kept.update(result.retry)
+            acks_back.extend(result.acks_failed)
+            refused.extend(result.refused)
+            problem = problem or result.error
         with self._lock:
             for _ in batch:
                 self._outbox.popleft()
-        refused = results[0] if batch else []
-        if isinstance(refused, Exception):
-            raise refused  # the script itself failed: a server misconfiguration, not one message
-        for index, reason in zip(refused[::2], refused[1::2], strict=True):
-            item = batch[int(index) - 1]
+            self._outbox.extendleft(reversed([batch[i] for i in sorted(kept)]))
+            self._acks.extendleft(reversed([acks[i] for i in sorted(acks_back)]))
+        for index, reason in refused:
+            item = batch[index]
             self.dropped += 1
             log.error(
                 "mailbox message %s to %s refused by Redis (%s); dropped",
                 item.message_id,
-                item.key.removeprefix(KEY_PREFIX),
+                agent_of(item.key),
                 reason.decode(errors="replace") if isinstance(reason, bytes) else reason,
             )
-        self.written += len(batch) - len(refused) // 2
+        self.written += len(batch) - len(kept) - len(refused)
+        if problem is not None:
+            if isinstance(problem, ReplicationShortfall):
+                self.replication_shortfalls += 1
+            await trio.to_thread.run_sync(self.client.refresh_topology)
+            raise problem
 
-    def _pipeline(
-        self, r: redis.Redis, batch: Sequence[Outgoing], acks: Sequence[tuple[str, bytes]]
-    ) -> list[Any]:
+    def _node_pipeline(
+        self,
+        r: redis.Redis,
+        batch: Sequence[Outgoing],
+        acks: Sequence[tuple[str, bytes]],
+        indexes: Sequence[int],
+    ) -> _NodeOutcome:
+        """One node's share of a batch, in one round trip (worker thread).
+
+        Messages go through one ``EVAL`` per slot (one for a single server), acks through
+        ``XACK`` + ``XDEL`` per stream, then ``WAIT`` when ``min_replicas`` is set.
+        """
+        outcome = _NodeOutcome()
+        by_slot: dict[int, list[int]] = {}
+        ack_ids: dict[str, list[int]] = {}
+        for index in indexes:
+            if index < len(batch):
+                by_slot.setdefault(self.client.slot_of(batch[index].key), []).append(index)
+            else:
+                ack_ids.setdefault(acks[index - len(batch)][0], []).append(index - len(batch))
         pipe: Any = r.pipeline(transaction=False)
-        if batch:
-            pipe.execute_command(
-                "EVAL", APPEND_SCRIPT, len(batch),
-                *(item.key for item in batch),
-                self.settings.queue_size, self.ttl_ms,
-                *(item.envelope for item in batch),
-            )  # fmt: skip
-        by_key: dict[str, list[bytes]] = {}
-        for key, stream_id in acks:
-            by_key.setdefault(key, []).append(stream_id)
-        for key, ids in by_key.items():
+        groups = list(by_slot.values())
+        for group in groups:
+            pipe.execute_command(*self._append_command([batch[i] for i in group]))
+        ack_groups = list(ack_ids.items())
+        for key, positions in ack_groups:
+            ids = [acks[p][1] for p in positions]
             pipe.execute_command("XACK", key, GROUP, *ids)
             pipe.execute_command("XDEL", key, *ids)
-        return list(pipe.execute(raise_on_error=False))
+        if self.min_replicas:
+            pipe.execute_command("WAIT", self.min_replicas, self.wait_timeout_ms)
+        replies = list(pipe.execute(raise_on_error=False))
+        written: list[int] = []
+        asked: list[tuple[list[int], redis.exceptions.AskError]] = []
+        for group, reply in zip(groups, replies, strict=False):
+            if isinstance(reply, redis.exceptions.AskError) and not isinstance(
+                reply, redis.exceptions.MovedError
+            ):
+                asked.append((group, reply))
+            elif isinstance(reply, Exception):
+                if not is_transient(reply):
+                    raise reply  # the script itself failed: a misconfiguration, not one message
+                outcome.retry.extend(group)
+                outcome.error = outcome.error or reply
+            else:
+                written += _split_refused(group, reply, outcome)
+        ack_replies = replies[len(groups) : len(groups) + 2 * len(ack_groups)]
+        for position, (_key, positions) in enumerate(ack_groups):
+            failed = [r for r in ack_replies[2 * position : 2 * position + 2] if _is_error(r)]
+            if failed:
+                outcome.acks_failed.extend(positions)
+                outcome.error = outcome.error or failed[0]
+        if self.min_replicas:
+            self._check_replicas(replies[-1], written, outcome)
+        for group, ask in asked:
+            self._follow_ask(group, ask, batch, outcome)
+        return outcome
+
+    def _append_command(self, items: Sequence[Outgoing]) -> list[Any]:
+        return [
+            "EVAL", APPEND_SCRIPT, len(items),
+            *(item.key for item in items),
+            self.settings.queue_size, self.ttl_ms,
+            *(item.envelope for item in items),
+        ]  # fmt: skip
+
+    def _check_replicas(self, reply: Any, written: list[int], outcome: _NodeOutcome) -> None:
+        """Confirm ``written`` only if ``WAIT`` counted ``min_replicas`` replicas."""
+        if isinstance(reply, Exception) or int(reply) < self.min_replicas:
+            outcome.retry.extend(written)
+            outcome.error = outcome.error or ReplicationShortfall(
+                f"WAIT {self.min_replicas} answered {reply!r}: {len(written)} messages are "
+                "written again"
+            )
+
+    def _follow_ask(
+        self,
+        group: list[int],
+        ask: redis.exceptions.AskError,
+        batch: Sequence[Outgoing],
+        outcome: _NodeOutcome,
+    ) -> None:
+        """A slot being migrated: send the group to the importing node, after ``ASKING``."""
+        try:
+            target = self.client.node_at(ask.host, int(ask.port))
+            pipe: Any = target.pipeline(transaction=False)
+            pipe.execute_command("ASKING")
+            pipe.execute_command(*self._append_command([batch[i] for i in group]))
+            if self.min_replicas:
+                pipe.execute_command("WAIT", self.min_replicas, self.wait_timeout_ms)
+            replies = list(pipe.execute(raise_on_error=False))
+        except Exception as error:
+            if not is_transient(error):
+                raise
+            outcome.retry.extend(group)
+            outcome.error = outcome.error or error
+            return
+        reply = replies[1]
+        if isinstance(reply, Exception):
+            outcome.retry.extend(group)
+            outcome.error = outcome.error or reply
+            return
+        written = _split_refused(group, reply, outcome)
+        if self.min_replicas:
+            self._check_replicas(replies[-1], written, outcome)
+        self.asks_followed += 1
 
     async def flush_remaining(self) -> None:
         """Write the outbox and the acknowledgements from the calling task (the writer task
@@ -301,6 +438,23 @@ class RedisHub:
         for mailbox in self._mailboxes.values():
             mailbox.release()
         self._mailboxes.clear()
+
+
+def _is_error(reply: Any) -> bool:
+    return isinstance(reply, Exception)
+
+
+def _split_refused(group: list[int], reply: Any, outcome: _NodeOutcome) -> list[int]:
+    """The append script's reply ``[position, error, ...]``: record the refused messages of
+    ``group`` in ``outcome`` and return the indexes written."""
+    refused = dict(zip(reply[::2], reply[1::2], strict=True))
+    written = []
+    for position, index in enumerate(group, start=1):
+        if position in refused:
+            outcome.refused.append((index, refused[position]))
+        else:
+            written.append(index)
+    return written
 
 
 @asynccontextmanager

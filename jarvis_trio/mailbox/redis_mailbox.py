@@ -220,7 +220,7 @@ class RedisMailbox:
             reply = await client.run(lambda r: self._read_new(r, count, None))
         else:
             block = max(1, round(min(remaining, client.max_block) * 1000))
-            reply = await client.blocking(lambda r: self._read_new(r, count, block))
+            reply = await client.blocking(lambda r: self._read_new(r, count, block), self.key)
             if not reply:
                 # An idle round trip: look at the pending list once more before blocking
                 # again, so a message claimed by a read that died in a race is picked up

@@ -214,7 +214,7 @@ class RedisStore:
                 block = max(1, round(min(remaining, self._client.max_block) * 1000))
                 try:
                     read = partial(_xread, name, after, count, block)
-                    raw: Any = await self._client.blocking(read)
+                    raw: Any = await self._client.blocking(read, name)
                 except Exception as error:
                     if not is_transient(error):
                         raise

@@ -8,6 +8,8 @@
         server.stop()      # or server.kill() to simulate a crash
         server.start()     # same port, same directory: with persistence the data is back
 
+``extra_args`` are appended to the command line (``--cluster-enabled yes`` for a cluster
+node); with ``sentinel_config`` the process is a Sentinel running that configuration.
 With ``persistent=True`` the server writes an append-only file with ``appendfsync always``
 (every acknowledged write is on disk before the reply); without it nothing is written to
 disk. Readiness is detected from the server's own log line ("Ready to accept connections"),
@@ -25,6 +27,7 @@ import subprocess
 import tempfile
 import threading
 from collections import deque
+from collections.abc import Sequence
 from pathlib import Path
 from types import TracebackType
 
@@ -33,6 +36,7 @@ from .ports import free_port
 __all__ = ["RedisServer", "RedisServerError", "find_redis_server"]
 
 _READY = "Ready to accept connections"
+_SENTINEL_READY = "+monitor master"
 
 
 class RedisServerError(RuntimeError):
@@ -59,6 +63,8 @@ class RedisServer:
         port: int | None = None,
         executable: str | None = None,
         start_timeout: float = 10.0,
+        extra_args: Sequence[str] = (),
+        sentinel_config: str | None = None,
     ) -> None:
         binary = executable or find_redis_server()
         if binary is None:
@@ -66,6 +72,8 @@ class RedisServer:
         self.executable = binary
         self.persistent = persistent
         self.start_timeout = start_timeout
+        self.extra_args = list(extra_args)
+        self.sentinel_config = sentinel_config
         self._own_dir = directory is None
         self.directory = Path(directory or tempfile.mkdtemp(prefix="jarvis-redis-"))
         self.port = port or free_port()
@@ -82,6 +90,14 @@ class RedisServer:
         return self._process is not None and self._process.poll() is None
 
     def _command(self) -> list[str]:
+        if self.sentinel_config is not None:
+            conf = self.directory / "sentinel.conf"
+            if not conf.exists():  # a restart keeps what the sentinel learnt
+                conf.write_text(
+                    f'port {self.port}\nbind 127.0.0.1\ndir {self.directory}\nlogfile ""\n'
+                    + self.sentinel_config
+                )
+            return [self.executable, str(conf), "--sentinel", *self.extra_args]
         command = [
             self.executable,
             "--port", str(self.port),
@@ -97,7 +113,7 @@ class RedisServer:
             command += ["--appendonly", "yes", "--appendfsync", "always"]
         else:
             command += ["--appendonly", "no"]
-        return command
+        return command + self.extra_args
 
     def start(self) -> None:
         """Start the server and return once it accepts connections.
@@ -131,7 +147,7 @@ class RedisServer:
             assert process.stdout is not None
             for line in process.stdout:
                 self._log.append(line.rstrip())
-                if _READY in line:
+                if (_SENTINEL_READY if self.sentinel_config is not None else _READY) in line:
                     ready.set()
             ready.set()  # the process ended: wake the waiter, which then sees it is gone
 
@@ -146,6 +162,11 @@ class RedisServer:
         """Stop gracefully (SIGTERM); with persistence every acknowledged write is kept."""
         if self._process is not None:
             self._terminate(self._process, kill=False)
+
+    @property
+    def pid(self) -> int | None:
+        """The server's process id while it runs."""
+        return self._process.pid if self.running and self._process is not None else None
 
     def kill(self) -> None:
         """Kill the server (SIGKILL), as in a crash."""

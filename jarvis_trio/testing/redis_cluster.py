@@ -1,0 +1,397 @@
+"""A real Redis Cluster and a real Sentinel group on loopback, for tests and benchmarks.
+
+::
+
+    with RedisClusterServers(masters=3, replicas=1) as cluster:
+        config = MeshConfig.load({"redis_url": cluster.url})   # redis+cluster://...
+        victim = cluster.master_of_key("jarvis:mbox:{scout-1}")
+        cluster.kill(victim)                                    # SIGKILL, as in a crash
+        cluster.wait_for_failover(victim)                       # a replica took its slots
+
+    with RedisSentinelServers() as group:                       # 1 master, 1 replica, 3 sentinels
+        config = MeshConfig.load({"redis_url": group.url})     # redis+sentinel://.../mymaster
+        group.kill_master(); group.wait_for_failover()
+
+Every process is a :class:`~jarvis_trio.testing.redis_server.RedisServer` on a free port with
+its own directory. Failure detection is made fast for tests (``node_timeout`` 1000 ms for the
+cluster, ``down_after`` 1000 ms for Sentinel) and replicas sync without the default 5 s
+diskless delay, so a six-node cluster is ready in about two seconds. The cluster is formed
+with ``redis-cli --cluster create`` (package ``redis-tools``), exactly as an operator would.
+
+Readiness is a condition on the servers' own reports (``CLUSTER INFO``, ``INFO
+replication``, ``SENTINEL MASTER``) re-checked every 50 ms under a deadline: there is no
+event to wait on across processes. The methods block; from Trio call them through
+``trio.to_thread.run_sync``. ``close()`` (or leaving the ``with`` block) always stops every
+process it started, also after a failed start.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import shutil
+import subprocess
+import time
+from collections.abc import Callable
+from pathlib import Path
+from types import TracebackType
+from typing import Any
+
+import redis
+
+from .ports import free_port
+from .redis_server import RedisServer, RedisServerError
+
+__all__ = ["RedisClusterServers", "RedisSentinelServers", "find_redis_cli"]
+
+_POLL = 0.05
+
+
+def find_redis_cli() -> str | None:
+    """Path of ``redis-cli`` (package ``redis-tools``), or ``None`` when it is missing."""
+    found = shutil.which("redis-cli")
+    if found:
+        return found
+    fallback = Path("/usr/bin/redis-cli")
+    return str(fallback) if fallback.exists() else None
+
+
+def _admin(port: int) -> redis.Redis:
+    return redis.Redis(host="127.0.0.1", port=port, socket_timeout=2.0, socket_connect_timeout=1.0)
+
+
+def _until(condition: Callable[[], bool], timeout: float, what: str) -> None:
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            if condition():
+                return
+        except (redis.RedisError, OSError):
+            pass  # a node still starting or just killed: ask again
+        if time.monotonic() >= deadline:
+            raise RedisServerError(f"timed out after {timeout:g} s waiting for {what}")
+        time.sleep(_POLL)
+
+
+class _Group:
+    """Start/close bookkeeping shared by both fixtures."""
+
+    def __init__(self) -> None:
+        self.servers: list[RedisServer] = []
+
+    def close(self) -> None:
+        """Stop every process and remove its directory (safe to call twice)."""
+        for server in self.servers:
+            with contextlib.suppress(Exception):
+                server.close()
+
+    def kill(self, server: RedisServer) -> None:
+        """SIGKILL one process, as in a crash (nothing is flushed or handed over)."""
+        server.kill()
+
+    def _start(self, body: Callable[[], None]) -> None:
+        try:
+            body()
+        except BaseException:
+            self.close()
+            raise
+
+
+class RedisClusterServers(_Group):
+    """``masters`` masters with ``replicas`` replicas each, formed by ``redis-cli``."""
+
+    def __init__(
+        self,
+        *,
+        masters: int = 3,
+        replicas: int = 1,
+        node_timeout: int = 1000,
+        start_timeout: float = 30.0,
+    ) -> None:
+        super().__init__()
+        if masters < 3:
+            raise ValueError(f"a Redis Cluster needs at least 3 masters, got {masters}")
+        self.masters = masters
+        self.replicas = replicas
+        self.node_timeout = node_timeout
+        self.start_timeout = start_timeout
+
+    @property
+    def url(self) -> str:
+        """``redis+cluster://`` with every node as a startup node (killed ones are skipped)."""
+        hosts = ",".join(f"127.0.0.1:{server.port}" for server in self.servers)
+        return f"redis+cluster://{hosts}"
+
+    def __enter__(self) -> RedisClusterServers:
+        self.start()
+        return self
+
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: Any
+    ) -> None:
+        self.close()
+
+    def start(self) -> None:
+        """Start the nodes, form the cluster, return once every node serves every slot."""
+        self._start(self._form)
+
+    def _form(self) -> None:
+        cli = find_redis_cli()
+        if cli is None:
+            raise RedisServerError("redis-cli is not installed (package redis-tools)")
+        args = [
+            "--cluster-enabled", "yes",
+            "--cluster-node-timeout", str(self.node_timeout),
+            "--cluster-replica-validity-factor", "0",
+            "--repl-diskless-sync-delay", "0",
+            "--repl-ping-replica-period", "1",
+        ]  # fmt: skip
+        for _ in range(self.masters * (1 + self.replicas)):
+            # the bus port is chosen too: the default (port + 10000) may be taken or > 65535
+            server = RedisServer(extra_args=[*args, "--cluster-port", str(free_port())])
+            self.servers.append(server)
+            server.start()
+        create = [cli, "--cluster", "create"]
+        create += [f"127.0.0.1:{server.port}" for server in self.servers]
+        create += ["--cluster-replicas", str(self.replicas), "--cluster-yes"]
+        done = subprocess.run(
+            create, capture_output=True, text=True, timeout=self.start_timeout, check=False
+        )
+        if done.returncode != 0:
+            raise RedisServerError(
+                f"redis-cli --cluster create failed:\n{done.stdout}{done.stderr}"
+            )
+        _until(self._healthy, self.start_timeout, "the cluster to serve every slot")
+
+    def _healthy(self) -> bool:
+        total = len(self.servers)
+        for server in self.servers:
+            if not server.running:
+                continue
+            with _admin(server.port) as admin:
+                info: Any = admin.execute_command("CLUSTER", "INFO")
+                text = info.decode() if isinstance(info, bytes) else str(info)
+                fields = dict(line.split(":", 1) for line in text.split() if ":" in line)
+                if fields.get("cluster_state") != "ok":
+                    return False
+                if int(fields.get("cluster_known_nodes", 0)) != total:
+                    return False
+                role: Any = admin.info("replication")
+                if role.get("role") == "slave" and role.get("master_link_status") != "up":
+                    return False
+        return True
+
+    def nodes(self) -> list[dict[str, Any]]:
+        """``CLUSTER NODES`` as seen by the first live node: id, port, role, slots."""
+        for server in self.servers:
+            if server.running:
+                with _admin(server.port) as admin:
+                    raw: Any = admin.execute_command("CLUSTER", "NODES")
+                return _parse_nodes(raw.decode() if isinstance(raw, bytes) else str(raw))
+        raise RedisServerError("no cluster node is running")
+
+    def server_on(self, port: int) -> RedisServer:
+        for server in self.servers:
+            if server.port == port:
+                return server
+        raise KeyError(port)
+
+    def master_of_key(self, key: str) -> RedisServer:
+        """The master currently serving ``key``'s slot."""
+        slot = key_slot(key)
+        for node in self.nodes():
+            if (
+                node["master"]
+                and not node["failed"]
+                and any(a <= slot <= b for a, b in node["slots"])
+            ):
+                return self.server_on(node["port"])
+        raise RedisServerError(f"no master serves slot {slot}")
+
+    def wait_for_failover(self, old_master: RedisServer, timeout: float = 20.0) -> RedisServer:
+        """Return the replica that took over ``old_master``'s slots, once the cluster is ok."""
+        slots = next(n["slots"] for n in self.nodes() if n["port"] == old_master.port)
+        slot = slots[0][0]
+
+        def promoted() -> bool:
+            for node in self.nodes():
+                if node["port"] == old_master.port or not node["master"] or node["failed"]:
+                    continue
+                if any(a <= slot <= b for a, b in node["slots"]):
+                    with _admin(node["port"]) as admin:
+                        info: Any = admin.execute_command("CLUSTER", "INFO")
+                    return b"cluster_state:ok" in info
+            return False
+
+        _until(promoted, timeout, f"a replica of port {old_master.port} to take its slots")
+        for node in self.nodes():
+            if (
+                node["master"]
+                and not node["failed"]
+                and any(a <= slot <= b for a, b in node["slots"])
+            ):
+                return self.server_on(node["port"])
+        raise RedisServerError("failover finished but no master serves the slot")
+
+
+def _parse_nodes(text: str) -> list[dict[str, Any]]:
+    nodes = []
+    for line in text.strip().splitlines():
+        parts = line.split()
+        address, flags = parts[1], parts[2].split(",")
+        port = int(address.split("@")[0].rsplit(":", 1)[1])
+        slots: list[tuple[int, int]] = []
+        for item in parts[8:]:
+            if item.startswith("["):
+                continue  # a slot being migrated
+            low, _, high = item.partition("-")
+            slots.append((int(low), int(high or low)))
+        nodes.append(
+            {
+                "id": parts[0],
+                "port": port,
+                "master": "master" in flags,
+                "failed": "fail" in flags or "fail?" in flags,
+                "slots": slots,
+            }
+        )
+    return nodes
+
+
+def key_slot(key: str) -> int:
+    """The cluster slot of ``key`` (CRC16 of its hash tag, modulo 16384)."""
+    from redis.crc import key_slot as _key_slot
+
+    return int(_key_slot(key.encode()))
+
+
+class RedisSentinelServers(_Group):
+    """One master, ``replicas`` replicas and ``sentinels`` Sentinels watching ``service``."""
+
+    def __init__(
+        self,
+        *,
+        service: str = "mymaster",
+        replicas: int = 1,
+        sentinels: int = 3,
+        down_after: int = 1000,
+        start_timeout: float = 30.0,
+    ) -> None:
+        super().__init__()
+        self.service = service
+        self.replica_count = replicas
+        self.sentinel_count = sentinels
+        self.down_after = down_after
+        self.start_timeout = start_timeout
+        self.master: RedisServer | None = None
+        self.replicas: list[RedisServer] = []
+        self.sentinels: list[RedisServer] = []
+
+    @property
+    def url(self) -> str:
+        hosts = ",".join(f"127.0.0.1:{server.port}" for server in self.sentinels)
+        return f"redis+sentinel://{hosts}/{self.service}"
+
+    def __enter__(self) -> RedisSentinelServers:
+        self.start()
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()
+
+    def start(self) -> None:
+        """Start master, replicas and Sentinels; return once every Sentinel knows them all."""
+        self._start(self._form)
+
+    def _form(self) -> None:
+        quick = ["--repl-diskless-sync-delay", "0", "--repl-ping-replica-period", "1"]
+        master = self.master = RedisServer(extra_args=quick)
+        self.servers.append(master)
+        master.start()
+        for _ in range(self.replica_count):
+            replica = RedisServer(extra_args=[*quick, "--replicaof", "127.0.0.1", str(master.port)])
+            self.servers.append(replica)
+            self.replicas.append(replica)
+            replica.start()
+        quorum = self.sentinel_count // 2 + 1
+        conf = (
+            f"sentinel monitor {self.service} 127.0.0.1 {master.port} {quorum}\n"
+            f"sentinel down-after-milliseconds {self.service} {self.down_after}\n"
+            f"sentinel failover-timeout {self.service} {max(3000, 3 * self.down_after)}\n"
+            f"sentinel parallel-syncs {self.service} 1\n"
+        )
+        for _ in range(self.sentinel_count):
+            sentinel = RedisServer(sentinel_config=conf)
+            self.servers.append(sentinel)
+            self.sentinels.append(sentinel)
+            sentinel.start()
+        _until(self._ready, self.start_timeout, "every Sentinel to know the replicas and peers")
+
+    def _ready(self) -> bool:
+        for server in self.replicas:
+            with _admin(server.port) as admin:
+                if admin.info("replication").get("master_link_status") != "up":
+                    return False
+        for sentinel in self.sentinels:
+            with _admin(sentinel.port) as admin:
+                state: Any = admin.execute_command("SENTINEL", "MASTER", self.service)
+                fields = _pairs(state)
+                if int(fields.get("num-slaves", 0)) < self.replica_count:
+                    return False
+                if int(fields.get("num-other-sentinels", 0)) < self.sentinel_count - 1:
+                    return False
+        return True
+
+    def master_port(self) -> int:
+        """The master's port as the first live Sentinel reports it."""
+        for sentinel in self.sentinels:
+            if sentinel.running:
+                with _admin(sentinel.port) as admin:
+                    reply: Any = admin.execute_command(
+                        "SENTINEL", "GET-MASTER-ADDR-BY-NAME", self.service
+                    )
+                return int(reply[1])
+        raise RedisServerError("no Sentinel is running")
+
+    def current_master(self) -> RedisServer:
+        return next(s for s in self.servers if s.port == self.master_port())
+
+    def kill_master(self) -> RedisServer:
+        """SIGKILL the current master; returns it."""
+        victim = self.current_master()
+        victim.kill()
+        return victim
+
+    def wait_for_failover(self, old_master: RedisServer, timeout: float = 30.0) -> RedisServer:
+        """Return the new master once every Sentinel names it and it accepts writes."""
+
+        def moved() -> bool:
+            ports = set()
+            for sentinel in self.sentinels:
+                with _admin(sentinel.port) as admin:
+                    reply: Any = admin.execute_command(
+                        "SENTINEL", "GET-MASTER-ADDR-BY-NAME", self.service
+                    )
+                ports.add(int(reply[1]))
+            if len(ports) != 1 or old_master.port in ports:
+                return False
+            with _admin(ports.pop()) as admin:
+                return bool(admin.info("replication").get("role") == "master")
+
+        _until(moved, timeout, f"Sentinel to fail over from port {old_master.port}")
+        return self.current_master()
+
+
+def _pairs(reply: Any) -> dict[str, str]:
+    if isinstance(reply, dict):
+        return {_text(k): _text(v) for k, v in reply.items()}
+    items = [_text(item) for item in reply]
+    return dict(zip(items[::2], items[1::2], strict=False))
+
+
+def _text(value: Any) -> str:
+    return value.decode() if isinstance(value, bytes) else str(value)
