@@ -277,7 +277,6 @@ class RedisClient:
                 startup_nodes=[ClusterNode(host, port) for host, port in target.nodes],  # type: ignore[no-untyped-call]
                 socket_timeout=self._command_timeout,
                 max_connections=self._pool_size,
-                cluster_error_retry_attempts=0,
                 require_full_coverage=False,
                 **self._options,
             )
@@ -315,7 +314,18 @@ class RedisClient:
         scripts whose keys share one slot) are routed by key; it offers the same command
         methods as ``redis.Redis``.
         """
-        return await trio.to_thread.run_sync(fn, self._client, limiter=self._limiter)
+        return await trio.to_thread.run_sync(self._refreshing, fn, limiter=self._limiter)
+
+    def _refreshing(self, fn: Callable[[redis.Redis], T]) -> T:
+        """``fn(client)``; a transient failure on a Cluster reloads the slot map first, so
+        the caller's retry goes where the slot lives now (a node that failed over, was
+        restarted as a replica, or lost a slot)."""
+        try:
+            return fn(self._client)
+        except Exception as error:
+            if self._cluster is not None and is_transient(error):
+                self.refresh_topology()
+            raise
 
     async def execute(self, *args: Any) -> Any:
         """One command, its reply parsed by redis-py."""

@@ -12,13 +12,18 @@ from collections.abc import Callable, Iterator
 
 import pytest
 
+from jarvis_trio.testing.redis_cluster import (
+    RedisClusterServers,
+    RedisSentinelServers,
+    find_redis_cli,
+)
 from jarvis_trio.testing.redis_server import RedisServer, find_redis_server
 
 
-def _require_redis_server() -> None:
-    if find_redis_server() is not None:
+def _require_redis_server(*, cli: bool = False) -> None:
+    if find_redis_server() is not None and (not cli or find_redis_cli() is not None):
         return
-    message = "redis-server is not installed (looked in PATH and /usr/bin)"
+    message = "redis-server or redis-cli is not installed (looked in PATH and /usr/bin)"
     if os.environ.get("CI"):
         pytest.fail(f"{message}; CI is set, so the Redis tests must run", pytrace=False)
     pytest.skip(message)
@@ -47,3 +52,21 @@ def redis_server_factory() -> Iterator[Callable[..., RedisServer]]:
     yield start
     for server in servers:
         server.close()
+
+
+@pytest.fixture(scope="session")
+def redis_cluster() -> Iterator[RedisClusterServers]:
+    """One Redis Cluster (3 masters, 3 replicas) shared by the session; never damaged by a
+    test (destructive tests start their own)."""
+    _require_redis_server(cli=True)
+    with RedisClusterServers() as cluster:
+        yield cluster
+
+
+@pytest.fixture(scope="session")
+def redis_sentinel() -> Iterator[RedisSentinelServers]:
+    """One Sentinel group (1 master, 1 replica, 3 Sentinels) shared by the session; never
+    failed over by a test (failover tests start their own)."""
+    _require_redis_server(cli=True)
+    with RedisSentinelServers() as group:
+        yield group

@@ -150,6 +150,15 @@ class RedisHub:
         """Messages accepted by ``send`` that Redis has not confirmed yet."""
         return len(self._outbox)
 
+    @property
+    def redis_down(self) -> bool:
+        """True from the writer's first failed write until its next successful one."""
+        return self._down
+
+    async def progress(self) -> None:
+        """Wait for the writer's next write attempt (successful or not) to finish."""
+        await self._progress.wait()
+
     def mailbox_for(self, agent_id: str) -> RedisMailbox:
         """The mailbox of ``agent_id`` (the same object until :meth:`release`)."""
         check_target(agent_id)

@@ -232,6 +232,39 @@ class RedisClusterServers(_Group):
                 return self.server_on(node["port"])
         raise RedisServerError("failover finished but no master serves the slot")
 
+    def replica_of(self, master: RedisServer) -> RedisServer:
+        """A live replica of ``master``."""
+        nodes = self.nodes()
+        master_id = next(n["id"] for n in nodes if n["port"] == master.port)
+        for node in nodes:
+            if node["replica_of"] == master_id and not node["failed"]:
+                return self.server_on(node["port"])
+        raise RedisServerError(f"port {master.port} has no live replica")
+
+    def wait_replicated(self, master: RedisServer, timeout: float = 10.0) -> None:
+        """Return once every replica of ``master`` has all of its replication stream."""
+
+        def caught_up() -> bool:
+            with _admin(master.port) as admin:
+                info: Any = admin.info("replication")
+            offset = int(info["master_repl_offset"])
+            replicas = [v for k, v in info.items() if k.startswith("slave") and k[5:].isdigit()]
+            return bool(replicas) and all(int(r["offset"]) >= offset for r in replicas)
+
+        _until(caught_up, timeout, f"the replicas of port {master.port} to catch up")
+
+    def rejoin(self, old_master: RedisServer, timeout: float = 20.0) -> None:
+        """Restart a killed node (same port, same ``nodes.conf``); return once it replicates
+        the master that took its slots, as a restarted pod does."""
+        old_master.start()
+
+        def replicating() -> bool:
+            with _admin(old_master.port) as admin:
+                role: Any = admin.info("replication")
+            return bool(role.get("role") == "slave" and role.get("master_link_status") == "up")
+
+        _until(replicating, timeout, f"port {old_master.port} to rejoin as a replica")
+
 
 def _parse_nodes(text: str) -> list[dict[str, Any]]:
     nodes = []
@@ -250,6 +283,7 @@ def _parse_nodes(text: str) -> list[dict[str, Any]]:
                 "id": parts[0],
                 "port": port,
                 "master": "master" in flags,
+                "replica_of": parts[3] if parts[3] != "-" else None,
                 "failed": "fail" in flags or "fail?" in flags,
                 "slots": slots,
             }
