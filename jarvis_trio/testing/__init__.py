@@ -12,9 +12,18 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     from .nexus_gateway import NexusGateway, serve_nexus_gateway
     from .ports import free_port, free_swim_port
+    from .redis_cluster import RedisClusterServers, RedisSentinelServers
     from .redis_server import RedisServer
 
-__all__ = ["NexusGateway", "RedisServer", "free_port", "free_swim_port", "serve_nexus_gateway"]
+__all__ = [
+    "NexusGateway",
+    "RedisClusterServers",
+    "RedisSentinelServers",
+    "RedisServer",
+    "free_port",
+    "free_swim_port",
+    "serve_nexus_gateway",
+]
 
 
 def __getattr__(name: str) -> Any:
@@ -26,6 +35,10 @@ def __getattr__(name: str) -> Any:
         from . import redis_server
 
         return redis_server.RedisServer
+    if name in ("RedisClusterServers", "RedisSentinelServers"):
+        from . import redis_cluster
+
+        return getattr(redis_cluster, name)
     if name in ("free_port", "free_swim_port"):
         from . import ports
 
