@@ -269,6 +269,17 @@ class RedisClient:
         """``"single"``, ``"cluster"`` or ``"sentinel"``."""
         return self.target.kind
 
+    @property
+    def limiter(self) -> trio.CapacityLimiter:
+        """Bounds the worker threads using the pool (as many as it has connections)."""
+        return self._limiter
+
+    @property
+    def sync(self) -> Any:
+        """The blocking redis-py client (``Redis`` or ``RedisCluster``), for code that
+        already runs in a worker thread; never call it from the Trio thread."""
+        return self._client
+
     def connect(self) -> None:
         """Create the redis-py client (blocking: a Cluster loads its slot map here)."""
         target = self.target

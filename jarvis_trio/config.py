@@ -170,13 +170,14 @@ REDIS_SCHEMES = (
 )  # fmt: skip
 
 
-def _url(schemes: tuple[str, ...]) -> Callable[[str, object], str | None]:
+def _url(schemes: tuple[str, ...], *, netloc: bool = True) -> Callable[[str, object], str | None]:
     def parse(key: str, value: object) -> str | None:
         text = _optional_text(key, value)
         if text is None:
             return None
         parts = urlsplit(text)
-        if parts.scheme not in schemes or not parts.netloc:
+        missing = not parts.netloc and (netloc or parts.scheme != "file")
+        if parts.scheme not in schemes or missing:
             raise ConfigError(
                 key, value, f"a URL starting with {' or '.join(s + '://' for s in schemes)}"
             )
@@ -254,6 +255,15 @@ _FIELDS: dict[str, _Field] = {
     ),
     "nexus_gateway_url": _Field("NEXUS_GATEWAY_URL", _url(("http", "https")), "Nexus gateway"),
     "blob_storage_path": _Field("JC_BLOB_STORAGE_PATH", _host, "root folder of blob storage"),
+    "blob_storage_url": _Field(
+        "JC_BLOB_STORAGE_URL",
+        _url(("file", "s3", *REDIS_SCHEMES), netloc=False),
+        "blob storage: file://path, s3://bucket/prefix or a Redis URL",
+    ),
+    "s3_endpoint_url": _Field(
+        "AWS_ENDPOINT_URL", _url(("http", "https")), "S3-compatible endpoint (default: AWS)"
+    ),
+    "s3_region": _Field("AWS_REGION", _optional_text, "S3 region (default us-east-1)"),
     "cluster_key": _Field("JC_CLUSTER_KEY", _cluster_key, "shared secret of the cluster"),
     "cluster_name": _Field("JC_CLUSTER_NAME", _host, "cluster name, bound into every MAC"),
     "inbox_size": _Field("JC_INBOX_SIZE", _positive_int, "messages an agent inbox holds"),
@@ -293,6 +303,9 @@ class MeshConfig:
     auth_mode: str = "production"
     nexus_gateway_url: str | None = None
     blob_storage_path: str = "blob_storage"
+    blob_storage_url: str | None = None
+    s3_endpoint_url: str | None = None
+    s3_region: str | None = None
     cluster_key: str | None = field(default=None, repr=False)
     cluster_name: str = "jarvis"
     inbox_size: int = 1024

@@ -392,7 +392,7 @@ class Mesh:
                             self.node_id,
                             len(self._agents),
                             services.mailboxes.kind,
-                            self.config.blob_storage_path,
+                            services.blob_storage.location,
                             ", p2p on" if self.config.p2p_enabled else "",
                         )
                         task_status.started()

@@ -18,7 +18,7 @@ from .auth import AuthenticationManager, open_auth_manager
 from .config import MeshConfig
 from .mailbox import open_mailbox_hub
 from .mailbox.contracts import Mailbox, MailboxHub, MailboxMessage
-from .storage.blob import BlobStorage
+from .storage.blob import BlobStorage, open_blob_storage
 from .storage.redis_store import RedisStore, open_redis_store
 
 __all__ = ["Mailbox", "MailboxHub", "MailboxMessage", "NodeServices", "open_node_services"]
@@ -48,10 +48,11 @@ async def open_node_services(
         open_redis_store(config, host=host) as redis_store,
         open_mailbox_hub(config, node_name, host=host) as mailboxes,
         open_auth_manager(config, host=host) as auth_manager,
+        open_blob_storage(config, host=host) as blob_storage,
     ):
         yield NodeServices(
             mailboxes=mailboxes,
-            blob_storage=BlobStorage(config.blob_storage_path, host=host),
+            blob_storage=blob_storage,
             redis_store=redis_store,
             auth_manager=auth_manager,
         )

@@ -18,6 +18,7 @@ from jarvis_trio.testing.redis_cluster import (
     find_redis_cli,
 )
 from jarvis_trio.testing.redis_server import RedisServer, find_redis_server
+from jarvis_trio.testing.s3_server import MotoS3Server
 
 
 def _require_redis_server(*, cli: bool = False) -> None:
@@ -70,3 +71,12 @@ def redis_sentinel() -> Iterator[RedisSentinelServers]:
     _require_redis_server(cli=True)
     with RedisSentinelServers() as group:
         yield group
+
+
+@pytest.fixture(scope="session")
+def s3_server() -> Iterator[MotoS3Server]:
+    """One moto S3 server for the session, with the bucket ``jarvis-test`` (tests use distinct
+    prefixes)."""
+    with MotoS3Server() as server:
+        server.create_bucket("jarvis-test")
+        yield server

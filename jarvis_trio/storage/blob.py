@@ -20,6 +20,14 @@ safe and honest:
   ``name-2.ext``, ``name-3.ext``, ... and returns the name actually written. ``os.link``
   fails if the name exists, so concurrent saves racing on one name each get their own.
 
+The same rules hold on the other backends, chosen by ``blob_storage_url``
+(:func:`open_blob_storage`): ``s3://bucket/prefix`` (:mod:`.blob_s3`, conditional puts) and
+``redis://...`` (:mod:`.blob_redis`, one script per write). The front below checks every
+name, prefix and size before a backend sees it and applies the ``name-N`` rule with the
+backend's atomic create-if-absent, so the semantics are the same everywhere; the filesystem
+creates-if-absent by hard link. One difference is inherent: object stores have no folders,
+so ``a`` and ``a/b`` may both exist there.
+
 All file I/O runs in worker threads (``trio.to_thread.run_sync``) so the event loop never
 blocks on a disk; the thread finishes its step even if the caller is cancelled, so a write is
 either complete or absent. Every public method is ``@trio_side`` (callable from asyncio hosts).
@@ -32,14 +40,27 @@ import contextlib
 import itertools
 import os
 import secrets
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from pathlib import Path, PurePosixPath
+from typing import TYPE_CHECKING, Protocol
 
 import trio
 
 from .._sides import HostSlot, trio_side
 from ..errors import BlobNotFound, BlobTooLarge, StorageError, UnsafePathError
 
-__all__ = ["DEFAULT_LIST_LIMIT", "DEFAULT_MAX_BLOB_SIZE", "MAX_SIBLINGS", "BlobStorage"]
+if TYPE_CHECKING:
+    from ..config import MeshConfig
+
+__all__ = [
+    "DEFAULT_LIST_LIMIT",
+    "DEFAULT_MAX_BLOB_SIZE",
+    "MAX_SIBLINGS",
+    "BlobBackend",
+    "BlobStorage",
+    "open_blob_storage",
+]
 
 DEFAULT_MAX_BLOB_SIZE = 256 * 1024 * 1024
 """Largest blob saved or read, in bytes (blobs are held in memory whole)."""
@@ -53,6 +74,37 @@ MAX_SIBLINGS = 10_000
 _TMP_PREFIX = ".blobtmp-"
 
 
+class BlobBackend(Protocol):
+    """A store of whole, named blobs. Methods block (they run in worker threads) and get
+    names the front has already checked. Failures to reach the store raise
+    :class:`~jarvis_trio.errors.StorageError` naming it."""
+
+    location: str
+    """Where the blobs live, for messages (``s3://bucket/prefix``, a Redis URL)."""
+
+    def put_new(self, name: str, data: bytes) -> bool:
+        """Create ``name`` atomically; False, with nothing written, if it exists."""
+        ...
+
+    def put_replace(self, name: str, data: bytes) -> None:
+        """Create or replace ``name`` atomically."""
+        ...
+
+    def get(self, name: str, max_size: int) -> bytes:
+        """The blob's bytes; ``BlobNotFound`` / ``BlobTooLarge`` (over ``max_size``)."""
+        ...
+
+    def exists(self, name: str) -> bool: ...
+
+    def delete(self, name: str) -> bool:
+        """Remove ``name``; True if it existed."""
+        ...
+
+    def list(self, prefix: str, limit: int) -> builtins.list[str]:
+        """Sorted names starting with ``prefix``; more than ``limit`` is a ``StorageError``."""
+        ...
+
+
 class BlobStorage:
     """Blobs under ``root``; see the module docstring for the safety rules.
 
@@ -61,24 +113,38 @@ class BlobStorage:
 
     def __init__(
         self,
-        root: str | os.PathLike[str],
+        root: str | os.PathLike[str] = "blob_storage",
         *,
         max_blob_size: int = DEFAULT_MAX_BLOB_SIZE,
         host: HostSlot | None = None,
+        backend: BlobBackend | None = None,
     ) -> None:
         self._host_slot = HostSlot() if host is None else host  # see jarvis_trio._sides
         if max_blob_size <= 0:
             raise ValueError(f"max_blob_size must be positive, got {max_blob_size}")
         self._root = Path(root).absolute()
         self._max_blob_size = max_blob_size
+        self._backend = backend
+        # a backend with a bounded connection pool bounds the threads that use it
+        self._limiter: trio.CapacityLimiter | None = getattr(backend, "limiter", None)
 
     @property
     def root(self) -> Path:
-        """The storage root (absolute; created on the first save)."""
+        """The storage root on the local filesystem (absolute; created on the first save).
+
+        A store on another backend has none: :class:`StorageError` (see :attr:`location`).
+        """
+        if self._backend is not None:
+            raise StorageError(f"blob storage {self._backend.location} has no local root")
         return self._root
 
+    @property
+    def location(self) -> str:
+        """Where the blobs live: the root folder, ``s3://bucket/prefix`` or a Redis URL."""
+        return str(self._root) if self._backend is None else self._backend.location
+
     def __repr__(self) -> str:
-        return f"BlobStorage({str(self._root)!r})"
+        return f"BlobStorage({self.location!r})"
 
     # -- public API ---------------------------------------------------------------------------
 
@@ -96,32 +162,34 @@ class BlobStorage:
                 f"blob {name!r} is {len(payload)} bytes, over the limit of "
                 f"{self._max_blob_size} bytes"
             )
-        return await trio.to_thread.run_sync(self._save_sync, name, payload, overwrite)
+        return await trio.to_thread.run_sync(
+            self._save_sync, name, payload, overwrite, limiter=self._limiter
+        )
 
     @trio_side
     async def read(self, path: str) -> bytes:
         """The bytes of the blob at ``path``; :class:`BlobNotFound` if there is none."""
         name = _clean_name(path)
-        return await trio.to_thread.run_sync(self._read_sync, name)
+        return await trio.to_thread.run_sync(self._read_sync, name, limiter=self._limiter)
 
     @trio_side
     async def read_text(self, path: str, encoding: str = "utf-8") -> str:
         """The blob at ``path`` decoded as text."""
         name = _clean_name(path)
-        data = await trio.to_thread.run_sync(self._read_sync, name)
+        data = await trio.to_thread.run_sync(self._read_sync, name, limiter=self._limiter)
         return data.decode(encoding)
 
     @trio_side
     async def exists(self, path: str) -> bool:
         """True when a blob (a regular file) is stored at ``path``."""
         name = _clean_name(path)
-        return await trio.to_thread.run_sync(self._exists_sync, name)
+        return await trio.to_thread.run_sync(self._exists_sync, name, limiter=self._limiter)
 
     @trio_side
     async def delete(self, path: str) -> bool:
         """Remove the blob at ``path``; True if one was removed, False if there was none."""
         name = _clean_name(path)
-        return await trio.to_thread.run_sync(self._delete_sync, name)
+        return await trio.to_thread.run_sync(self._delete_sync, name, limiter=self._limiter)
 
     @trio_side
     async def list(self, prefix: str = "", *, limit: int = DEFAULT_LIST_LIMIT) -> list[str]:
@@ -134,7 +202,9 @@ class BlobStorage:
         if limit <= 0:
             raise ValueError(f"limit must be positive, got {limit}")
         start = _clean_prefix(prefix)
-        return await trio.to_thread.run_sync(self._list_sync, prefix, start, limit)
+        return await trio.to_thread.run_sync(
+            self._list_sync, prefix, start, limit, limiter=self._limiter
+        )
 
     # -- worker-thread side ---------------------------------------------------------------------
 
@@ -147,6 +217,8 @@ class BlobStorage:
         return root, target
 
     def _save_sync(self, name: str, data: bytes, overwrite: bool) -> str:
+        if self._backend is not None:
+            return _save_first_free(self._backend, name, data, overwrite)
         try:
             return self._save_checked(name, data, overwrite)
         except (FileExistsError, NotADirectoryError, IsADirectoryError) as error:
@@ -176,6 +248,8 @@ class BlobStorage:
         return written.relative_to(root).as_posix()
 
     def _read_sync(self, name: str) -> bytes:
+        if self._backend is not None:
+            return self._backend.get(name, self._max_blob_size)
         _, target = self._target(name)
         try:
             with target.open("rb") as file:
@@ -192,10 +266,14 @@ class BlobStorage:
             raise BlobNotFound(f"{name!r} is a folder, not a blob") from None
 
     def _exists_sync(self, name: str) -> bool:
+        if self._backend is not None:
+            return self._backend.exists(name)
         _, target = self._target(name)
         return target.is_file()
 
     def _delete_sync(self, name: str) -> bool:
+        if self._backend is not None:
+            return self._backend.delete(name)
         _, target = self._target(name)
         if not target.is_file():
             return False
@@ -206,6 +284,8 @@ class BlobStorage:
         return True
 
     def _list_sync(self, prefix: str, start: str, limit: int) -> builtins.list[str]:
+        if self._backend is not None:
+            return self._backend.list(prefix, limit)
         root = self._root.resolve()
         base = (root / start).resolve() if start else root
         if not base.is_relative_to(root):
@@ -310,6 +390,59 @@ def _link_first_free(tmp: Path, target: Path) -> Path:
             continue
         return candidate
     raise StorageError(f"blob name {target.name!r} and its {MAX_SIBLINGS} siblings are all taken")
+
+
+def _save_first_free(backend: BlobBackend, name: str, data: bytes, overwrite: bool) -> str:
+    """Save through a backend: replace, or create ``name`` or its first free sibling."""
+    if overwrite:
+        backend.put_replace(name, data)
+        return name
+    pure = PurePosixPath(name)
+    siblings = (
+        str(pure.with_name(f"{pure.stem}-{n}{pure.suffix}")) for n in range(2, MAX_SIBLINGS + 2)
+    )
+    for candidate in itertools.chain([name], siblings):
+        if backend.put_new(candidate, data):
+            return candidate
+    raise StorageError(f"blob name {pure.name!r} and its {MAX_SIBLINGS} siblings are all taken")
+
+
+@asynccontextmanager
+async def open_blob_storage(
+    config: MeshConfig, *, host: HostSlot | None = None
+) -> AsyncIterator[BlobStorage]:
+    """The node's blob storage, chosen by ``blob_storage_url`` (``blob_storage_path`` without
+    it): ``file://PATH``, ``s3://bucket/prefix`` or a Redis URL (``?namespace=`` optional).
+
+    A Redis store that cannot be reached at start raises :class:`StorageError` naming it: a
+    node told to keep its blobs somewhere does not quietly keep them elsewhere.
+    """
+    url = config.blob_storage_url
+    if url is None or url.startswith("file:"):
+        path = config.blob_storage_path if url is None else url.removeprefix("file:")
+        if path.startswith("//"):
+            path = path[2:]
+        yield BlobStorage(path or ".", host=host)
+        return
+    if url.startswith("s3:"):
+        from .blob_s3 import S3Backend
+
+        backend = S3Backend(url, endpoint=config.s3_endpoint_url, region=config.s3_region)
+        yield BlobStorage(host=host, backend=backend)
+        return
+    from .._redis import open_redis_client
+    from ..errors import RedisUnavailable
+    from .blob_redis import RedisBackend, split_namespace
+
+    redis_url, namespace = split_namespace(url)
+    try:
+        client = await open_redis_client(redis_url)
+    except RedisUnavailable as error:
+        raise StorageError(f"Redis blob store unreachable at start: {error}") from error
+    try:
+        yield BlobStorage(host=host, backend=RedisBackend(client, namespace))
+    finally:
+        client.close()
 
 
 def _fsync_dir(folder: Path) -> None:

@@ -14,8 +14,10 @@ if TYPE_CHECKING:
     from .ports import free_port, free_swim_port
     from .redis_cluster import RedisClusterServers, RedisSentinelServers
     from .redis_server import RedisServer
+    from .s3_server import MotoS3Server
 
 __all__ = [
+    "MotoS3Server",
     "NexusGateway",
     "RedisClusterServers",
     "RedisSentinelServers",
@@ -39,6 +41,10 @@ def __getattr__(name: str) -> Any:
         from . import redis_cluster
 
         return getattr(redis_cluster, name)
+    if name == "MotoS3Server":
+        from . import s3_server
+
+        return s3_server.MotoS3Server
     if name in ("free_port", "free_swim_port"):
         from . import ports
 
