@@ -21,7 +21,13 @@ from typing import Any
 
 import trio
 
-from jarvis_trio import CustomAgent, IncomingMessage, MailboxMessage, NexusCallProxy
+from jarvis_trio import (
+    CustomAgent,
+    IncomingMessage,
+    MailboxMessage,
+    NexusCallProxy,
+    StorageError,
+)
 
 SPECIALIST_ROLES = ("technical_support", "billing_support", "escalation")
 
@@ -153,11 +159,26 @@ class Specialist(CustomAgent):
     async def on_peer_request(self, message: IncomingMessage) -> dict[str, Any]:
         if message.data.get("action") == "report":
             return self.report()
+        if message.data.get("action") == "read_records":
+            paths = [str(path) for path in message.data.get("paths", [])]
+            return {"role": self.role, "texts": await read_records(self, paths)}
         return {"status": "failure", "error": f"unknown action {message.data.get('action')!r}"}
 
     def report(self) -> dict[str, Any]:
         """What this specialist tells the gateway for the run's summary."""
         return {"role": self.role}
+
+
+async def read_records(agent: CustomAgent, paths: list[str]) -> dict[str, str]:
+    """The records at ``paths`` as this agent's node reads them from blob storage (a record
+    it cannot read is left out): with shared storage (S3, Redis) every node reads every one."""
+    texts = {}
+    for path in paths:
+        try:
+            texts[path] = await agent._blob_storage.read_text(path)
+        except (StorageError, UnicodeDecodeError) as error:
+            agent._logger.warning("cannot read escalation record %s: %s", path, error)
+    return texts
 
 
 @dataclass

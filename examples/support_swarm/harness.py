@@ -36,6 +36,7 @@ from agents import (
     GatewayAgent,
     Specialist,
     TechnicalAgent,
+    read_records,
 )
 
 from jarvis_trio import MailboxMessage, Mesh
@@ -86,6 +87,10 @@ class Report:
     auth: AuthOutcome = field(default_factory=AuthOutcome)
     escalation_records: list[str] = field(default_factory=list)
     blob_root: Path = Path("blob_storage")
+    # path -> text, as read back through the nodes' blob storage (any backend)
+    record_texts: dict[str, str] = field(default_factory=dict)
+    # role -> how many of the records that node could read (distributed runs)
+    readable_by: dict[str, int] = field(default_factory=dict)
 
     def criteria(self, expected_routes: dict[str, str]) -> list[tuple[str, bool, str]]:
         """The seed's success criteria for the queries that were run (``expected_routes``
@@ -95,7 +100,7 @@ class Report:
         unrouted = [r["customer_id"] for r in self.routes if r.get("route") is None]
         escalated = [r for r in self.routes if r.get("route") == "escalation"]
         records_ok = len(self.escalation_records) == len(escalated) and all(
-            _record_ok(self.blob_root / path) for path in self.escalation_records
+            _record_ok(self.record_texts.get(path)) for path in self.escalation_records
         )
         asked_technical = any(r.get("classified") == "technical_support" for r in self.routes)
         auth_ok = self.auth.state in {"completed", "degraded"} or (
@@ -103,6 +108,13 @@ class Report:
         )
         problems = [f"unexpected: {', '.join(wrong)}"] if wrong else []
         problems += [f"undeliverable: {', '.join(unrouted)}"] if unrouted else []
+        shared = [
+            (
+                "escalation records readable from every node",
+                all(n == len(self.escalation_records) for n in self.readable_by.values()),
+                ", ".join(f"{role} {n}" for role, n in sorted(self.readable_by.items())),
+            )
+        ]
         return [
             (
                 "4 agents start and join the mesh",
@@ -124,14 +136,14 @@ class Report:
                 records_ok,
                 f"{len(self.escalation_records)} record(s) for {len(escalated)} escalation(s)",
             ),
+            *(shared if self.readable_by else []),
         ]
 
 
-def _record_ok(path: Path) -> bool:
-    try:
-        lines = path.read_text(encoding="utf-8").splitlines()
-    except OSError:
+def _record_ok(text: str | None) -> bool:
+    if text is None:
         return False
+    lines = text.splitlines()
     prefixes = ("ESCALATION #", "Customer: ", "Query: ", "Timestamp: ")
     return len(lines) == 4 and all(
         line.startswith(prefix) for line, prefix in zip(lines, prefixes, strict=True)
@@ -205,6 +217,7 @@ async def run_one_node(args: argparse.Namespace) -> Report:
         report.routes = await run_queries(gateway, args.queries)
         report.auth = technical.auth
         report.escalation_records = list(escalation.records)
+        report.record_texts = await read_records(gateway, report.escalation_records)
     finally:
         await mesh.stop()
     return report
@@ -239,14 +252,35 @@ async def run_agent_process(args: argparse.Namespace) -> int:
         assert isinstance(agent, GatewayAgent)
         routes = await run_queries(agent, args.queries)
         outcomes = await _collect_specialist_reports(agent)
+        records = outcomes.get("escalation", {}).get("records", [])
+        texts = await read_records(agent, records)
+        readable = {"gateway": len(texts), **await _read_everywhere(agent, records)}
         await agent.peers.broadcast({"event": "shutdown"})
     report = Report(
         agents_started=4, stabilised=True, routes=routes, blob_root=Path(args.blob_root)
     )
     technical = outcomes.get("technical_support", {})
     report.auth = AuthOutcome(technical.get("state", "not run"), technical.get("detail", ""))
-    report.escalation_records = outcomes.get("escalation", {}).get("records", [])
+    report.escalation_records = records
+    report.record_texts = texts
+    report.readable_by = readable
     return print_summary(report, args)
+
+
+async def _read_everywhere(gateway: GatewayAgent, records: list[str]) -> dict[str, int]:
+    """Ask every live specialist's node to read the escalation records back: role -> how
+    many it could read (a specialist that is gone, like a crashed billing agent, is left
+    out and logged)."""
+    counts = {}
+    for role in ("technical_support", "billing_support", "escalation"):
+        reply = await gateway.peers.request(
+            role, {"action": "read_records", "paths": records}, timeout=10
+        )
+        if not isinstance(reply, dict):
+            log.warning("%s did not answer the request to read the records", role)
+            continue
+        counts[role] = len(reply.get("texts", {}))
+    return counts
 
 
 async def _collect_specialist_reports(gateway: GatewayAgent) -> dict[str, Any]:

@@ -7,12 +7,18 @@ import os
 import re
 import subprocess
 import sys
+import uuid
 from pathlib import Path
 
 import pytest
+import trio
 
+from jarvis_trio.storage.blob import BlobStorage
+from jarvis_trio.storage.blob_s3 import S3Backend
 from jarvis_trio.testing.ports import free_port, free_swim_port
+from jarvis_trio.testing.redis_cluster import RedisClusterServers
 from jarvis_trio.testing.redis_server import RedisServer
+from jarvis_trio.testing.s3_server import MotoS3Server
 
 EXAMPLE = Path(__file__).resolve().parents[2] / "examples" / "support_swarm.py"
 EXPECTED_ROUTES = {
@@ -28,7 +34,7 @@ def clean_env(**extra: str) -> dict[str, str]:
     env = {
         key: value
         for key, value in os.environ.items()
-        if not key.startswith(("JC_", "P2P_", "REDIS_", "NEXUS_"))
+        if not key.startswith(("JC_", "P2P_", "REDIS_", "NEXUS_", "AWS_"))
     }
     env["PYTHONUNBUFFERED"] = "1"
     env.update(extra)
@@ -179,3 +185,35 @@ def test_scout_example(tmp_path: Path) -> None:
     assert "analyst received data_ready" in output
     assert "validation" in output
     assert error_lines(output) == []
+
+
+@pytest.mark.redis
+def test_four_processes_on_a_redis_cluster_with_blobs_on_s3(
+    tmp_path: Path, redis_cluster: RedisClusterServers, s3_server: MotoS3Server
+) -> None:
+    """Mailboxes on a 3-master Redis Cluster, blobs on S3: the escalation record written by
+    one process is read back by all four."""
+    prefix = f"swarm-{uuid.uuid4().hex[:8]}"
+    env = clean_env(
+        REDIS_URL=redis_cluster.url,
+        JC_BLOB_STORAGE_URL=f"s3://jarvis-test/{prefix}",
+        **s3_server.environ(),
+    )
+    result = run_example(tmp_path, "--distributed", "--nexus-dev", env=env, timeout=90)
+    output = result.stdout + result.stderr
+    assert result.returncode == 0, output
+    assert output.count("mesh stabilised, peers=3") == 4
+    assert routes_in(output) == EXPECTED_ROUTES
+    assert "ALL CRITERIA MET" in output
+    assert re.search(
+        r"\[x\] escalation records readable from every node\s+"
+        r"billing_support 1, escalation 1, gateway 1, technical_support 1",
+        output,
+    ), output
+    assert escalation_records(tmp_path) == []  # nothing on the local disk
+    store = BlobStorage(
+        backend=S3Backend(f"s3://jarvis-test/{prefix}", environ=s3_server.environ())
+    )
+    (record,) = trio.run(store.list, "escalations/support-swarm/")
+    text = trio.run(store.read_text, record)
+    assert text.startswith("ESCALATION #1\nCustomer: cust-003\n")
