@@ -101,6 +101,11 @@ def test_steady_state_sizes() -> None:
         (b"\x02\x02\x00\x00\x00\x01\x05", "truncated"),  # promises 5 updates, has none
         (b"\x02\x02\x00\x00\x00\x01\x01\x09", "malformed"),  # unknown update kind
         (b"\x02\x02\x00\x00\x00\x01\x00trailing", "malformed"),
+        # numbers nothing can act on are refused where they enter
+        (b"\x02\x03\x00\x00\x00\x01\x04\x7f\x00\x00\x01\x00\x00\x01t\x00", "range"),  # port 0
+        (b"\x02\x03\x00\x00\x00\x01\x04\x00\x00\x00\x00\x1f\x90\x01t\x00", "range"),  # 0.0.0.0
+        (b"\x02\x06\x80\x01s\x00\x00", "range"),  # an unknown push/pull flag
+        (b"\x02\x05\x01\x04\x01n\xff" + b"\x00" * 11, "range"),  # a left at epoch 2**64-1
     ],
 )
 def test_garbage_is_refused_with_a_reason(data: bytes, reason: str) -> None:
