@@ -33,8 +33,11 @@ and the node carries on.
 
 Each start is a new *life* of the node: its records carry a fresh epoch
 (:func:`~jarvis_trio.swim.members.boot_epoch`, from the wall clock and 16 random bits), so
-nothing captured from an earlier life can evict it. With a cluster key, :attr:`SwimNode.keyring`
-rotates the key at run time (see :mod:`~jarvis_trio.swim.keyring`).
+nothing captured from an earlier life can evict it; records claiming an epoch more than a day
+ahead of the wall clock are refused as forged (``drop_future``,
+:func:`~jarvis_trio.swim.members.epoch_horizon`), which keeps every refutation representable.
+With a cluster key, :attr:`SwimNode.keyring` rotates the key at run time (see
+:mod:`~jarvis_trio.swim.keyring`).
 """
 
 from __future__ import annotations
@@ -56,7 +59,14 @@ from ..config import MeshConfig
 from ..errors import ConfigError
 from .config import SwimConfig
 from .keyring import Keyring
-from .members import Member, MembershipEvent, MemberState, NodeMeta, boot_epoch
+from .members import (
+    Member,
+    MembershipEvent,
+    MemberState,
+    NodeMeta,
+    boot_epoch,
+    epoch_horizon,
+)
 from .protocol import Address, Effects, SwimProtocol, TimerToken
 
 __all__ = ["Subscription", "SwimNode", "open_swim_node"]
@@ -315,6 +325,7 @@ class SwimNode:
             self._proto = SwimProtocol(
                 self.name, meta, self.config, self._rng, epoch=epoch, keyring=self.keyring
             )
+            self._proto.version_horizon = epoch_horizon(time.time_ns() // 1_000_000)
             seeds = [(await _resolve(h, family), p) for h, p in self._seeds]
             async with trio.open_nursery() as nursery:
                 self._cancel = nursery.cancel_scope
@@ -389,6 +400,8 @@ class SwimNode:
         timers = self._timers
         while True:
             now = trio.current_time()
+            # at least once a protocol period: the probe tick is always armed
+            proto.version_horizon = epoch_horizon(time.time_ns() // 1_000_000)
             while timers and timers[0][0] <= now:
                 _, _, token = heapq.heappop(timers)
                 try:

@@ -41,6 +41,7 @@ __all__ = [
     "NodeMeta",
     "Verdict",
     "boot_epoch",
+    "epoch_horizon",
     "epoch_of",
     "incarnation_of",
     "judge_alive",
@@ -84,6 +85,19 @@ def boot_epoch(unix_ms: int, random16: int) -> int:
     protocol core never does).
     """
     return ((max(unix_ms, 0) << 16) | (random16 & 0xFFFF)) & MAX_EPOCH
+
+
+EPOCH_SLACK_MS = 86_400_000  # a day of clock skew between nodes is tolerated
+
+
+def epoch_horizon(unix_ms: int) -> int:
+    """The highest version a record may claim when the wall clock reads ``unix_ms``: any
+    epoch of a life started up to :data:`EPOCH_SLACK_MS` from now, at any incarnation.
+
+    Epochs are boot times, so a record beyond is forged; refusing it keeps the versions a
+    forger can push a node to far below :data:`MAX_VERSION`, where a refutation always fits.
+    """
+    return (boot_epoch(unix_ms + EPOCH_SLACK_MS, 0xFFFF) << 32) | MAX_INC
 
 
 class MemberState(enum.IntEnum):

@@ -225,6 +225,10 @@ class SwimProtocol:
         self._now = 0.0
         self._fx = Effects()
         self.on_probe: list[tuple[float, str]] | None = None  # optional probe log (benchmarks)
+        # Records of an epoch beyond this are refused (``drop_future``): epochs are boot times,
+        # so one far ahead of the wall clock is forged. The driver moves it along (it reads
+        # the clock, the core does not); it keeps every refutation representable.
+        self.version_horizon = MAX_VERSION
         self.rejected = 0  # bad input refused so far (each also counted under drop_<reason>)
         self.last_rejected: tuple[str, Address] | None = None  # (reason, source) of the latest
         self._from: Address = ("", 0)  # source of the datagram being handled
@@ -594,8 +598,11 @@ class SwimProtocol:
         return self._seq
 
     def _merge_updates(self, updates: list[Update], now: float) -> None:
+        horizon = self.version_horizon
         for kind, name, inc, meta, accuser in updates:
-            if kind == codec.ALIVE:
+            if inc > horizon:
+                self._reject("future", self._from)
+            elif kind == codec.ALIVE:
                 assert meta is not None
                 self._on_alive(name, inc, meta, now)
             elif kind == codec.SUSPECT:
@@ -643,6 +650,9 @@ class SwimProtocol:
             rec = members8.get(raw[pos + 2 : name_end])
             name_start = pos + 3
             pos = meta_end
+            if inc > self.version_horizon:
+                self._reject("future", self._from)
+                continue
             if rec is not None and rec is not me:
                 if inc < rec.inc:
                     continue

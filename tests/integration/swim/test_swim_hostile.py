@@ -25,7 +25,7 @@ from jarvis_trio.swim import (
     open_swim_node,
 )
 from jarvis_trio.swim.keyring import Keyring
-from jarvis_trio.swim.members import MAX_INC, NodeMeta, version
+from jarvis_trio.swim.members import MAX_EPOCH, MAX_INC, MAX_VERSION, NodeMeta, version
 
 KEY = b"a-cluster-secret-of-32-characters"
 CONFIG = SwimConfig().with_period(0.1)
@@ -119,6 +119,21 @@ async def test_a_claim_at_the_last_incarnation_crashes_nobody(kind: str, key: by
         for node in nodes:
             assert node.stats().get("handler_errors", 0) == 0
             assert all_alive(node, {"n0", "n1", "n2"})
+
+
+@pytest.mark.parametrize("ver", [MAX_VERSION, version(MAX_EPOCH // 2, 0)])
+async def test_a_claim_from_the_far_future_is_refused(ver: int) -> None:
+    """Epochs are boot times: one far ahead of the clock is forged, and refused everywhere,
+    so nobody can push a node to a version it could not outrank."""
+    async with cluster(["n0", "n1", "n2"]) as (nodes, _):
+        victim = nodes[2]
+        before = victim.protocol.version
+        name8 = codec.encode_name("n2")
+        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as raw:
+            raw.sendto(gossip(codec.encode_dead(name8, ver, name8)), nodes[0].address)
+        await wait_all(nodes[:1], lambda n: n.stats().get("drop_future", 0) == 1, "refused")
+        assert victim.protocol.version == before
+        assert all_alive(nodes[0], {"n1", "n2"})
 
 
 async def test_an_exception_in_the_core_drops_the_datagram_not_the_node(
