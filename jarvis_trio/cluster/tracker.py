@@ -94,6 +94,7 @@ class MembershipTracker:
             data_port=member.meta.data_port,
             state=_STATE_NAMES[member.state],
             incarnation=member.incarnation,
+            epoch=member.epoch,
             agents=agents,
             since=self._since.get(member.name, 0.0),
             local=member.name == self.local,

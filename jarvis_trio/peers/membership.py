@@ -48,7 +48,8 @@ class MemberInfo:
     ``address`` is the SWIM ``host:port``; ``data_port`` the ZeroMQ port (0 without P2P);
     ``agents`` how many agents the node runs as far as this node knows; ``since`` the wall
     clock time (seconds since the epoch) of the last state change seen here; ``local`` marks
-    this node's own record.
+    this node's own record; ``epoch`` names the node's life (a new one at every start, so a
+    changed epoch means the node restarted) and ``incarnation`` counts refutations within it.
     """
 
     name: str
@@ -59,6 +60,7 @@ class MemberInfo:
     agents: int
     since: float
     local: bool = False
+    epoch: int = 0
 
     def as_dict(self) -> dict[str, Any]:
         """The JSON form served by the admin endpoint and printed by ``jarvis-trio members``."""
@@ -67,6 +69,7 @@ class MemberInfo:
             "address": self.address,
             "data_port": self.data_port,
             "state": self.state,
+            "epoch": self.epoch,
             "incarnation": self.incarnation,
             "agents": self.agents,
             "since": self.since,

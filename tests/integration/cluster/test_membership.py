@@ -53,6 +53,8 @@ async def test_members_events_and_peer_hooks_across_a_join_and_a_leave(
                     host, port = cluster_of(b).swim.address[:2]
                     assert members["b"].address == f"{host}:{port}"
                     assert members["b"].data_port == cluster_of(b).bridge.port
+                    assert members["b"].epoch == cluster_of(b).swim.protocol.epoch > 0
+                    assert members["b"].as_dict()["epoch"] == members["b"].epoch
                     assert a.joined and a.ready and b.joined and b.ready
                     echo_ids = sorted(agent.agent_id for agent in b.agents)
                 # b left gracefully: its agents vanish with reason "left"

@@ -1,0 +1,255 @@
+"""Question: does a live 3-node SWIM cluster survive 10**6 hostile datagrams?
+
+Three real nodes on loopback UDP (the LAN profile: 1 s period), in this process; a separate
+fuzzer process (:mod:`benchmarks.swim_fuzzer`) sends them mutated captures of their own
+traffic, well-formed datagrams with extreme field values and random bytes, round-robin,
+paced so that the nodes (not the kernel buffers) see them. Once without a key, once with a
+key (half the datagrams sealed with it: what a rogue member can send). Reported per run:
+
+* crashes: exceptions that reached the driver's last line, plus node tasks that died;
+* false deaths: members that are not alive everywhere once the flood is over (target 0), and
+  *dead* or *left* events about any of the three during it, with the longest outage (a forged
+  but well-formed *dead* or *left* record carrying a member's current version is believed, as
+  SWIM believes every member; the member refutes it and is back -- see the README's security
+  section for what a key holder, or anyone without a key, can do);
+* RSS growth of this process from after a warm-up flood (a tenth of the count, which fills
+  the bounded caches) to after the flood, and CPU seconds the nodes spent per 10**5
+  datagrams handled.
+
+``python -m benchmarks --only bench_swim_fuzz [--quick]`` or ``python -m
+benchmarks.bench_swim_fuzz [--quick]``; quick sends 10**5 per run. Each run is bounded in time
+(the fuzzer stops at its count or its time limit) and stops by itself.
+"""
+
+from __future__ import annotations
+
+import json
+import random
+import sys
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import trio
+
+from jarvis_trio.bench.results import Result
+from jarvis_trio.swim import (
+    EventKind,
+    MembershipEvent,
+    MemberState,
+    SwimConfig,
+    SwimNode,
+    open_swim_node,
+)
+
+KEY = b"the-benchmark-cluster-secret-0123"
+NAMES = ["n0", "n1", "n2"]
+RATE = 10_000  # datagrams per second, all nodes together: what 3 nodes on 2 loaded cores take
+_ROOT = Path(__file__).resolve().parent.parent
+
+
+@dataclass
+class Outcome:
+    sent: int
+    handled: int
+    crashes: int
+    stuck: int
+    false_deaths: int
+    longest_outage: float
+    suspicions: int
+    phantoms: int
+    rss_growth_mb: float
+    cpu_per_100k: float
+    seconds: float
+    refused: int
+
+
+def _rss_mb() -> float:
+    with open("/proc/self/statm") as file:
+        pages = int(file.read().split()[1])
+    return pages * 4096 / 2**20
+
+
+async def _flood(count: int, key: bytes | None, seed: int) -> Outcome:
+    config = SwimConfig()
+    events: list[tuple[float, str, MembershipEvent]] = []
+    crashes = 0
+    captured: list[bytes] = []
+    nodes: list[SwimNode] = []
+
+    async def keep(node_started: trio.Event, name: str, seeds: list[tuple[str, int]]) -> None:
+        nonlocal crashes
+        try:
+            async with open_swim_node(
+                name=name,
+                bind=("127.0.0.1", 0),
+                seeds=seeds,
+                config=config,
+                cluster_key=key,
+                rng=random.Random(seed + len(nodes)),
+            ) as node:
+                nodes.append(node)
+                sub = node.subscribe(maxlen=100_000)
+                node_started.set()
+                async for event in sub:
+                    events.append((trio.current_time(), name, event))
+        except Exception:  # a node that dies is what this question counts
+            crashes += 1
+            node_started.set()
+
+    async with trio.open_nursery() as nursery:
+        for name in NAMES:
+            started = trio.Event()
+            seeds = [nodes[0].address] if nodes else []
+            nursery.start_soon(keep, started, name, seeds)
+            await started.wait()
+        with trio.fail_after(30):
+            for node in nodes:
+                await node.wait_until(lambda n=node: len(n.alive_members()) == 3)  # type: ignore[misc]
+        # capture a few seconds of the cluster's own traffic: the fuzzer mutates it
+        proto = nodes[0].protocol
+        real = proto.handle_datagram
+
+        def tap(data: bytes, addr: tuple[str, int], now: float) -> object:
+            if len(captured) < 500:
+                captured.append(data)
+            return real(data, addr, now)
+
+        proto.handle_datagram = tap  # type: ignore[assignment,method-assign]
+        with trio.fail_after(30):
+            await nodes[0].wait_until(lambda: len(captured) >= 24)
+        proto.handle_datagram = real  # type: ignore[method-assign]
+        spec = {
+            "seed": seed + 1,
+            "targets": [list(n.address) for n in nodes],
+            "captured": [d.hex() for d in captured],
+            "names": NAMES,
+            "versions": [n.protocol.version for n in nodes],
+            "key": None if key is None else key.decode(),
+            "count": count // 10,
+            "rate": RATE,
+            "seconds": count / RATE * 2 + 30,
+        }
+        await _fuzz(spec)  # warm-up: the bounded caches fill, the allocator settles
+        spec.update(seed=seed, count=count)
+        handled_before = sum(n.protocol.rx_datagrams for n in nodes)
+        refused_before = sum(n.protocol.rejected for n in nodes)
+        events.clear()
+        rss_before = _rss_mb()
+        cpu_before = time.process_time()
+        report = await _fuzz(spec)
+        # a few protocol periods for what the flood set in motion (suspicions, refutations)
+        await trio.sleep(3 * config.period)
+        cpu = time.process_time() - cpu_before
+        rss_growth = _rss_mb() - rss_before
+        handled = sum(n.protocol.rx_datagrams for n in nodes) - handled_before
+        refused = sum(n.protocol.rejected for n in nodes) - refused_before
+        crashes += sum(n.stats().get("handler_errors", 0) for n in nodes)
+        live = (MemberState.ALIVE, MemberState.SUSPECT)
+        stuck = sum(1 for n in nodes for name in NAMES if n.protocol.state_of(name) not in live)
+        phantoms = max(len(n.protocol.members()) for n in nodes) - len(NAMES)
+        nursery.cancel_scope.cancel()
+    bad = {EventKind.DEAD, EventKind.LEFT}
+    down: dict[tuple[str, str], float] = {}
+    outages: list[float] = []
+    false_deaths = 0
+    for when, observer, event in events:
+        who = (observer, event.member.name)
+        if event.kind in bad and event.member.name in NAMES:
+            false_deaths += 1
+            down.setdefault(who, when)
+        elif event.kind is EventKind.JOIN and who in down:
+            outages.append(when - down.pop(who))
+    return Outcome(
+        sent=report["sent"],
+        handled=handled,
+        crashes=crashes,
+        stuck=stuck,
+        false_deaths=false_deaths,
+        longest_outage=max(outages, default=0.0),
+        suspicions=sum(1 for _, _, e in events if e.kind is EventKind.SUSPECT),
+        phantoms=phantoms,
+        rss_growth_mb=rss_growth,
+        cpu_per_100k=cpu / max(handled, 1) * 100_000,
+        seconds=report["seconds"],
+        refused=refused,
+    )
+
+
+async def _fuzz(spec: dict[str, object]) -> dict[str, Any]:
+    """Run the fuzzer process on ``spec``; its report."""
+    with tempfile.NamedTemporaryFile("w", suffix=".json", delete=False) as file:
+        json.dump(spec, file)
+    try:
+        fuzzer = await trio.run_process(
+            [sys.executable, "-m", "benchmarks.swim_fuzzer", file.name],
+            capture_stdout=True,
+            cwd=_ROOT,
+        )
+    finally:
+        await trio.Path(file.name).unlink()
+    report: dict[str, Any] = json.loads(fuzzer.stdout.decode().strip().splitlines()[-1])
+    return report
+
+
+def _results(outcome: Outcome, label: str) -> list[Result]:
+    o = outcome
+    share = o.handled / max(o.sent, 1)
+    note = (
+        f"{o.sent:,} sent in {o.seconds:.0f} s, {o.handled:,} handled ({share:.0%}), "
+        f"{o.refused:,} refused as bad input, {o.suspicions} suspicions"
+    )
+    return [
+        Result(f"SWIM fuzz {label}: crashes", o.crashes, "", "0", o.crashes == 0, note),
+        Result(
+            f"SWIM fuzz {label}: live members not alive at the end",
+            o.stuck,
+            "",
+            "0",
+            o.stuck == 0,
+            "summed over the 3 nodes' views, 3 periods after the flood",
+        ),
+        Result(
+            f"SWIM fuzz {label}: false deaths during the flood",
+            o.false_deaths,
+            "",
+            "0",
+            o.false_deaths == 0,
+            f"dead/left events about the 3 live members; longest outage "
+            f"{o.longest_outage:.2f} s (forged records at a current version, refuted)",
+        ),
+        Result(
+            f"SWIM fuzz {label}: RSS growth",
+            o.rss_growth_mb,
+            "MB",
+            "<= 5 MB",
+            o.rss_growth_mb <= 5.0,
+            f"this process (3 nodes), after warm-up to after the flood; {o.phantoms} phantom "
+            "members held (forged alive records of unknown names, probed, then reaped)",
+        ),
+        Result(
+            f"SWIM fuzz {label}: CPU per 10^5 datagrams",
+            o.cpu_per_100k,
+            "s",
+            "(reported)",
+            True,
+            "3 nodes in one process; the fuzzer runs in its own",
+        ),
+    ]
+
+
+def run(quick: bool) -> list[Result]:
+    count = 100_000 if quick else 1_000_000
+    results: list[Result] = []
+    for label, key in (("no key", None), ("with key", KEY)):
+        outcome = trio.run(_flood, count, key, 1234)
+        results.extend(_results(outcome, label))
+    return results
+
+
+if __name__ == "__main__":
+    from benchmarks._harness import format_table
+
+    print(format_table(run(quick="--quick" in sys.argv)))
