@@ -1,4 +1,11 @@
-"""Where this node says it can be reached, and whether its binding deserves a warning.
+"""Where this node says it can be reached, how names are resolved, and whether its binding
+deserves a warning.
+
+Names (seeds, ``advertise_host``) are resolved through :func:`resolve_all`: every A/AAAA
+record, in the resolver's order. It asks the system resolver unless the running task (and
+the tasks it starts) installed another with :func:`use_resolver` -- the seam tests use to
+give a name several addresses, the first one dead, or to move a seed to a new address. It is
+a context variable, not a process global: two nodes in one process can resolve differently.
 
 A node bound to ``0.0.0.0`` or ``::`` must not advertise that (the original did, so its peers
 could never reach it). In order: the configured ``advertise_host``; the local address the
@@ -10,12 +17,47 @@ from __future__ import annotations
 
 import ipaddress
 import socket as _socket
+from collections.abc import Iterator
+from contextlib import contextmanager
+from contextvars import ContextVar
 
 import trio
 
 from ..config import MeshConfig
+from ..swim.driver import Resolver
+from ..swim.driver import resolve_all as system_resolve_all
 
-__all__ = ["advertise_host", "is_loopback", "is_unspecified", "needs_key_warning"]
+__all__ = [
+    "Resolver",
+    "advertise_host",
+    "is_loopback",
+    "is_unspecified",
+    "needs_key_warning",
+    "resolve_all",
+    "use_resolver",
+]
+
+_resolver: ContextVar[Resolver | None] = ContextVar("jarvis_trio_resolver", default=None)
+
+
+@contextmanager
+def use_resolver(resolver: Resolver) -> Iterator[None]:
+    """Resolve names with ``resolver(host, family) -> [IP, ...]`` in this task and the tasks
+    it starts, for the duration of the block (nodes started inside keep it)."""
+    token = _resolver.set(resolver)
+    try:
+        yield
+    finally:
+        _resolver.reset(token)
+
+
+async def resolve_all(host: str, family: int = 0) -> list[str]:
+    """Every address of ``host`` (an IP literal is its own); ``OSError`` if it does not
+    resolve. Uses the resolver installed by :func:`use_resolver`, else the system's."""
+    custom = _resolver.get()
+    if custom is None or _ip(host) is not None:
+        return await system_resolve_all(host, family)
+    return list(await custom(host, family))
 
 
 def _ip(host: str) -> ipaddress.IPv4Address | ipaddress.IPv6Address | None:
@@ -67,9 +109,15 @@ async def advertise_host(config: MeshConfig) -> str | None:
 
 
 async def _route_to(host: str, port: int, family: int) -> str | None:
+    try:
+        addresses = await resolve_all(host, family)
+    except OSError:
+        return None
+    if not addresses:
+        return None
     sock = trio.socket.socket(family, _socket.SOCK_DGRAM)
     try:
-        await sock.connect((host, port))
+        await sock.connect((addresses[0], port))
         local = str(sock.getsockname()[0])
     except OSError:
         return None

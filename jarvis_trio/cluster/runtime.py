@@ -25,7 +25,7 @@ from ..peers.membership import EventHub
 from ..peers.router import Router
 from ..swim import Keyring, SwimConfig, SwimNode
 from ..transport import Bridge, BridgeSettings, KeyPair, generate_keypair, open_bridge
-from .addresses import advertise_host, needs_key_warning
+from .addresses import advertise_host, needs_key_warning, resolve_all
 from .node import ClusterNode
 from .wire import new_epoch, published_version
 
@@ -36,9 +36,11 @@ log = logging.getLogger("jarvis_trio.cluster")
 
 async def _resolvable(key: str, host: str) -> None:
     try:
-        await trio.socket.getaddrinfo(host, None, 0, _socket.SOCK_DGRAM)
+        found = await resolve_all(host)
     except _socket.gaierror as exc:
         raise ConfigError(key, host, f"a host name that resolves ({exc.strerror})") from None
+    if not found:
+        raise ConfigError(key, host, "a host name that resolves (no address)")
 
 
 async def check_hosts(config: MeshConfig) -> None:
@@ -116,6 +118,7 @@ async def open_cluster(
             seeds=[(seed.host, seed.port) for seed in config.seed_nodes],
             config=SwimConfig.from_mesh(config),
             advertise_host=await advertise_host(config),
+            resolver=resolve_all,
             data_port=bridge.port,
             public_key=b"" if keypair is None else keypair.public,
             directory_version=published_version(epoch, router.directory.version.value),

@@ -49,7 +49,7 @@ import random
 import socket as _stdsocket
 import time
 from collections import Counter
-from collections.abc import AsyncIterator, Callable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from contextlib import asynccontextmanager
 from typing import Any
 
@@ -154,11 +154,13 @@ class SwimNode:
         keyring: Keyring | None = None,
         epoch: int | None = None,
         log_interval: float = 10.0,
+        resolver: Resolver | None = None,
     ) -> None:
         self.name = name
         self.config = config or SwimConfig()
         self._bind = bind
         self._seeds = list(seeds)
+        self._resolver = resolver or resolve_all
         self._advertise_host = advertise_host
         self._data_port = data_port
         self._public_key = public_key
@@ -299,7 +301,10 @@ class SwimNode:
         try:
             await sock.bind((host, port))
             self.address = sock.getsockname()[:2]
-            advertise = await _resolve(self._advertise_host or host, family)
+            advertised = await self._resolver(self._advertise_host or host, family)
+            if not advertised:
+                raise ConfigError("advertise_host", self._advertise_host, "a name that resolves")
+            advertise = advertised[0]
             if ipaddress.ip_address(advertise).is_unspecified:
                 raise ConfigError(
                     "advertise_host", self._advertise_host, f"an address peers reach (bound {host})"
@@ -326,11 +331,12 @@ class SwimNode:
                 self.name, meta, self.config, self._rng, epoch=epoch, keyring=self.keyring
             )
             self._proto.version_horizon = epoch_horizon(time.time_ns() // 1_000_000)
-            seeds = [(await _resolve(h, family), p) for h, p in self._seeds]
+            seeds = await self._resolve_seeds(family)
             async with trio.open_nursery() as nursery:
                 self._cancel = nursery.cancel_scope
                 nursery.start_soon(self._receive_loop)
                 nursery.start_soon(self._timer_loop)
+                nursery.start_soon(self._seed_loop, family, seeds)
                 now = trio.current_time()
                 await self._apply(self._proto.start(now))
                 await self._apply(self._proto.join(seeds, now))
@@ -339,6 +345,53 @@ class SwimNode:
             sock.close()
             for sub in list(self._subscribers):
                 sub.close()
+
+    async def _resolve_seeds(self, family: int) -> list[Address]:
+        """Every address of every seed, in order, duplicates dropped. A name that does not
+        resolve right now is skipped (and counted): a seed's pods may not exist yet."""
+        found: list[Address] = []
+        for host, port in self._seeds:
+            try:
+                addresses = await self._resolver(host, family)
+            except OSError as error:
+                self._counters["seed_resolve_errors"] += 1
+                _log.debug("SWIM node %s: seed %s does not resolve (%s)", self.name, host, error)
+                continue
+            found += [(address, port) for address in addresses]
+        return list(dict.fromkeys(found))
+
+    async def _seed_loop(self, family: int, current: list[Address]) -> None:
+        """Resolve seed names again whenever this node is alone, has not joined yet, or has
+        lost a seed: a seed behind a name (a Kubernetes headless service) may come back at
+        another address. Every ``join_retry`` seconds while alone, else every
+        ``rejoin_interval``; IP-literal seeds never change, so then there is nothing to do."""
+        proto = self._proto
+        assert proto is not None
+        if all(_is_literal(host) for host, _ in self._seeds):
+            return
+        while True:
+            alone = not proto.joined or proto.num_live() == 1
+            quiet = self.config.rejoin_interval or 10 * self.config.join_retry
+            await trio.sleep(self.config.join_retry if alone else quiet)
+            if proto.leaving:
+                return
+            live = {
+                member.meta.address
+                for member in proto.members()
+                if member.state in (MemberState.ALIVE, MemberState.SUSPECT)
+            }
+            lost = any(seed not in live for seed in current)
+            if not (proto.joined and proto.num_live() > 1) or lost:
+                fresh = await self._resolve_seeds(family)
+                if fresh != current:
+                    self._counters["seed_changes"] += 1
+                    _log.info(
+                        "SWIM node %s: seeds now resolve to %s",
+                        self.name,
+                        ", ".join(f"{host}:{port}" for host, port in fresh) or "nothing",
+                    )
+                    current = fresh
+                    await self._apply(proto.set_seeds(fresh, trio.current_time()))
 
     async def _receive_loop(self) -> None:
         sock = self._sock
@@ -440,14 +493,27 @@ class SwimNode:
                 self._counters["send_errors"] += 1
 
 
-async def _resolve(host: str, family: int) -> str:
-    """An IP literal for ``host`` in ``family`` (names are resolved once, at start)."""
+Resolver = Callable[[str, int], Awaitable[Sequence[str]]]
+"""``(host, family) -> IP literals``: every address of a name, in the resolver's order."""
+
+
+async def resolve_all(host: str, family: int) -> list[str]:
+    """Every address of ``host`` in ``family`` (an IP literal is its own only address);
+    ``OSError`` (``gaierror``) when the name does not resolve."""
     try:
-        return str(ipaddress.ip_address(host))
+        return [str(ipaddress.ip_address(host.strip("[]")))]
     except ValueError:
         pass
     infos = await trio.socket.getaddrinfo(host, None, family, _stdsocket.SOCK_DGRAM)
-    return str(infos[0][4][0])
+    return list(dict.fromkeys(str(info[4][0]) for info in infos))
+
+
+def _is_literal(host: str) -> bool:
+    try:
+        ipaddress.ip_address(host.strip("[]"))
+    except ValueError:
+        return False
+    return True
 
 
 @asynccontextmanager

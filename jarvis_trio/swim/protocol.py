@@ -353,6 +353,32 @@ class SwimProtocol:
             fx.timers.append(((T_JOIN, "", 0), now + self.config.join_retry))
         return fx
 
+    def set_seeds(self, seeds: Sequence[Address], now: float) -> Effects:
+        """Replace the seed addresses (their names were resolved again).
+
+        A node that has not joined yet, or is alone, contacts the new addresses at once; join
+        retries and rejoin attempts use the new list from now on.
+        """
+        fx = self._begin(now)
+        own = self._self.meta.address
+        fresh = [(host, port) for host, port in seeds if (host, port) != own]
+        added = [seed for seed in fresh if seed not in self._seeds]
+        self._seeds = fresh
+        if not self.leaving and (not self._joined or not self._live):
+            for seed in added:
+                self._send_state(seed, codec.FLAG_FIRST)
+        return fx
+
+    @property
+    def joined(self) -> bool:
+        """True once a seed answered (or there was none to join through)."""
+        return self._joined
+
+    @property
+    def seeds(self) -> list[Address]:
+        """The seed addresses currently joined / rejoined through."""
+        return list(self._seeds)
+
     def leave(self, now: float) -> Effects:
         """Say goodbye: gossip a *left* record at once and stop probing.
 
