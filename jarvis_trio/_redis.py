@@ -270,6 +270,13 @@ class RedisClient:
         return self.target.kind
 
     @property
+    def retry_cap(self) -> float:
+        """Longest backoff between retries: 2 s for one server (it is down until someone
+        restarts it), 0.5 s for a Cluster or Sentinel, whose failover completes on its own
+        within seconds and should be noticed at once."""
+        return 2.0 if self.target.kind == "single" else 0.5
+
+    @property
     def limiter(self) -> trio.CapacityLimiter:
         """Bounds the worker threads using the pool (as many as it has connections)."""
         return self._limiter

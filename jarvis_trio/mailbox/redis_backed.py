@@ -54,7 +54,8 @@ Retention (trim policy)
     stream within these bounds: the group is created at id ``0`` when the agent joins.
 
 Redis lost mid-run
-    Reads and writes back off (50 ms doubling to 2 s, jittered) and retry; one WARNING when
+    Reads and writes back off (50 ms doubling to 2 s, to 0.5 s on a Cluster or Sentinel,
+    jittered) and retry; one WARNING when
     Redis is lost and one when it is back. Closing the hub keeps writing for
     ``close_timeout`` seconds, then logs an ERROR with the number of messages it could not
     write.
@@ -208,7 +209,7 @@ class RedisHub:
 
     async def run_writer(self) -> None:
         """Write the outbox and acknowledgements to Redis until cancelled."""
-        backoff = Backoff()
+        backoff = Backoff(cap=self.client.retry_cap)
         while True:
             self._wake = trio.Event()
             if not self._outbox:
@@ -424,7 +425,7 @@ class RedisHub:
     async def flush_remaining(self) -> None:
         """Write the outbox and the acknowledgements from the calling task (the writer task
         must have stopped), backing off while Redis is unreachable."""
-        backoff = Backoff()
+        backoff = Backoff(cap=self.client.retry_cap)
         while self._outbox or self._acks:
             try:
                 await self._write_batch()

@@ -185,7 +185,7 @@ class RedisMailbox:
         """Fill ``_ready``: re-claim orphaned pending messages first, then read new ones,
         blocking until ``deadline``. Transient errors are retried with backoff until the
         deadline; a non-blocking refill (deadline in the past) tries once."""
-        backoff = Backoff()
+        backoff = Backoff(cap=self._hub.client.retry_cap)
         while True:
             try:
                 await self._refill_once(deadline, count)

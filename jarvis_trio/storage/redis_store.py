@@ -99,7 +99,7 @@ class RedisStore:
         return f"<RedisStore {self._client.safe_url}>"
 
     async def _call(self, fn: Callable[[redis.Redis], Any]) -> Any:
-        backoff = Backoff()
+        backoff = Backoff(cap=self._client.retry_cap)
         deadline = trio.current_time() + self.retry_window
         while True:
             try:
@@ -206,7 +206,7 @@ class RedisStore:
         after = _key(after_id, "stream id")
         if timeout is None or timeout > 0:
             deadline = math.inf if timeout is None else trio.current_time() + timeout
-            backoff = Backoff()
+            backoff = Backoff(cap=self._client.retry_cap)
             while True:
                 remaining = deadline - trio.current_time()
                 if remaining <= 0:
