@@ -186,7 +186,9 @@ class Mesh:
         ``status`` is ``"stopped"`` unless the mesh runs; then ``"local"`` without P2P,
         ``"isolated"`` when P2P runs but no other node is alive, ``"degraded"`` while some
         member is suspected, and ``"healthy"`` otherwise. ``swim`` carries this node's view of
-        the membership and its protocol counters; ``stats`` the routing counters.
+        the membership and its protocol counters; ``stats`` the routing counters; while it
+        runs, ``mailbox`` the hub's kind and counters (Redis: backend, written, dropped,
+        replication shortfalls, ``ASK`` followed) and ``blob_storage`` where blobs live.
         """
         local = list(self._agents.values())
         remote = [i for i in self.directory.registry().values() if i.location == "remote"]
@@ -223,6 +225,14 @@ class Mesh:
                 "counters": node.swim.stats(),
                 "cluster": node.stats(),
             }
+        services = self._services
+        if services is not None:
+            hub_stats = getattr(services.mailboxes, "stats", None)
+            diagnostics["mailbox"] = {
+                "kind": services.mailboxes.kind,
+                **(hub_stats() if callable(hub_stats) else {}),
+            }
+            diagnostics["blob_storage"] = services.blob_storage.location
         diagnostics["known_peers"] = sorted(
             name for name, state in swim.get("members", {}).items() if state in ("alive", "suspect")
         )

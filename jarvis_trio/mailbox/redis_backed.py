@@ -151,6 +151,19 @@ class RedisHub:
         """Messages accepted by ``send`` that Redis has not confirmed yet."""
         return len(self._outbox)
 
+    def stats(self) -> dict[str, Any]:
+        """Counters for operators: messages written and refused, batches a replica shortfall
+        sent back (``redis_min_replicas``), ``ASK`` redirections followed, what waits."""
+        return {
+            "backend": self.client.kind,
+            "written": self.written,
+            "dropped": self.dropped,
+            "pending_writes": self.pending_writes,
+            "replication_shortfalls": self.replication_shortfalls,
+            "asks_followed": self.asks_followed,
+            "redis_down": self._down,
+        }
+
     @property
     def redis_down(self) -> bool:
         """True from the writer's first failed write until its next successful one."""

@@ -209,7 +209,14 @@ class RedisClusterServers(_Group):
 
     def wait_for_failover(self, old_master: RedisServer, timeout: float = 20.0) -> RedisServer:
         """Return the replica that took over ``old_master``'s slots, once the cluster is ok."""
-        slots = next(n["slots"] for n in self.nodes() if n["port"] == old_master.port)
+        slots: list[tuple[int, int]] = next(
+            (n["slots"] for n in self.nodes() if n["port"] == old_master.port), []
+        )
+        if not slots:
+            raise RedisServerError(
+                f"port {old_master.port} serves no slot (any more): call wait_for_failover "
+                "right after the kill, or rejoin() once the failover is done"
+            )
         slot = slots[0][0]
 
         def promoted() -> bool:

@@ -12,6 +12,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from pathlib import Path
 
 import pytest
 import redis
@@ -442,3 +443,17 @@ async def test_sentinel_round_trip_and_store(redis_sentinel: RedisSentinelServer
         assert got == sent
         assert store is not None
         await store.set(unique("k"), 1)
+
+
+async def test_diagnostics_show_the_cluster_mailbox_and_the_blob_store(
+    redis_cluster: RedisClusterServers, tmp_path: Path
+) -> None:
+    from jarvis_trio.mesh import open_mesh
+
+    config = {"redis_url": redis_cluster.url, "blob_storage_path": str(tmp_path / "blobs")}
+    async with open_mesh(config, env_file=None, environ={}) as mesh:
+        diagnostics = mesh.get_diagnostics()
+    mailbox = diagnostics["mailbox"]
+    assert (mailbox["kind"], mailbox["backend"], mailbox["dropped"]) == ("redis", "cluster", 0)
+    assert {"replication_shortfalls", "asks_followed", "pending_writes"} <= set(mailbox)
+    assert diagnostics["blob_storage"] == str(tmp_path / "blobs")
