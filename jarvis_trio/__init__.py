@@ -14,66 +14,74 @@ Layers, bottom to top; a module imports only from its own layer or below, with n
     4 agent, _supervision                 what users subclass and how it is kept alive
     5 mesh                                the composition root: builds and wires one node
     6 testing/ (ops/, cli)                built on the whole runtime; this package's names
+
+Names resolve lazily (PEP 562): ``import jarvis_trio`` costs almost nothing, so a
+command such as ``jarvis-trio members`` starts in well under a second, and the first use of
+a name imports only the modules behind it.
 """
 
-from ._supervision import DEFAULT_RESTART, NO_RESTART, RestartPolicy
-from .agent import Agent, CustomAgent
-from .auth import (
-    AuthenticationManager,
-    AuthSettings,
-    ConnectionId,
-    ConsentPrompt,
-    NexusCallProxy,
-    open_auth_manager,
-)
-from .config import MeshConfig, SeedAddress
-from .errors import (
-    AgentCrashed,
-    AgentDefinitionError,
-    AsyncioMisuseError,
-    AuthError,
-    AuthTimeout,
-    BlobNotFound,
-    BlobTooLarge,
-    ConfigError,
-    ConnectionNotActive,
-    DuplicateAgentError,
-    FrameError,
-    HostStopped,
-    JarvisError,
-    MailboxError,
-    MailboxFull,
-    MeshError,
-    NexusNotConfigured,
-    NexusProtocolError,
-    NexusUnavailable,
-    PayloadError,
-    PayloadTooLarge,
-    PeerUnavailable,
-    RedisUnavailable,
-    StorageError,
-    TransportError,
-    UnsafePathError,
-)
-from .mailbox import MailboxSettings, open_mailbox_hub
-from .mesh import Mesh, open_mesh
-from .peers import IncomingMessage, NodeStats, PeerClient, PeerInfo, RemoteRoute
-from .peers.membership import ClusterEvent, EventStream, MemberInfo
-from .services import Mailbox, MailboxMessage
-from .storage.blob import BlobStorage
-from .storage.redis_store import RedisStore, StreamEntry, open_redis_store
-from .swim import (
-    EventKind,
-    KeyInfo,
-    Keyring,
-    Member,
-    MembershipEvent,
-    MemberState,
-    NodeMeta,
-    SwimConfig,
-    SwimNode,
-    open_swim_node,
-)
+import types as _types
+import typing as _typing
+
+if _typing.TYPE_CHECKING:
+    from ._supervision import DEFAULT_RESTART, NO_RESTART, RestartPolicy
+    from .agent import Agent, CustomAgent
+    from .auth import (
+        AuthenticationManager,
+        AuthSettings,
+        ConnectionId,
+        ConsentPrompt,
+        NexusCallProxy,
+        open_auth_manager,
+    )
+    from .config import MeshConfig, SeedAddress
+    from .errors import (
+        AgentCrashed,
+        AgentDefinitionError,
+        AsyncioMisuseError,
+        AuthError,
+        AuthTimeout,
+        BlobNotFound,
+        BlobTooLarge,
+        ConfigError,
+        ConnectionNotActive,
+        DuplicateAgentError,
+        FrameError,
+        HostStopped,
+        JarvisError,
+        MailboxError,
+        MailboxFull,
+        MeshError,
+        NexusNotConfigured,
+        NexusProtocolError,
+        NexusUnavailable,
+        PayloadError,
+        PayloadTooLarge,
+        PeerUnavailable,
+        RedisUnavailable,
+        StorageError,
+        TransportError,
+        UnsafePathError,
+    )
+    from .mailbox import MailboxSettings, open_mailbox_hub
+    from .mesh import Mesh, open_mesh
+    from .peers import IncomingMessage, NodeStats, PeerClient, PeerInfo, RemoteRoute
+    from .peers.membership import ClusterEvent, EventStream, MemberInfo
+    from .services import Mailbox, MailboxMessage
+    from .storage.blob import BlobStorage
+    from .storage.redis_store import RedisStore, StreamEntry, open_redis_store
+    from .swim import (
+        EventKind,
+        KeyInfo,
+        Keyring,
+        Member,
+        MembershipEvent,
+        MemberState,
+        NodeMeta,
+        SwimConfig,
+        SwimNode,
+        open_swim_node,
+    )
 
 __all__ = [
     "DEFAULT_RESTART",
@@ -144,3 +152,143 @@ __all__ = [
     "open_redis_store",
     "open_swim_node",
 ]
+
+_HOMES = {
+    "DEFAULT_RESTART": "._supervision",
+    "NO_RESTART": "._supervision",
+    "Agent": ".agent",
+    "AgentCrashed": ".errors",
+    "AgentDefinitionError": ".errors",
+    "AsyncioMisuseError": ".errors",
+    "AuthError": ".errors",
+    "AuthSettings": ".auth",
+    "AuthTimeout": ".errors",
+    "AuthenticationManager": ".auth",
+    "BlobNotFound": ".errors",
+    "BlobStorage": ".storage.blob",
+    "BlobTooLarge": ".errors",
+    "ClusterEvent": ".peers.membership",
+    "ConfigError": ".errors",
+    "ConnectionId": ".auth",
+    "ConnectionNotActive": ".errors",
+    "ConsentPrompt": ".auth",
+    "CustomAgent": ".agent",
+    "DuplicateAgentError": ".errors",
+    "EventKind": ".swim",
+    "EventStream": ".peers.membership",
+    "FrameError": ".errors",
+    "HostStopped": ".errors",
+    "IncomingMessage": ".peers",
+    "JarvisError": ".errors",
+    "KeyInfo": ".swim",
+    "Keyring": ".swim",
+    "Mailbox": ".services",
+    "MailboxError": ".errors",
+    "MailboxFull": ".errors",
+    "MailboxMessage": ".services",
+    "MailboxSettings": ".mailbox",
+    "Member": ".swim",
+    "MemberInfo": ".peers.membership",
+    "MemberState": ".swim",
+    "MembershipEvent": ".swim",
+    "Mesh": ".mesh",
+    "MeshConfig": ".config",
+    "MeshError": ".errors",
+    "NexusCallProxy": ".auth",
+    "NexusNotConfigured": ".errors",
+    "NexusProtocolError": ".errors",
+    "NexusUnavailable": ".errors",
+    "NodeMeta": ".swim",
+    "NodeStats": ".peers",
+    "PayloadError": ".errors",
+    "PayloadTooLarge": ".errors",
+    "PeerClient": ".peers",
+    "PeerInfo": ".peers",
+    "PeerUnavailable": ".errors",
+    "RedisStore": ".storage.redis_store",
+    "RedisUnavailable": ".errors",
+    "RemoteRoute": ".peers",
+    "RestartPolicy": "._supervision",
+    "SeedAddress": ".config",
+    "StorageError": ".errors",
+    "StreamEntry": ".storage.redis_store",
+    "SwimConfig": ".swim",
+    "SwimNode": ".swim",
+    "TransportError": ".errors",
+    "UnsafePathError": ".errors",
+    "open_auth_manager": ".auth",
+    "open_mailbox_hub": ".mailbox",
+    "open_mesh": ".mesh",
+    "open_redis_store": ".storage.redis_store",
+    "open_swim_node": ".swim",
+}
+
+
+def _load(home: str) -> _types.ModuleType:
+    """The module behind a public name (imported here, by name, so that tools see it)."""
+    if home == "._supervision":
+        from . import _supervision
+
+        return _supervision
+    if home == ".agent":
+        from . import agent
+
+        return agent
+    if home == ".auth":
+        from . import auth
+
+        return auth
+    if home == ".config":
+        from . import config
+
+        return config
+    if home == ".errors":
+        from . import errors
+
+        return errors
+    if home == ".mailbox":
+        from . import mailbox
+
+        return mailbox
+    if home == ".mesh":
+        from . import mesh
+
+        return mesh
+    if home == ".peers":
+        from . import peers
+
+        return peers
+    if home == ".peers.membership":
+        from .peers import membership
+
+        return membership
+    if home == ".services":
+        from . import services
+
+        return services
+    if home == ".storage.blob":
+        from .storage import blob
+
+        return blob
+    if home == ".storage.redis_store":
+        from .storage import redis_store
+
+        return redis_store
+    if home == ".swim":
+        from . import swim
+
+        return swim
+    raise AssertionError(home)  # pragma: no cover - _HOMES names only the modules above
+
+
+def __getattr__(name: str) -> _typing.Any:
+    home = _HOMES.get(name)
+    if home is None:
+        raise AttributeError(f"module 'jarvis_trio' has no attribute {name!r}")
+    value = getattr(_load(home), name)
+    globals()[name] = value  # resolved once
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(__all__))

@@ -26,7 +26,7 @@ DOCUMENTED_API = {
 def test_all_lists_every_public_name_and_only_those() -> None:
     exported = set(jarvis_trio.__all__)
     assert len(exported) == len(jarvis_trio.__all__), "duplicates in __all__"
-    public = {n for n in vars(jarvis_trio) if not n.startswith("_")}
+    public = {n for n in dir(jarvis_trio) if not n.startswith("_")}
     modules = {n for n in public if inspect.ismodule(getattr(jarvis_trio, n))}
     assert public - modules == exported
     assert exported >= DOCUMENTED_API
@@ -98,3 +98,17 @@ def test_examples_import_only_the_public_surface() -> None:
                     found[f"{path.relative_to(examples)}:{node.lineno}"] = name
     assert len(list(examples.rglob("*.py"))) >= 6
     assert found == {}
+
+
+def test_importing_the_package_imports_nothing_heavy() -> None:
+    """Names resolve on first use, so ``jarvis-trio members`` never pays for trio, redis or
+    ZeroMQ; checked in a fresh interpreter."""
+    import subprocess
+    import sys
+
+    code = (
+        "import sys, jarvis_trio, jarvis_trio.cli; "
+        "print(sorted(m for m in ('trio', 'redis', 'zmq', 'httpx', 'msgspec') if m in sys.modules))"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "[]"
