@@ -25,8 +25,9 @@ Use it from Trio with :func:`serve_nexus_gateway`, or from a shell::
 
     python -m jarvis_trio.testing.nexus_gateway --port 8765 --strategy api_key
 
-The HTTP layer is h11 over Trio sockets; connections, request bodies and stored connections
-are bounded (:data:`MAX_CLIENTS`, :data:`MAX_BODY`, :data:`MAX_CONNECTIONS`).
+The HTTP layer is :mod:`jarvis_trio._http` (h11 over Trio sockets); connections, request
+bodies and stored connections are bounded (:data:`MAX_CLIENTS`, :data:`MAX_BODY`,
+:data:`MAX_CONNECTIONS`).
 """
 
 from __future__ import annotations
@@ -43,10 +44,11 @@ from collections.abc import AsyncIterator, Callable, Mapping
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from typing import Any
-from urllib.parse import unquote, urlsplit
+from urllib.parse import unquote
 
-import h11
 import trio
+
+from .._http import HttpLimits, HttpServer, Request, Response
 
 __all__ = [
     "MALFORMED_KINDS",
@@ -77,7 +79,14 @@ OUTCOMES = ("ACTIVE", "FAILED", "REVOKED", "EXPIRED", "ATTENTION")
 STATUSES = ("PENDING", *OUTCOMES)
 _KEPT_CREDENTIALS = 4
 _log = logging.getLogger("jarvis_trio.testing.nexus_gateway")
-_DRAIN_LIMIT = 16 * MAX_BODY
+_LIMITS = HttpLimits(
+    max_clients=MAX_CLIENTS,
+    max_body=MAX_BODY,
+    max_header=16 * 1024,
+    idle_timeout=IDLE_TIMEOUT,
+    request_timeout=IDLE_TIMEOUT,
+    refuse_when_full=False,  # a test's client pool waits in the backlog rather than failing
+)
 
 
 @dataclass(slots=True)
@@ -142,15 +151,6 @@ class GatewayConnection:
     refreshes: int = 0
     token_fetches: int = 0
     secrets: list[str] = field(default_factory=list)
-
-
-@dataclass(frozen=True, slots=True)
-class _Request:
-    method: str
-    path: str
-    query: str
-    headers: Mapping[str, str]
-    body: bytes
 
 
 _Answer = tuple[int, str, bytes]  # status, content type, body
@@ -219,7 +219,7 @@ class NexusGateway:
 
     # -- protocol ---------------------------------------------------------------------------------
 
-    async def _answer(self, request: _Request) -> _Answer:
+    async def _answer(self, request: Request) -> _Answer:
         path = request.path
         if path.startswith("/v1/"):
             answer = await self._v1(request)
@@ -234,7 +234,7 @@ class NexusGateway:
         self._notify()
         return answer
 
-    async def _v1(self, request: _Request) -> _Answer:
+    async def _v1(self, request: Request) -> _Answer:
         endpoint, _, rest = request.path.removeprefix("/v1/").partition("/")
         connection_id = unquote(rest)
         expected = "POST" if endpoint in ("request-connection", "refresh") else "GET"
@@ -348,7 +348,7 @@ class NexusGateway:
         page = f"<h1>Nexus development gateway</h1><p>Connection {connection_id}: {status}</p>"
         return 200, "text/html; charset=utf-8", page.encode()
 
-    def _echo(self, request: _Request) -> _Answer:
+    def _echo(self, request: Request) -> _Answer:
         header, scheme, secret = _presented_credential(request.headers)
         connection_id = self._by_credential.get(secret) if secret else None
         conn = self.connections.get(connection_id) if connection_id else None
@@ -385,107 +385,20 @@ class NexusGateway:
         task_status: trio.TaskStatus[str] = trio.TASK_STATUS_IGNORED,
     ) -> None:
         """Serve until cancelled; reports the base URL through ``task_status``."""
-        listeners = await trio.open_tcp_listeners(port, host=host)
-        listener = listeners[0]
-        for extra in listeners[1:]:
-            await extra.aclose()
-        sockname = listener.socket.getsockname()
-        shown = f"[{host}]" if ":" in host else host
-        self.url = f"http://{shown}:{sockname[1]}"
-        slots = trio.Semaphore(MAX_CLIENTS)
-        async with listener, trio.open_nursery() as nursery:
+        server = HttpServer(self._handle, limits=_LIMITS, server_name="jarvis-trio-nexus-dev")
+        async with trio.open_nursery() as nursery:
+            bound_host, bound_port = await nursery.start(server.serve, host, port)
+            shown = f"[{bound_host}]" if ":" in bound_host else bound_host
+            self.url = f"http://{shown}:{bound_port}"
             task_status.started(self.url)
-            while True:
-                await slots.acquire()
-                try:
-                    stream = await listener.accept()
-                except BaseException:
-                    slots.release()
-                    raise
-                nursery.start_soon(self._serve_client, stream, slots)
 
-    async def _serve_client(self, stream: trio.SocketStream, slots: trio.Semaphore) -> None:
-        conn = h11.Connection(h11.SERVER, max_incomplete_event_size=MAX_BODY)
+    async def _handle(self, request: Request) -> Response:
         try:
-            async with stream:
-                while True:
-                    request: _Request | int | None = None
-                    with trio.move_on_after(IDLE_TIMEOUT):
-                        request = await _read_request(conn, stream)
-                    if request is None:
-                        return
-                    if isinstance(request, _Request):
-                        try:
-                            answer = await self._answer(request)
-                        except Exception as error:  # a bug here must not take the server down
-                            _log.exception("development gateway failed on %s", request.path)
-                            answer = _json(500, {"error": f"{type(error).__name__}: {error}"})
-                    else:
-                        answer = _json(request, {"error": "request too large or malformed"})
-                    await _send_answer(conn, stream, answer)
-                    if conn.our_state is not h11.DONE or conn.their_state is not h11.DONE:
-                        return
-                    conn.start_next_cycle()
-        except (h11.ProtocolError, trio.BrokenResourceError, trio.ClosedResourceError):
-            return
-        finally:
-            slots.release()
-
-
-async def _read_request(conn: h11.Connection, stream: trio.SocketStream) -> _Request | int | None:
-    """The next request, an HTTP error status to answer with, or ``None`` at end of stream."""
-    head: h11.Request | None = None
-    body = bytearray()
-    received = 0
-    while True:
-        try:
-            event = conn.next_event()
-        except h11.RemoteProtocolError as error:
-            return error.error_status_hint
-        if event is h11.NEED_DATA:
-            conn.receive_data(await stream.receive_some(16384))
-        elif isinstance(event, h11.Request):
-            head = event
-        elif isinstance(event, h11.Data):
-            # An oversized body is read to its end (up to a bound) and dropped, so the 413
-            # reaches a client that is still sending instead of being lost to a reset.
-            received += len(event.data)
-            if received > _DRAIN_LIMIT:
-                return 413
-            if received <= MAX_BODY:
-                body += event.data
-        elif isinstance(event, h11.EndOfMessage):
-            assert head is not None
-            if received > MAX_BODY:
-                return 413
-            target = urlsplit(head.target.decode("ascii", errors="replace"))
-            headers = {
-                name.decode("latin-1").lower(): value.decode("latin-1")
-                for name, value in head.headers
-            }
-            return _Request(
-                head.method.decode("ascii"), target.path, target.query, headers, bytes(body)
-            )
-        else:
-            return None
-
-
-async def _send_answer(conn: h11.Connection, stream: trio.SocketStream, answer: _Answer) -> None:
-    status, content_type, body = answer
-    if conn.our_state not in (h11.IDLE, h11.SEND_RESPONSE):
-        return
-    head = h11.Response(
-        status_code=status,
-        headers=[
-            ("content-type", content_type),
-            ("content-length", str(len(body))),
-            ("server", "jarvis-trio-nexus-dev"),
-        ],
-    )
-    for event in (head, h11.Data(data=body), h11.EndOfMessage()):
-        data = conn.send(event)
-        if data:
-            await stream.send_all(data)
+            status, content_type, body = await self._answer(request)
+        except Exception as error:  # a bug here must not take the server down
+            _log.exception("development gateway failed on %s", request.path)
+            status, content_type, body = _json(500, {"error": f"{type(error).__name__}: {error}"})
+        return Response(status, body, content_type)
 
 
 def _json(status: int, payload: Any) -> _Answer:
@@ -559,7 +472,7 @@ def _presented_credential(headers: Mapping[str, str]) -> tuple[str | None, str |
     return "Authorization", scheme.lower(), None
 
 
-def _basic_user_ok(request: _Request, conn: GatewayConnection) -> bool:
+def _basic_user_ok(request: Request, conn: GatewayConnection) -> bool:
     value = request.headers.get("authorization", "").partition(" ")[2]
     try:
         user = base64.b64decode(value.strip(), validate=True).decode().partition(":")[0]
