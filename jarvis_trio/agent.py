@@ -32,6 +32,7 @@ from typing import TYPE_CHECKING, Any, ClassVar, cast
 
 import trio
 
+from ._logcontext import CURRENT_CORRELATION
 from ._sides import HostSlot, trio_side
 from ._supervision import RestartPolicy, Supervised
 from .errors import MeshError, PayloadError, PayloadTooLarge
@@ -270,6 +271,7 @@ class Agent:
         # message) and the loop yields only when idle or every _BURST messages
         inbox = self._inbox
         respond = self.peers._respond
+        correlation = CURRENT_CORRELATION
         burst = 0
         while True:
             message = inbox.get_nowait()
@@ -284,6 +286,7 @@ class Agent:
                     burst = 0
                     await trio.lowlevel.checkpoint()
             kind = message.type
+            correlation.set(message.correlation_id)  # log records name the message
             if kind == NOTIFY:
                 try:
                     await self.on_peer_notify(message)

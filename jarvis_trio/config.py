@@ -227,6 +227,19 @@ def _data_port(key: str, value: object) -> int | None:
     return None if value is None else _port(key, value, allow_zero=True)
 
 
+def _admin_port(key: str, value: object) -> int | None:
+    if value is None or (isinstance(value, str) and not value.strip()):
+        return None
+    return _port(key, value, allow_zero=True)
+
+
+def _admin_token(key: str, value: object) -> str | None:
+    text = _optional_text(key, value)
+    if text is not None and len(text) < 16:
+        raise ConfigError(key, "<hidden>", "a token of at least 16 characters")
+    return text
+
+
 @dataclass(frozen=True, slots=True)
 class _Field:
     env: str | None
@@ -284,6 +297,13 @@ _FIELDS: dict[str, _Field] = {
     "mailbox_max_deliveries": _Field(
         "JC_MAILBOX_MAX_DELIVERIES", _positive_int, "deliveries before a message is dead-lettered"
     ),
+    "admin_port": _Field(
+        "JC_ADMIN_PORT", _admin_port, "admin HTTP endpoint port; unset = off, 0 = any free"
+    ),
+    "admin_host": _Field("JC_ADMIN_HOST", _host, "address the admin endpoint binds to"),
+    "admin_token": _Field(
+        "JC_ADMIN_TOKEN", _admin_token, "Bearer token of the admin endpoint (else cluster_key)"
+    ),
 }
 
 
@@ -318,6 +338,9 @@ class MeshConfig:
     max_peer_connections: int = 512
     peer_idle_timeout: float = 300.0
     mailbox_max_deliveries: int = 5
+    admin_port: int | None = None
+    admin_host: str = "127.0.0.1"
+    admin_token: str | None = field(default=None, repr=False)
 
     @classmethod
     def load(

@@ -40,6 +40,7 @@ from typing import TYPE_CHECKING, Any, Literal
 import trio
 from trio_util import AsyncValue
 
+from ._logcontext import CURRENT_AGENT, CURRENT_NODE, install_record_factory
 from ._sides import HostSlot, on_trio, trio_side, trio_side_sync
 from ._supervision import DEFAULT_RESTART, RestartPolicy, supervise
 from .agent import Agent, AgentLogger, has_task_entry
@@ -123,6 +124,7 @@ class Mesh:
         if not notify_timeout > 0:
             raise ValueError(f"notify_timeout must be a positive number, got {notify_timeout!r}")
         self.node_id: str = self.config.node_name or "node"
+        install_record_factory()
         self.restart_policy = restart_policy
         self._rng = rng if rng is not None else random.Random()
         # handed to every object built for this node; filled when started from asyncio
@@ -159,6 +161,7 @@ class Mesh:
         self._peer_hooks_wakeup = trio.lowlevel.ParkingLot()
         self.peer_hooks_dropped = 0
         self.router.directory.listener = self._agent_changed
+        self.admin_address: tuple[str, int] | None = None  # while the admin endpoint serves
 
     # -- agents -------------------------------------------------------------------------
 
@@ -326,6 +329,8 @@ class Mesh:
         task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED,
     ) -> None:
         report_setup = task_status is not trio.TASK_STATUS_IGNORED
+        CURRENT_NODE.set(self.node_id)  # start_agent() may run in a task of the caller's
+        CURRENT_AGENT.set(agent.agent_id)
         services = self._services
         assert services is not None
         inbox = agent._inbox
@@ -376,6 +381,7 @@ class Mesh:
 
     async def _main(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
         self._state = "starting"
+        CURRENT_NODE.set(self.node_id)  # every task of the node inherits it (log records)
         try:
             async with open_node_services(
                 self.config, self.node_id, host=self._host_slot
@@ -386,6 +392,11 @@ class Mesh:
                     self.router.now = trio.lowlevel.current_clock().current_time
                     system.start_soon(self.router.pending.reap_forever)
                     system.start_soon(self._dispatch_peer_hooks)
+                    if self.config.admin_port is not None:
+                        # the operator's side (layer 6) is loaded only when asked for, like
+                        # the cross-node layer; it serves from this node's own nursery
+                        admin = importlib.import_module("jarvis_trio.ops.admin")
+                        self.admin_address = await system.start(admin.serve_admin, self)
                     self.router.accepting = True
                     async with self._cluster(), trio.open_nursery() as agents:
                         self._agents_nursery = agents
@@ -620,6 +631,11 @@ class Mesh:
         when the node stops.
         """
         return self.events.open(maxlen=maxlen, agents=agents)
+
+    @property
+    def cluster_node(self) -> ClusterNode | None:
+        """The cross-node layer while P2P runs (its stats, SWIM node and bridge)."""
+        return self._cluster_node
 
     @property
     def joined(self) -> bool:

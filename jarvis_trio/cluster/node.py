@@ -218,6 +218,7 @@ class ClusterNode:
         merged = dict(self._counters)
         merged.update({f"bridge_{k}": v for k, v in self.bridge.stats().items()})
         merged["live_nodes"] = len(self._remotes)
+        merged.update({f"membership_{k}": v for k, v in self.tracker.counts.items()})
         return merged
 
     # -- running ----------------------------------------------------------------------------

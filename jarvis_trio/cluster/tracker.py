@@ -33,6 +33,7 @@ _EVENT_NAMES = {
     EventKind.DEAD: "failed",
     EventKind.LEFT: "left",
 }
+_PUBLIC_KINDS = ("joined", "updated", "suspect", "failed", "left", "rejoined")
 _KIND_OF_STATE = {
     MemberState.ALIVE: EventKind.ALIVE,
     MemberState.SUSPECT: EventKind.SUSPECT,
@@ -51,6 +52,8 @@ class MembershipTracker:
         self._states: dict[str, MemberState] = {}
         self._since: dict[str, float] = {local: clock()}
         self.joined = not seeded
+        self.counts: dict[str, int] = dict.fromkeys(_PUBLIC_KINDS, 0)
+        """Public events observed, by kind (``suspect`` counts suspicions)."""
 
     def observe(self, event: MembershipEvent) -> str | None:
         """Record ``event``; its public kind, or ``None`` for events about this node and
@@ -68,6 +71,7 @@ class MembershipTracker:
         self._states[member.name] = member.state
         if member.state in _LIVE:
             self.joined = True
+        self.counts[kind] += 1
         return kind
 
     def resync(self, members: Iterable[Member]) -> list[MembershipEvent]:

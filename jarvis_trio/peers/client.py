@@ -227,11 +227,20 @@ class PeerClient:
         msg = IncomingMessage(
             self._agent_id, router.node_id, NOTIFY, data, None, time.time(), ctx, info.agent_id
         )
+        traffic = router.traffic
         if inbox is not None and inbox.put_nowait(msg):
+            if traffic.enabled:
+                traffic.role(info.role).notified += 1
             return True
         delivered = await router.send(info, inbox, msg, trio.current_time() + router.notify_timeout)
         if not delivered:
             router.stats.notify_failed += 1
+        if traffic.enabled:
+            counts = traffic.role(info.role)
+            if delivered:
+                counts.notified += 1
+            else:
+                counts.notify_failed += 1
         return delivered
 
     @trio_side
@@ -268,21 +277,38 @@ class PeerClient:
         if prepared is None:
             return None
         entry, msg, inbox, info = prepared
+        router = self._router
+        traffic = router.traffic
+        counts = traffic.role(info.role) if traffic.enabled else None
+        if counts is not None:
+            counts.sent += 1
+        reply: IncomingMessage | None
         try:
-            if (inbox is None or not inbox.put_nowait(msg)) and not await self._router.send(
+            if (inbox is None or not inbox.put_nowait(msg)) and not await router.send(
                 info, inbox, msg, entry.deadline
             ):
-                self._router.stats.request_failed += 1
+                router.stats.request_failed += 1
+                if counts is not None:
+                    counts.failed += 1
                 return None
             if entry.done:  # answered while the message was being handed over
                 await trio.lowlevel.checkpoint()
-                return entry.reply
-            # parked on the entry itself (PendingTable.wait, inlined on the hot path)
-            entry.task = trio.lowlevel.current_task()
-            reply: IncomingMessage | None = await trio.lowlevel.wait_task_rescheduled(entry.abort)
-            return reply
+                reply = entry.reply
+            else:
+                # parked on the entry itself (PendingTable.wait, inlined on the hot path)
+                entry.task = trio.lowlevel.current_task()
+                reply = await trio.lowlevel.wait_task_rescheduled(entry.abort)
         finally:
             entry.table.discard(entry.key)
+        if counts is not None:
+            now = router.now()
+            if reply is not None:  # started at deadline - timeout: no clock read at the start
+                counts.observe(now - entry.deadline + float(timeout))
+            elif now >= entry.deadline:
+                counts.timed_out += 1
+            else:
+                counts.failed += 1
+        return reply
 
     def _prepare_request(
         self, target: str, message: dict[str, Any], timeout: float, context: dict[str, Any] | None
@@ -412,6 +438,9 @@ class PeerClient:
             delivered += sum(results)
         else:
             await trio.lowlevel.cancel_shielded_checkpoint()
+        traffic = router.traffic
+        traffic.broadcasts += 1
+        traffic.broadcast_deliveries += delivered
         return delivered
 
     @trio_side

@@ -22,6 +22,7 @@ from ..errors import PayloadTooLarge
 from .directory import AgentDirectory, PeerInfo
 from .messages import RESPONSE, IncomingMessage
 from .pending import PendingTable
+from .traffic import Traffic
 
 if TYPE_CHECKING:
     from typing import Any
@@ -70,6 +71,7 @@ class Router:
         self.directory: AgentDirectory[AgentInbox] = AgentDirectory(node_id)
         self.pending = PendingTable(max_pending)
         self.stats = NodeStats()
+        self.traffic = Traffic()  # per-role requests, latency, notifications (ops/metrics)
         self.remote: RemoteRoute | None = None
         self.stopping = False
         self.accepting = False

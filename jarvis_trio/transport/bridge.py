@@ -284,6 +284,7 @@ class Bridge:
         await trio.lowlevel.checkpoint_if_cancelled()
         while not self.send_nowait(peer, frame):
             assert self._credits is not None
+            self._counters["credit_waits"] = self._counters.get("credit_waits", 0) + 1
             await self._credits.wait(peer)
 
     async def send_envelope(self, peer: str, envelope: Envelope) -> None:

@@ -1,0 +1,210 @@
+"""Prometheus metrics of a node, rendered from :func:`jarvis_trio.ops.stats.snapshot`.
+
+There is one set of numbers: nothing here counts. Each scrape builds the metric families from
+the counters the runtime keeps (a custom collector over a registry of its own, so that
+several nodes in one process never share metrics, and nothing global is registered).
+
+Labels are bounded: ``role`` (at most :data:`~jarvis_trio.peers.traffic.MAX_ROLES` roles),
+member ``state``, and ``counter`` -- the fixed names of the transport's and SWIM's counters.
+Never agent ids or message ids. Needs ``prometheus-client`` (``pip install
+'jarvis_trio[metrics]'``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import TYPE_CHECKING, Any
+
+from prometheus_client import CollectorRegistry, generate_latest
+from prometheus_client.core import (
+    CounterMetricFamily,
+    GaugeMetricFamily,
+    HistogramMetricFamily,
+    Metric,
+)
+from prometheus_client.exposition import CONTENT_TYPE_LATEST
+from prometheus_client.registry import Collector
+
+from .stats import snapshot
+
+if TYPE_CHECKING:
+    from ..mesh import Mesh
+
+__all__ = ["NodeCollector", "render"]
+
+_NODE_COUNTERS = {
+    "backpressure_waits": "Sends that waited for space in a full inbox",
+    "notify_failed": "Notifications that could not be delivered",
+    "request_failed": "Requests that could not be sent or were not answered",
+    "inbound_dropped": "Messages from other nodes dropped (no such agent, full inbox)",
+}
+
+
+class NodeCollector(Collector):
+    """Reads one node's counters at every scrape."""
+
+    def __init__(self, mesh: Mesh) -> None:
+        self.mesh = mesh
+
+    def collect(self) -> Iterator[Metric]:
+        stats = snapshot(self.mesh)
+        yield from _requests(stats["requests"])
+        for name, help_text in _NODE_COUNTERS.items():
+            metric = CounterMetricFamily(f"jarvis_{name}", help_text)
+            metric.add_metric([], stats["messages"][name])
+            yield metric
+        late = CounterMetricFamily(
+            "jarvis_late_replies", "Replies dropped because their request was gone"
+        )
+        late.add_metric([], stats["pending"]["late_replies"])
+        yield late
+        pending = GaugeMetricFamily("jarvis_pending_requests", "Requests waiting for a reply")
+        pending.add_metric([], stats["pending"]["open"])
+        yield pending
+        yield from _inboxes(stats["inboxes"])
+        members = GaugeMetricFamily(
+            "jarvis_members",
+            "Members of the cluster by state, as this node sees them",
+            labels=["state"],
+        )
+        for state, count in stats["members"].items():
+            members.add_metric([state], count)
+        yield members
+        events = stats["events"]
+        lost = CounterMetricFamily(
+            "jarvis_membership_events_lost",
+            "Events dropped by membership_events() consumers that fell behind",
+        )
+        lost.add_metric([], events["lost"])
+        yield lost
+        cluster = stats.get("cluster")
+        if cluster is not None:
+            yield from _cluster(cluster, stats["swim"])
+
+
+def _requests(traffic: dict[str, Any]) -> Iterator[Metric]:
+    by_role: dict[str, dict[str, Any]] = traffic["by_role"]
+    families = {
+        "sent": CounterMetricFamily(
+            "jarvis_requests_sent", "Requests sent, by target role", labels=["role"]
+        ),
+        "answered": CounterMetricFamily(
+            "jarvis_requests_answered", "Requests answered, by target role", labels=["role"]
+        ),
+        "failed": CounterMetricFamily(
+            "jarvis_requests_failed",
+            "Requests that could not be delivered or whose target vanished, by target role",
+            labels=["role"],
+        ),
+        "timed_out": CounterMetricFamily(
+            "jarvis_requests_timed_out",
+            "Requests not answered in time, by target role",
+            labels=["role"],
+        ),
+        "notified": CounterMetricFamily(
+            "jarvis_notifies", "Notifications delivered, by target role", labels=["role"]
+        ),
+        "notify_failed": CounterMetricFamily(
+            "jarvis_notifies_failed", "Notifications not delivered, by target role", labels=["role"]
+        ),
+    }
+    bounds: list[float] = traffic["latency_bounds"]
+    latency = HistogramMetricFamily(
+        "jarvis_request_duration_seconds",
+        "Time from sending a request to its reply, by target role",
+        labels=["role"],
+    )
+    for role, counts in sorted(by_role.items()):
+        for key, family in families.items():
+            family.add_metric([role], counts[key])
+        cumulative = 0
+        buckets = []
+        for bound, count in zip(
+            [*map(str, bounds), "+Inf"], counts["latency_buckets"], strict=True
+        ):
+            cumulative += count
+            buckets.append((bound, cumulative))
+        latency.add_metric([role], buckets, counts["latency_sum"])
+    yield from families.values()
+    yield latency
+    broadcasts = CounterMetricFamily("jarvis_broadcasts", "broadcast() calls")
+    broadcasts.add_metric([], traffic["broadcasts"])
+    yield broadcasts
+    fanout = CounterMetricFamily(
+        "jarvis_broadcast_deliveries", "Notifications delivered by broadcast() (the fan-out)"
+    )
+    fanout.add_metric([], traffic["broadcast_deliveries"])
+    yield fanout
+
+
+def _inboxes(inboxes: dict[str, dict[str, Any]]) -> Iterator[Metric]:
+    depth: dict[str, int] = {}
+    capacity: dict[str, int] = {}
+    for entry in inboxes.values():
+        role = entry["role"]
+        depth[role] = depth.get(role, 0) + entry["depth"]
+        capacity[role] = capacity.get(role, 0) + entry["capacity"]
+    depth_family = GaugeMetricFamily(
+        "jarvis_inbox_depth",
+        "Messages waiting in the inboxes of local agents, by role",
+        labels=["role"],
+    )
+    capacity_family = GaugeMetricFamily(
+        "jarvis_inbox_capacity", "Inbox capacity of local agents, by role", labels=["role"]
+    )
+    for role in sorted(depth):
+        depth_family.add_metric([role], depth[role])
+        capacity_family.add_metric([role], capacity[role])
+    yield depth_family
+    yield capacity_family
+
+
+def _cluster(cluster: dict[str, int], swim: dict[str, int]) -> Iterator[Metric]:
+    transport = CounterMetricFamily(
+        "jarvis_transport",
+        "ZeroMQ data channel counters (frames, bytes, drops)",
+        labels=["counter"],
+    )
+    for key, value in sorted(cluster.items()):
+        if key.startswith("bridge_"):  # a fixed set of names: frames, bytes, drops by reason
+            transport.add_metric([key.removeprefix("bridge_")], value)
+    yield transport
+    membership = CounterMetricFamily(
+        "jarvis_membership_changes", "Membership changes seen, by kind", labels=["kind"]
+    )
+    for key, value in cluster.items():
+        if key.startswith("membership_"):
+            membership.add_metric([key.removeprefix("membership_")], value)
+    yield membership
+    suspicions = CounterMetricFamily(
+        "jarvis_swim_suspicions", "Members this node saw become suspect"
+    )
+    suspicions.add_metric([], cluster.get("membership_suspect", 0))
+    yield suspicions
+    refutations = CounterMetricFamily(
+        "jarvis_swim_refutations", "Suspicions of this node it refuted"
+    )
+    refutations.add_metric([], swim.get("refutations", 0))
+    yield refutations
+    counters = CounterMetricFamily(
+        "jarvis_swim",
+        "SWIM protocol counters (datagrams, probes, drops by reason)",
+        labels=["counter"],
+    )
+    health = GaugeMetricFamily(
+        "jarvis_swim_health", "Lifeguard local health multiplier (0 = healthy)"
+    )
+    for name, value in sorted(swim.items()):
+        if name == "health":
+            health.add_metric([], value)
+        elif name != "refutations":
+            counters.add_metric([name], value)
+    yield counters
+    yield health
+
+
+def render(mesh: Mesh) -> tuple[bytes, str]:
+    """The Prometheus text exposition of ``mesh`` and its content type."""
+    registry = CollectorRegistry(auto_describe=False)
+    registry.register(NodeCollector(mesh))
+    return generate_latest(registry), CONTENT_TYPE_LATEST
