@@ -393,10 +393,11 @@ class Mesh:
                     system.start_soon(self.router.pending.reap_forever)
                     system.start_soon(self._dispatch_peer_hooks)
                     if self.config.admin_port is not None:
-                        # the operator's side (layer 6) is loaded only when asked for, like
-                        # the cross-node layer; it serves from this node's own nursery
-                        admin = importlib.import_module("jarvis_trio.ops.admin")
-                        self.admin_address = await system.start(admin.serve_admin, self)
+                        # loaded only when asked for, like the cross-node layer; it serves
+                        # from this node's own nursery
+                        from .ops.admin import serve_admin
+
+                        self.admin_address = await system.start(serve_admin, self)
                     self.router.accepting = True
                     async with self._cluster(), trio.open_nursery() as agents:
                         self._agents_nursery = agents

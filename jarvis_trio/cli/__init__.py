@@ -9,7 +9,8 @@ command such as ``jarvis-trio members`` never imports the runtime (Trio, ZeroMQ,
 
 Adding a command: write ``jarvis_trio/cli/<group>.py`` with a ``click.command`` (give its
 help text an ``Example:`` paragraph), add one line ``"<name>": "<group>:<function>"`` to
-:data:`COMMANDS`, and a test that runs it as a subprocess. Fail with
+:data:`COMMANDS` (and, for a new module, one branch to :func:`_command_module`: imports are
+spelled out so that tools see them), and a test that runs it as a subprocess. Fail with
 :class:`~jarvis_trio.cli._common.CliError`: :func:`main` turns every failure into one line on
 stderr and a non-zero exit status.
 
@@ -20,9 +21,9 @@ rich) for type-hint parsing these few commands do not need.
 
 from __future__ import annotations
 
-import importlib
 import sys
 from collections.abc import Sequence
+from types import ModuleType
 
 import click
 
@@ -51,9 +52,25 @@ class _LazyGroup(click.Group):
         if target is None:
             return None
         module_name, _, attribute = target.partition(":")
-        module = importlib.import_module(f"{__name__}.{module_name}")
-        command: click.Command = getattr(module, attribute)
+        command: click.Command = getattr(_command_module(module_name), attribute)
         return command
+
+
+def _command_module(name: str) -> ModuleType:
+    """The module of a command group, imported when one of its commands is used."""
+    if name == "run":
+        from . import run
+
+        return run
+    if name == "inspect":
+        from . import inspect
+
+        return inspect
+    if name == "send":
+        from . import send
+
+        return send
+    raise click.UsageError(f"no command module {name!r}")
 
 
 @click.group(cls=_LazyGroup, context_settings={"help_option_names": ["-h", "--help"]})

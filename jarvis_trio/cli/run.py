@@ -9,10 +9,10 @@ first, so peers drop its agents at once instead of detecting a failure.
 
 from __future__ import annotations
 
-import importlib
 import json
 import logging
 import os
+import pkgutil
 import signal
 import sys
 from pathlib import Path
@@ -34,14 +34,13 @@ def load_agent_class(spec: str) -> type[Any]:
     if "" not in sys.path and os.getcwd() not in sys.path:
         sys.path.insert(0, os.getcwd())  # like `python -m`: agents in the working directory
     try:
-        module = importlib.import_module(module_name)
+        found = pkgutil.resolve_name(f"{module_name}:{attribute}")
     except ImportError as error:
         raise CliError(f"agent {spec!r}: cannot import {module_name}: {error}") from None
-    found: Any = module
-    for part in attribute.split("."):
-        found = getattr(found, part, None)
-        if found is None:
-            raise CliError(f"agent {spec!r}: {module_name} has no {attribute}")
+    except AttributeError:
+        raise CliError(f"agent {spec!r}: {module_name} has no {attribute}") from None
+    except ValueError as error:
+        raise CliError(f"agent {spec!r}: {error}") from None
     from ..agent import Agent
 
     if not isinstance(found, type) or not issubclass(found, Agent):

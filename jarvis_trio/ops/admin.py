@@ -26,15 +26,12 @@ import importlib.util
 import json
 import logging
 from collections.abc import AsyncIterator
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import trio
 
 from .._http import HttpLimits, HttpServer, Request, Response, json_response
-from .stats import snapshot
-
-if TYPE_CHECKING:
-    from ..mesh import Mesh
+from .stats import OperatedNode, snapshot
 
 __all__ = ["ADMIN_LIMITS", "AdminApp", "serve_admin"]
 
@@ -59,7 +56,7 @@ METRICS_HINT = "metrics need prometheus-client: pip install 'jarvis_trio[metrics
 class AdminApp:
     """The routes of one node's admin endpoint."""
 
-    def __init__(self, mesh: Mesh, token: str | None) -> None:
+    def __init__(self, mesh: OperatedNode, token: str | None) -> None:
         self.mesh = mesh
         self._token = None if token is None else token.encode()
         self.server: HttpServer | None = None
@@ -112,7 +109,8 @@ class AdminApp:
     def _metrics(self) -> Response:
         if importlib.util.find_spec("prometheus_client") is None:
             return Response(501, METRICS_HINT.encode(), "text/plain; charset=utf-8")
-        metrics = importlib.import_module("jarvis_trio.ops.metrics")
+        from . import metrics  # prometheus-client is installed: safe to import now
+
         body, content_type = metrics.render(self.mesh)
         return Response(200, body, content_type)
 
@@ -137,7 +135,7 @@ def _line(payload: dict[str, Any]) -> bytes:
 
 
 async def serve_admin(
-    mesh: Mesh, *, task_status: trio.TaskStatus[tuple[str, int]] = trio.TASK_STATUS_IGNORED
+    mesh: OperatedNode, *, task_status: trio.TaskStatus[tuple[str, int]] = trio.TASK_STATUS_IGNORED
 ) -> None:
     """Serve ``mesh``'s admin endpoint until cancelled; reports the bound ``(host, port)``."""
     config = mesh.config

@@ -13,7 +13,7 @@ Never agent ids or message ids. Needs ``prometheus-client`` (``pip install
 from __future__ import annotations
 
 from collections.abc import Iterator
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.core import (
@@ -25,10 +25,7 @@ from prometheus_client.core import (
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
 from prometheus_client.registry import Collector
 
-from .stats import snapshot
-
-if TYPE_CHECKING:
-    from ..mesh import Mesh
+from .stats import OperatedNode, snapshot
 
 __all__ = ["NodeCollector", "render"]
 
@@ -43,7 +40,7 @@ _NODE_COUNTERS = {
 class NodeCollector(Collector):
     """Reads one node's counters at every scrape."""
 
-    def __init__(self, mesh: Mesh) -> None:
+    def __init__(self, mesh: OperatedNode) -> None:
         self.mesh = mesh
 
     def collect(self) -> Iterator[Metric]:
@@ -203,7 +200,7 @@ def _cluster(cluster: dict[str, int], swim: dict[str, int]) -> Iterator[Metric]:
     yield health
 
 
-def render(mesh: Mesh) -> tuple[bytes, str]:
+def render(mesh: OperatedNode) -> tuple[bytes, str]:
     """The Prometheus text exposition of ``mesh`` and its content type."""
     registry = CollectorRegistry(auto_describe=False)
     registry.register(NodeCollector(mesh))

@@ -9,20 +9,55 @@ from __future__ import annotations
 
 import dataclasses
 import time
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 if TYPE_CHECKING:
-    from ..mesh import Mesh
+    from ..agent import Agent
+    from ..cluster import ClusterNode
+    from ..config import MeshConfig
+    from ..peers.directory import AgentDirectory
+    from ..peers.inbox import AgentInbox
+    from ..peers.membership import EventHub, EventStream, MemberInfo
+    from ..peers.router import Router
 
-__all__ = ["snapshot"]
+__all__ = ["OperatedNode", "snapshot"]
 
 
-def snapshot(mesh: Mesh) -> dict[str, Any]:
+class OperatedNode(Protocol):
+    """What the operator's side reads from a node (a :class:`~jarvis_trio.mesh.Mesh`).
+
+    A protocol rather than the ``Mesh`` class: the mesh starts the admin endpoint, so the
+    endpoint must not import the mesh back.
+    """
+
+    node_id: str
+    config: MeshConfig
+    router: Router
+    events: EventHub
+    peer_hooks_dropped: int
+
+    @property
+    def state(self) -> str: ...
+    @property
+    def ready(self) -> bool: ...
+    @property
+    def joined(self) -> bool: ...
+    @property
+    def agents(self) -> list[Agent]: ...
+    @property
+    def directory(self) -> AgentDirectory[AgentInbox]: ...
+    @property
+    def cluster_node(self) -> ClusterNode | None: ...
+    def members(self) -> list[MemberInfo]: ...
+    def membership_events(self, *, maxlen: int = ..., agents: bool = ...) -> EventStream: ...
+
+
+def snapshot(mesh: OperatedNode) -> dict[str, Any]:
     """Every counter of ``mesh`` (JSON-compatible), grouped by the layer that keeps it."""
     router = mesh.router
     inboxes = {}
     for agent in mesh.agents:
-        inbox = agent._inbox_
+        inbox = mesh.directory.local_route(agent.agent_id)
         if inbox is not None:
             inboxes[agent.agent_id] = {
                 "role": agent.role,

@@ -29,6 +29,7 @@ LAYERS: dict[str, int] = {
     "jarvis_trio.payload": 1,
     "jarvis_trio._sides": 1,
     "jarvis_trio._throttle": 1,
+    "jarvis_trio._logcontext": 1,
     # 2: protocols and services that know nothing of agents
     "jarvis_trio.swim": 2,
     "jarvis_trio.transport": 2,
@@ -38,6 +39,7 @@ LAYERS: dict[str, int] = {
     "jarvis_trio._redis": 2,
     "jarvis_trio.services": 2,
     "jarvis_trio.compat": 2,
+    "jarvis_trio._http": 2,
     # 3: routing of messages between agents, on one node and across nodes
     "jarvis_trio.peers": 3,
     "jarvis_trio.cluster": 3,
@@ -46,9 +48,10 @@ LAYERS: dict[str, int] = {
     "jarvis_trio._supervision": 4,
     # 5: the composition root
     "jarvis_trio.mesh": 5,
+    # the operator's side of a node, started by the mesh: it reads the node through a protocol
+    "jarvis_trio.ops": 5,
     # 6: built on the whole runtime
     "jarvis_trio.testing": 6,
-    "jarvis_trio.ops": 6,
     "jarvis_trio.cli": 6,
     "jarvis_trio.bench": 6,
     "jarvis_trio": 6,  # the package itself: the public names, re-exported
