@@ -53,6 +53,7 @@ def to_envelope(message: IncomingMessage) -> Envelope:
         message.timestamp,
         message.context or None,
         message.data,
+        message.traceparent,
     )
 
 
@@ -73,6 +74,7 @@ def to_message(node: str, envelope: Envelope) -> IncomingMessage | None:
         envelope.timestamp,
         envelope.context or {},
         envelope.target,
+        envelope.traceparent if envelope.traceparent and len(envelope.traceparent) <= 64 else None,
     )
 
 

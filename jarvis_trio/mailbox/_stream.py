@@ -6,7 +6,9 @@ the part between the braces counts), so a script or multi-key command about one 
 stays on one node. Braces and ``%`` inside an agent id are percent-escaped, so the tag is the
 whole id and no two agents share a key.
 Each entry has one field, ``m``: a msgpack array ``[message_id, sender, timestamp, payload
-JSON]``. Shared by the writer (:mod:`.redis_backed`) and the reader (:mod:`.redis_mailbox`).
+JSON]``, plus a fifth element, the W3C ``traceparent``, when the sender traces (entries
+without it read as before). Shared by the writer (:mod:`.redis_backed`) and the reader
+(:mod:`.redis_mailbox`).
 """
 
 from __future__ import annotations
@@ -59,8 +61,17 @@ end
 return refused
 """
 
+
+class _Entry(msgspec.Struct, array_like=True, frozen=True):
+    message_id: str
+    sender: str
+    timestamp: float
+    data: bytes
+    traceparent: str | None = None
+
+
 _envelope = msgspec.msgpack.Encoder()
-_unpack_envelope = msgspec.msgpack.Decoder(tuple[str, str, float, bytes])
+_unpack_envelope = msgspec.msgpack.Decoder(_Entry)
 
 
 def agent_tag(agent_id: str) -> str:
@@ -86,10 +97,15 @@ class Outgoing:
 
     __slots__ = ("envelope", "key", "message_id")
 
-    def __init__(self, key: str, message_id: str, sender: str, data: bytes) -> None:
+    def __init__(
+        self, key: str, message_id: str, sender: str, data: bytes, traceparent: str | None = None
+    ) -> None:
         self.key = key
         self.message_id = message_id
-        self.envelope = _envelope.encode((message_id, sender, time.time(), data))
+        fields: tuple[object, ...] = (message_id, sender, time.time(), data)
+        if traceparent is not None:
+            fields += (traceparent,)
+        self.envelope = _envelope.encode(fields)
 
 
 class Held:
@@ -109,14 +125,16 @@ def entry_message(
 ) -> Held | None:
     """Turn a stream entry into a message; ``None`` (logged) for an entry that is not ours."""
     try:
-        message_id, sender, timestamp, data = _unpack_envelope.decode(fields[FIELD])
+        entry = _unpack_envelope.decode(fields[FIELD])
+        data = entry.data
         message = MailboxMessage(
-            message_id=message_id,
-            sender=sender or None,
+            message_id=entry.message_id,
+            sender=entry.sender or None,
             target=target,
             payload=decode_payload(data),
-            timestamp=timestamp,
+            timestamp=entry.timestamp,
             delivery_count=count,
+            traceparent=entry.traceparent,
         )
     except (KeyError, ValueError, TypeError, msgspec.MsgspecError) as error:
         log.error("mailbox entry %r of %s is malformed (%s); dropped", stream_id, target, error)  # noqa: TRY400

@@ -27,6 +27,8 @@ class MailboxMessage:
     payload: Mapping[str, Any]
     timestamp: float
     delivery_count: int = 1
+    traceparent: str | None = None
+    """The W3C trace context of the sending span (set only while tracing is on)."""
 
 
 @runtime_checkable

@@ -31,6 +31,7 @@ from typing import Any
 
 import trio
 
+from .. import _tracing
 from .._sides import HostSlot, trio_side
 from ..config import MeshConfig
 from ..errors import MailboxError, MailboxFull
@@ -52,11 +53,26 @@ __all__ = ["InProcessHub", "LocalMailbox", "open_in_process_hub"]
 class _Entry:
     """A queued message, kept encoded so each delivery decodes a private copy."""
 
-    __slots__ = ("data", "delivery_count", "message_id", "sender", "target", "timestamp")
+    __slots__ = (
+        "data",
+        "delivery_count",
+        "message_id",
+        "sender",
+        "target",
+        "timestamp",
+        "traceparent",
+    )
 
     def __init__(
-        self, message_id: str, sender: str | None, target: str, data: bytes, timestamp: float
+        self,
+        message_id: str,
+        sender: str | None,
+        target: str,
+        data: bytes,
+        timestamp: float,
+        traceparent: str | None = None,
     ) -> None:
+        self.traceparent = traceparent
         self.message_id = message_id
         self.sender = sender
         self.target = target
@@ -72,6 +88,7 @@ class _Entry:
             payload=decode_payload(self.data),
             timestamp=self.timestamp,
             delivery_count=self.delivery_count,
+            traceparent=self.traceparent,
         )
 
 
@@ -107,6 +124,9 @@ class LocalMailbox:
         """
         target = check_target(target_id)
         data = encode_payload(message, self._hub.max_message_size)
+        if _tracing.active():
+            with _tracing.client_span("mailbox", target, self._hub.node_name) as traceparent:
+                return self._hub.deliver(self.agent_id, target, data, traceparent)
         return self._hub.deliver(self.agent_id, target, data)
 
     @trio_side
@@ -236,7 +256,9 @@ class InProcessHub:
             queue = self._queues[agent_id] = _Queue()
         return queue
 
-    def deliver(self, sender: str | None, target: str, data: bytes) -> str:
+    def deliver(
+        self, sender: str | None, target: str, data: bytes, traceparent: str | None = None
+    ) -> str:
         """Append an encoded message to ``target``'s queue; thread-safe, never blocks."""
         if self._closed:
             raise MailboxError(f"in-process hub {self.node_name} is closed")
@@ -248,7 +270,8 @@ class InProcessHub:
                     f"mailbox of {target} holds {len(queue.waiting)} waiting messages "
                     f"(queue_size={self.settings.queue_size}); message refused"
                 )
-            queue.waiting.append(_Entry(message_id, sender, target, data, time.time()))
+            entry = _Entry(message_id, sender, target, data, time.time(), traceparent)
+            queue.waiting.append(entry)
         self._caller.wake(queue.lot)
         return message_id
 

@@ -192,7 +192,7 @@ class RedisHub:
         if mailbox is not None:
             mailbox.release()
 
-    def enqueue(self, sender: str, target: str, data: bytes) -> str:
+    def enqueue(self, sender: str, target: str, data: bytes, traceparent: str | None = None) -> str:
         """Accept a message for the writer; thread-safe, never blocks."""
         if self._closed:
             raise MailboxError(f"mailbox hub {self.node_name} is closed")
@@ -203,7 +203,7 @@ class RedisHub:
                     f"outbox of {self.node_name} holds {len(self._outbox)} messages not yet "
                     f"written to Redis (outbox_size={self.settings.outbox_size}); message refused"
                 )
-            self._outbox.append(Outgoing(stream_key(target), message_id, sender, data))
+            self._outbox.append(Outgoing(stream_key(target), message_id, sender, data, traceparent))
         self._caller.call(self._wake.set)
         return message_id
 

@@ -16,6 +16,7 @@ import redis
 import redis.exceptions
 import trio
 
+from .. import _tracing
 from .._redis import Backoff, RedisClient, is_transient
 from .._sides import HostSlot, trio_side
 from ._codec import decode_payload, encode_payload
@@ -32,12 +33,15 @@ class HubSide(Protocol):
     mailbox of the node."""
 
     host_slot: HostSlot
+    node_name: str
     client: RedisClient
     settings: MailboxSettings
     max_message_size: int
     ttl_ms: int
 
-    def enqueue(self, sender: str, target: str, data: bytes) -> str: ...
+    def enqueue(
+        self, sender: str, target: str, data: bytes, traceparent: str | None = None
+    ) -> str: ...
 
     def enqueue_ack(self, key: str, stream_id: bytes) -> None: ...
 
@@ -76,6 +80,9 @@ class RedisMailbox:
         """
         target = check_target(target_id)
         data = encode_payload(message, self._hub.max_message_size)
+        if _tracing.active():
+            with _tracing.client_span("mailbox", target, self._hub.node_name) as traceparent:
+                return self._hub.enqueue(self.agent_id, target, data, traceparent)
         return self._hub.enqueue(self.agent_id, target, data)
 
     # receiving ---------------------------------------------------------------------------

@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING, Any
 
 import trio
 
+from .. import _tracing
 from .._sides import HostSlot, trio_side
 from ..payload import checked_context, checked_copy
 from .messages import NOTIFY, REQUEST, RESPONSE, IncomingMessage
@@ -216,6 +217,18 @@ class PeerClient:
     ) -> bool:
         """Fire and forget. ``True`` once handed to a live route, ``False`` if ``target``
         cannot be resolved or its inbox stays full for the node's ``notify_timeout``."""
+        if _tracing.active():
+            with _tracing.client_span("notify", target, self._router.node_id) as traceparent:
+                return await self._notify(target, message, context, traceparent)
+        return await self._notify(target, message, context, None)
+
+    async def _notify(
+        self,
+        target: str,
+        message: dict[str, Any],
+        context: dict[str, Any] | None,
+        traceparent: str | None,
+    ) -> bool:
         await trio.lowlevel.checkpoint_if_cancelled()
         router = self._router
         data, ctx = self._checked(message, context)
@@ -225,7 +238,15 @@ class PeerClient:
             return False
         info, inbox = found
         msg = IncomingMessage(
-            self._agent_id, router.node_id, NOTIFY, data, None, time.time(), ctx, info.agent_id
+            self._agent_id,
+            router.node_id,
+            NOTIFY,
+            data,
+            None,
+            time.time(),
+            ctx,
+            info.agent_id,
+            traceparent,
         )
         traffic = router.traffic
         if inbox is not None and inbox.put_nowait(msg):
@@ -253,7 +274,11 @@ class PeerClient:
     ) -> dict[str, Any] | None:
         """Send a request and wait for the reply dict; ``None`` on an unresolved target, a
         send failure, a timeout, a dead target node or a stopping node."""
-        reply = await self._exchange(target, message, timeout, context)
+        if _tracing.active():
+            with _tracing.client_span("request", target, self._router.node_id) as traceparent:
+                reply = await self._exchange(target, message, timeout, context, traceparent)
+        else:
+            reply = await self._exchange(target, message, timeout, context)
         return None if reply is None else reply.data
 
     @trio_side
@@ -265,15 +290,23 @@ class PeerClient:
         context: dict[str, Any] | None = None,
     ) -> IncomingMessage | None:
         """Like :meth:`request` but returns the whole response message (sender, context)."""
+        if _tracing.active():
+            with _tracing.client_span("request", target, self._router.node_id) as traceparent:
+                return await self._exchange(target, message, timeout, context, traceparent)
         return await self._exchange(target, message, timeout, context)
 
     async def _exchange(
-        self, target: str, message: dict[str, Any], timeout: float, context: dict[str, Any] | None
+        self,
+        target: str,
+        message: dict[str, Any],
+        timeout: float,
+        context: dict[str, Any] | None,
+        traceparent: str | None = None,
     ) -> IncomingMessage | None:
         """Send a request and park until its response, its deadline or the node stopping;
         the pending entry is removed whichever way the call ends."""
         await trio.lowlevel.checkpoint_if_cancelled()
-        prepared = self._prepare_request(target, message, timeout, context)
+        prepared = self._prepare_request(target, message, timeout, context, traceparent)
         if prepared is None:
             return None
         entry, msg, inbox, info = prepared
@@ -311,7 +344,12 @@ class PeerClient:
         return reply
 
     def _prepare_request(
-        self, target: str, message: dict[str, Any], timeout: float, context: dict[str, Any] | None
+        self,
+        target: str,
+        message: dict[str, Any],
+        timeout: float,
+        context: dict[str, Any] | None,
+        traceparent: str | None,
     ) -> tuple[PendingEntry, IncomingMessage, AgentInbox | None, PeerInfo] | None:
         """Check the payload, resolve the target and open the pending entry; ``None`` (counted)
         when the request cannot be made. Synchronous: nothing to clean up if it raises."""
@@ -338,6 +376,7 @@ class PeerClient:
             time.time(),
             ctx,
             info.agent_id,
+            traceparent,
         )
         return entry, msg, inbox, info
 
@@ -396,6 +435,14 @@ class PeerClient:
     ) -> int:
         """Notify every other agent in the mesh (one message per agent, concurrently);
         returns how many were delivered."""
+        if _tracing.active():
+            with _tracing.client_span("broadcast", "*", self._router.node_id) as traceparent:
+                return await self._broadcast(message, context, traceparent)
+        return await self._broadcast(message, context, None)
+
+    async def _broadcast(
+        self, message: dict[str, Any], context: dict[str, Any] | None, traceparent: str | None
+    ) -> int:
         await trio.lowlevel.checkpoint_if_cancelled()
         router = self._router
         data, ctx = self._checked(message, context)
@@ -415,7 +462,7 @@ class PeerClient:
             else:
                 payload, own_ctx = checked_copy(data), checked_context(ctx)
             msg = IncomingMessage(
-                me, router.node_id, NOTIFY, payload, None, now, own_ctx, info.agent_id
+                me, router.node_id, NOTIFY, payload, None, now, own_ctx, info.agent_id, traceparent
             )
             inbox = directory.local_route(info.agent_id)
             if inbox is not None:
@@ -461,6 +508,19 @@ class PeerClient:
         """Send a request without waiting; returns its id (``async-`` + 12 hex) for
         :meth:`check_inbox`. The entry expires ``timeout`` seconds from now. Raises
         ``ValueError`` when the target cannot be resolved or the message cannot be sent."""
+        if _tracing.active():
+            with _tracing.client_span("ask_async", target, self._router.node_id) as traceparent:
+                return await self._ask_async(target, message, timeout, context, traceparent)
+        return await self._ask_async(target, message, timeout, context, None)
+
+    async def _ask_async(
+        self,
+        target: str,
+        message: dict[str, Any],
+        timeout: float,
+        context: dict[str, Any] | None,
+        traceparent: str | None,
+    ) -> str:
         await trio.lowlevel.checkpoint_if_cancelled()
         router = self._router
         wait = _checked_timeout("timeout", timeout, allow_none=False)
@@ -488,6 +548,7 @@ class PeerClient:
             time.time(),
             ctx,
             info.agent_id,
+            traceparent,
         )
         if inbox is not None:
             if inbox.put_nowait(msg):

@@ -34,6 +34,8 @@ class IncomingMessage(msgspec.Struct, frozen=True, gc=False):
     timestamp: float = 0.0
     context: dict[str, Any] = msgspec.field(default_factory=dict)
     target: str = ""
+    traceparent: str | None = None
+    """The W3C trace context of the span that sent it (set only while tracing is on)."""
 
     @property
     def is_request(self) -> bool:

@@ -54,7 +54,9 @@ class Envelope(msgspec.Struct, array_like=True, frozen=True, gc=False):
 
     ``target`` and ``sender`` are agent ids (empty for node-level kinds); ``correlation_id``
     is a request's id, repeated by the REPLY (or DIRECTORY) that answers it; ``context`` is
-    the caller's metadata (a JSON object or ``None``); ``data`` the JSON payload.
+    the caller's metadata (a JSON object or ``None``); ``data`` the JSON payload;
+    ``traceparent`` the W3C trace context of the sending span, ``null`` unless tracing is on
+    (a trailing field with a default: a frame of the seven earlier fields still decodes).
     """
 
     kind: Kind
@@ -64,6 +66,7 @@ class Envelope(msgspec.Struct, array_like=True, frozen=True, gc=False):
     timestamp: float
     context: dict[str, Any] | None
     data: Any
+    traceparent: str | None = None
 
 
 _encoder = msgspec.json.Encoder()

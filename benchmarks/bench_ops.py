@@ -1,0 +1,260 @@
+"""What operating a node costs: per-role metrics, the OpenTelemetry API without an SDK, the
+``jarvis-trio members`` command, and an admin endpoint held by idle connections.
+
+Questions (targets from the issue):
+
+* in-process sequential ``request`` with the per-role accounting (what ``/metrics`` reads)
+  on, against off: ≥ 95 % of the off figure;
+* the same with the OpenTelemetry API installed but no SDK configured, against the API
+  absent (the tracing module told there is none): ≥ 97 %;
+* ``jarvis-trio members`` against a running node, interpreter start included: ≤ 1 s wall;
+* 200 idle connections held on the admin endpoint: the node's request latency unchanged
+  within noise, memory bounded (the endpoint serves at most 64 connections; the rest are
+  answered 503 and closed).
+
+Compared figures are measured alternately in one process, several runs each, and reported as
+the ratio of medians: the machine is shared and noisy, the ratio much less so.
+"""
+
+from __future__ import annotations
+
+import gc
+import os
+import re
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from typing import Any
+
+import trio
+
+from jarvis_trio import _tracing
+from jarvis_trio.agent import CustomAgent
+from jarvis_trio.bench.results import Result, median, percentile, step
+from jarvis_trio.mesh import Mesh, open_mesh
+from jarvis_trio.peers.messages import IncomingMessage
+from jarvis_trio.testing.ports import free_swim_port
+
+
+class Echo(CustomAgent):
+    role = "echo"
+
+    async def on_peer_request(self, message: IncomingMessage) -> dict[str, Any]:
+        return message.data
+
+
+class Caller(CustomAgent):
+    role = "caller"
+
+    async def run(self) -> None:
+        return None
+
+
+async def _timed_requests(mesh: Mesh, count: int) -> list[float]:
+    caller = next(a for a in mesh.agents if a.role == "caller")
+    request = caller.peers.request
+    for n in range(min(1000, count)):  # warm-up
+        await request("echo", {"n": n})
+    clock = time.perf_counter_ns
+    samples = [0.0] * count
+    gc.collect()
+    for n in range(count):
+        t0 = clock()
+        await request("echo", {"n": n})
+        samples[n] = (clock() - t0) / 1000
+    return samples
+
+
+def sequential(count: int, folder: str, prepare: Callable[[Mesh], None]) -> float:
+    """req/s of ``count`` back-to-back requests on one node after ``prepare(mesh)``."""
+    out: list[float] = []
+
+    async def main() -> None:
+        config = {"node_name": "bench", "blob_storage_path": folder}
+        async with open_mesh(config, agents=[Echo, Caller], env_file=None, environ={}) as mesh:
+            prepare(mesh)
+            began = time.perf_counter()
+            await _timed_requests(mesh, count)
+            out.append(count / (time.perf_counter() - began))
+
+    trio.run(main)
+    return out[0]
+
+
+def _metrics(enabled: bool) -> Callable[[Mesh], None]:
+    def prepare(mesh: Mesh) -> None:
+        mesh.router.traffic.enabled = enabled
+
+    return prepare
+
+
+def _no_prepare(mesh: Mesh) -> None:
+    return None
+
+
+def alternate(
+    runs: int, first: Callable[[], float], second: Callable[[], float]
+) -> tuple[list[float], list[float]]:
+    a: list[float] = []
+    b: list[float] = []
+    for _ in range(runs):
+        a.append(first())
+        b.append(second())
+    return a, b
+
+
+def without_otel_api(measure: Callable[[], float]) -> float:
+    """``measure()`` with the tracing module believing the OpenTelemetry API is absent."""
+    saved = _tracing._trace
+    _tracing._trace = None  # type: ignore[assignment]
+    try:
+        return measure()
+    finally:
+        _tracing._trace = saved
+
+
+def members_wall_time(runs: int, folder: str) -> list[float]:
+    """Seconds of ``python -m jarvis_trio members`` against a node started for it."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("JC_", "P2P_", "REDIS_"))}
+    env["PYTHONUNBUFFERED"] = "1"
+    env["JC_BLOB_STORAGE_PATH"] = folder
+    node = subprocess.Popen(
+        [
+            *(sys.executable, "-m", "jarvis_trio", "run", "benchmarks.bench_ops:Echo"),
+            *("--port", str(free_swim_port()), "--admin-port", "0", "--name", "bench-node"),
+        ],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+        text=True,
+    )
+    try:
+        assert node.stdout is not None
+        banner = node.stdout.readline()
+        found = re.search(r"admin http://(\S+)", banner)
+        if found is None:
+            raise RuntimeError(f"the node did not start: {banner!r}")
+        admin = found[1]
+        times = []
+        for _ in range(runs):
+            began = time.perf_counter()
+            done = subprocess.run(
+                [sys.executable, "-m", "jarvis_trio", "members", "--admin", admin],
+                env=env,
+                capture_output=True,
+                check=False,
+            )
+            times.append(time.perf_counter() - began)
+            if done.returncode != 0:
+                raise RuntimeError(done.stderr.decode())
+        return times
+    finally:
+        node.terminate()
+        node.wait(30)
+
+
+def _rss_kib() -> int:
+    with open("/proc/self/status", encoding="ascii") as status:
+        for line in status:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1])
+    return 0
+
+
+def idle_connections(count: int, requests: int, rounds: int, folder: str) -> dict[str, Any]:
+    """Request latency (p50, p99 µs) without and with ``count`` idle connections held on the
+    admin endpoint, alternately; RSS before and after opening them; what the endpoint did."""
+    out: dict[str, Any] = {}
+
+    async def main() -> None:
+        config = {"node_name": "bench", "blob_storage_path": folder, "admin_port": 0}
+        async with open_mesh(config, agents=[Echo, Caller], env_file=None, environ={}) as mesh:
+            assert mesh.admin_address is not None
+            host, port = mesh.admin_address
+            quiet: list[float] = []
+            held: list[float] = []
+            rss_before = rss_after = 0
+            for _ in range(rounds):
+                quiet += await _timed_requests(mesh, requests)
+                gc.collect()
+                rss_before = _rss_kib()
+                streams = [await trio.open_tcp_stream(host, port) for _ in range(count)]
+                await trio.sleep(0.2)  # the server accepts (or refuses) them in its own tasks
+                held += await _timed_requests(mesh, requests)
+                gc.collect()
+                rss_after = _rss_kib()
+                for stream in streams:
+                    await stream.aclose()
+            out["quiet"] = (percentile(quiet, 50), percentile(quiet, 99))
+            out["held"] = (percentile(held, 50), percentile(held, 99))
+            out["rss"] = (rss_before, rss_after)
+
+    trio.run(main)
+    return out
+
+
+def run(quick: bool) -> list[Result]:
+    """Answer the questions; quick mode keeps the module around a minute."""
+    runs = 3 if quick else 7
+    count = 5_000 if quick else 20_000
+    with tempfile.TemporaryDirectory() as folder:
+        step(f"metrics on / off, {runs} x {count:,} requests each")
+        on, off = alternate(
+            runs,
+            lambda: sequential(count, folder, _metrics(True)),
+            lambda: sequential(count, folder, _metrics(False)),
+        )
+        step(f"OpenTelemetry API without SDK / absent, {runs} x {count:,} requests each")
+        api, absent = alternate(
+            runs,
+            lambda: sequential(count, folder, _no_prepare),
+            lambda: without_otel_api(lambda: sequential(count, folder, _no_prepare)),
+        )
+        step("jarvis-trio members against a running node")
+        walls = members_wall_time(5 if quick else 11, folder)
+        step("200 idle connections on the admin endpoint")
+        idle = idle_connections(200, 2_000 if quick else 10_000, 2 if quick else 4, folder)
+    metrics_ratio = median(on) / median(off)
+    otel_ratio = median(api) / median(absent)
+    wall = median(walls)
+    quiet_p50, quiet_p99 = idle["quiet"]
+    held_p50, held_p99 = idle["held"]
+    rss_before, rss_after = idle["rss"]
+    latency_ratio = held_p50 / quiet_p50
+    return [
+        Result(
+            "ops: request with metrics on vs off",
+            metrics_ratio,
+            "ratio to off",
+            "≥ 0.95",
+            metrics_ratio >= 0.95,
+            f"on {median(on):,.0f} req/s, off {median(off):,.0f} req/s, median of {runs}",
+        ),
+        Result(
+            "ops: request with the OTel API, no SDK",
+            otel_ratio,
+            "ratio to absent",
+            "≥ 0.97",
+            otel_ratio >= 0.97,
+            f"API {median(api):,.0f} req/s, absent {median(absent):,.0f} req/s, median of {runs}",
+        ),
+        Result(
+            "ops: jarvis-trio members wall time",
+            wall,
+            "s",
+            "≤ 1 s",
+            wall <= 1.0,
+            f"median of {len(walls)}, interpreter start included; max {max(walls):.2f} s",
+        ),
+        Result(
+            "ops: request p50 with 200 idle admin connections",
+            latency_ratio,
+            "ratio to quiet",
+            "≈ 1 (noise)",
+            latency_ratio <= 1.15,
+            f"p50 {quiet_p50:.1f} → {held_p50:.1f} µs, p99 {quiet_p99:.1f} → {held_p99:.1f} µs; "
+            f"RSS {rss_before / 1024:.1f} → {rss_after / 1024:.1f} MiB",
+        ),
+    ]

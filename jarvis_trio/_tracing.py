@@ -1,0 +1,132 @@
+"""OpenTelemetry traces of messages, through the API only (the ``otel`` extra).
+
+What a user gets, once they configure an OpenTelemetry SDK in their process: a *client* span
+for every ``request`` / ``notify`` / ``broadcast`` / ``ask_async`` / ``mailbox.send`` and a
+*server* span for the handler that serves it, the second a child of the first whichever route
+the message took. The W3C ``traceparent`` travels in the message itself -- the envelope on
+ZeroMQ, the stream entry in Redis, the message object on the same node -- never in the user's
+``context`` dict.
+
+Cost when nothing is configured: with ``opentelemetry-api`` absent, :func:`active` is a
+constant ``False``; with the API installed but no SDK (the global provider is still the API's
+proxy), it is one function call and one ``isinstance`` per message, and no span object is
+ever made. Once a real provider is set (OpenTelemetry allows that once per process) the
+answer is remembered. A node without an SDK does not forward the traceparent it received.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any
+
+__all__ = [
+    "active",
+    "client_span",
+    "format_traceparent",
+    "parse_traceparent",
+    "server_span",
+]
+
+try:
+    from opentelemetry import context as _otel_context
+    from opentelemetry import trace as _trace
+except ImportError:  # the otel extra is not installed: tracing is off for good
+    _trace = None  # type: ignore[assignment]
+    _otel_context = None  # type: ignore[assignment]
+
+_SCOPE = "jarvis_trio"
+_configured = False
+_tracer: Any = None
+
+
+def active() -> bool:
+    """True once an OpenTelemetry SDK (any real tracer provider) is configured."""
+    global _configured, _tracer
+    if _configured:
+        return True
+    if _trace is None:
+        return False
+    provider = _trace.get_tracer_provider()
+    if isinstance(provider, _trace.ProxyTracerProvider | _trace.NoOpTracerProvider):
+        return False
+    _configured = True
+    _tracer = provider.get_tracer(_SCOPE)
+    return True
+
+
+def format_traceparent(span: Any) -> str | None:
+    """The W3C ``traceparent`` of ``span`` (``None`` for an invalid span context)."""
+    ctx = span.get_span_context()
+    if not ctx.is_valid:
+        return None
+    return f"00-{ctx.trace_id:032x}-{ctx.span_id:016x}-{int(ctx.trace_flags):02x}"
+
+
+def parse_traceparent(value: object) -> Any:
+    """The remote span context a ``traceparent`` names, or ``None`` for anything malformed
+    (it came from the network: it is checked, never trusted)."""
+    if _trace is None or not isinstance(value, str) or len(value) != 55:
+        return None
+    version, trace_id, span_id, flags = value.split("-") if value.count("-") == 3 else ("",) * 4
+    if version != "00" or len(trace_id) != 32 or len(span_id) != 16 or len(flags) != 2:
+        return None
+    try:
+        trace_int, span_int, flags_int = int(trace_id, 16), int(span_id, 16), int(flags, 16)
+    except ValueError:
+        return None
+    if trace_int == 0 or span_int == 0:
+        return None
+    return _trace.SpanContext(
+        trace_int, span_int, is_remote=True, trace_flags=_trace.TraceFlags(flags_int & 1)
+    )
+
+
+@contextmanager
+def client_span(operation: str, target: str, node: str, **attributes: Any) -> Iterator[str | None]:
+    """A client span around sending one message; yields the ``traceparent`` to carry.
+
+    Call only when :func:`active`; the span is a child of the caller's current span (a
+    handler's server span, for a message sent while serving another).
+    """
+    kind = _trace.SpanKind.PRODUCER if operation != "request" else _trace.SpanKind.CLIENT
+    with _tracer.start_as_current_span(
+        f"{operation} {target}",
+        kind=kind,
+        attributes={
+            "messaging.system": "jarvis_trio",
+            "messaging.operation": operation,
+            "messaging.destination.name": target,
+            "jarvis.node": node,
+            **attributes,
+        },
+    ) as span:
+        yield format_traceparent(span)
+
+
+@contextmanager
+def server_span(
+    operation: str, traceparent: str | None, agent_id: str, node: str, **attributes: Any
+) -> Iterator[None]:
+    """A server span around a handler, the child of the client span that sent the message
+    (a new trace when the message carried no valid ``traceparent``)."""
+    parent = parse_traceparent(traceparent)
+    ctx = (
+        _trace.set_span_in_context(_trace.NonRecordingSpan(parent))
+        if parent is not None
+        else _otel_context.Context()
+    )
+    kind = _trace.SpanKind.SERVER if operation == "request" else _trace.SpanKind.CONSUMER
+    with _tracer.start_as_current_span(
+        f"handle {operation}",
+        context=ctx,
+        kind=kind,
+        attributes={
+            "messaging.system": "jarvis_trio",
+            "messaging.operation": operation,
+            "jarvis.agent": agent_id,
+            "jarvis.node": node,
+            **attributes,
+        },
+    ):
+        yield
