@@ -634,6 +634,11 @@ class Mesh:
         return self.events.open(maxlen=maxlen, agents=agents)
 
     @property
+    def services(self) -> NodeServices | None:
+        """The node's services while it runs: mailbox hub, blob storage, Redis store, auth."""
+        return self._services
+
+    @property
     def cluster_node(self) -> ClusterNode | None:
         """The cross-node layer while P2P runs (its stats, SWIM node and bridge)."""
         return self._cluster_node

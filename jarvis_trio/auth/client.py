@@ -76,6 +76,9 @@ class NexusClient:
         self.base_url = base_url.rstrip("/")
         self._http = http
         self._timeout = timeout
+        self.calls: dict[tuple[str, str], int] = {}
+        """Calls by ``(endpoint, outcome)``; outcome ``ok``, ``unavailable`` or
+        ``protocol_error`` (what the metrics report)."""
 
     async def request_connection(
         self, user_id: str, provider: str, scopes: Sequence[str], return_url: str
@@ -133,6 +136,28 @@ class NexusClient:
         *,
         accept: tuple[int, ...] = (),
         parse: bool = True,
+    ) -> tuple[int, Any]:
+        outcome = "ok"
+        try:
+            return await self._exchange(method, path, endpoint, body, accept, parse)
+        except NexusUnavailable:
+            outcome = "unavailable"
+            raise
+        except NexusProtocolError:
+            outcome = "protocol_error"
+            raise
+        finally:
+            key = (endpoint, outcome)
+            self.calls[key] = self.calls.get(key, 0) + 1
+
+    async def _exchange(
+        self,
+        method: str,
+        path: str,
+        endpoint: str,
+        body: Mapping[str, Any] | None,
+        accept: tuple[int, ...],
+        parse: bool,
     ) -> tuple[int, Any]:
         url = self.base_url + path
         try:

@@ -241,6 +241,15 @@ class AuthenticationManager:
         """True when a gateway URL was given."""
         return self._client is not None
 
+    def nexus_calls(self) -> dict[str, dict[str, int]]:
+        """Calls to the gateway so far: endpoint -> outcome (``ok``, ``unavailable``,
+        ``protocol_error``) -> count. Empty without a gateway."""
+        out: dict[str, dict[str, int]] = {}
+        if self._client is not None:
+            for (endpoint, outcome), count in self._client.calls.items():
+                out.setdefault(endpoint, {})[outcome] = count
+        return out
+
     def cached_connections(self) -> dict[tuple[str, str], str]:
         """(provider, user UUID) -> connection id, for every connection being watched."""
         return {key: value[0] for key, value in self._connections.items()}

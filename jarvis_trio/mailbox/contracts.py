@@ -75,3 +75,8 @@ class MailboxHub(Protocol):
     kind: str  # "in-process" or "redis"
 
     def mailbox_for(self, agent_id: str) -> Mailbox: ...
+
+    def stats(self) -> dict[str, int]:
+        """Counters: ``sent``, ``acked``, ``redelivered`` (given back, or claimed again from
+        a reader that died), and what the backend adds (waiting messages, the outbox)."""
+        ...

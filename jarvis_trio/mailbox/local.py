@@ -173,6 +173,7 @@ class LocalMailbox:
         """Acknowledge a claimed message: it is gone for good."""
         await self._pacer.checkpoint()
         self._claims.pop(message)
+        self._hub.counters["acked"] += 1
 
     @trio_side
     async def nack(self, message: MailboxMessage) -> None:
@@ -180,6 +181,7 @@ class LocalMailbox:
         await self._pacer.checkpoint()
         entry = self._claims.pop(message)
         entry.delivery_count += 1
+        self._hub.counters["redelivered"] += 1
         self._hub.give_back(self.agent_id, [entry])
 
     def release(self) -> None:
@@ -221,9 +223,17 @@ class InProcessHub:
         self._caller = TrioCaller()
         self._ids = MessageIds()
         self._closed = False
+        self.counters: dict[str, int] = {"sent": 0, "acked": 0, "redelivered": 0}
 
     def __repr__(self) -> str:
         return f"<InProcessHub {self.node_name} queues={len(self._queues)}>"
+
+    def stats(self) -> dict[str, int]:
+        """Counters (see :meth:`MailboxHub.stats`) and ``waiting``: messages queued in the
+        node's mailboxes, not yet claimed."""
+        with self._lock:
+            waiting = sum(len(queue.waiting) for queue in self._queues.values())
+        return {**self.counters, "waiting": waiting}
 
     def mailbox_for(self, agent_id: str) -> LocalMailbox:
         """The mailbox of ``agent_id`` (the same object until :meth:`release`)."""
@@ -272,6 +282,7 @@ class InProcessHub:
                 )
             entry = _Entry(message_id, sender, target, data, time.time(), traceparent)
             queue.waiting.append(entry)
+            self.counters["sent"] += 1
         self._caller.wake(queue.lot)
         return message_id
 

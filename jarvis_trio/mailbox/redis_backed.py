@@ -132,6 +132,7 @@ class RedisHub:
         self._lock = threading.Lock()
         self._caller = TrioCaller()
         self._ids = MessageIds()
+        self.counters: dict[str, int] = {"sent": 0, "acked": 0, "redelivered": 0}
         self._wake = trio.Event()
         self._progress = trio.Event()
         self._closed = False
@@ -173,6 +174,16 @@ class RedisHub:
         """Wait for the writer's next write attempt (successful or not) to finish."""
         await self._progress.wait()
 
+    def stats(self) -> dict[str, int]:
+        """Counters (see :meth:`MailboxHub.stats`), ``written`` to and ``dropped`` by Redis,
+        and ``outbox``: messages accepted but not yet confirmed by Redis."""
+        return {
+            **self.counters,
+            "written": self.written,
+            "dropped": self.dropped,
+            "outbox": self.pending_writes,
+        }
+
     def mailbox_for(self, agent_id: str) -> RedisMailbox:
         """The mailbox of ``agent_id`` (the same object until :meth:`release`)."""
         check_target(agent_id)
@@ -204,6 +215,7 @@ class RedisHub:
                     f"written to Redis (outbox_size={self.settings.outbox_size}); message refused"
                 )
             self._outbox.append(Outgoing(stream_key(target), message_id, sender, data, traceparent))
+            self.counters["sent"] += 1
         self._caller.call(self._wake.set)
         return message_id
 

@@ -34,6 +34,7 @@ class HubSide(Protocol):
 
     host_slot: HostSlot
     node_name: str
+    counters: dict[str, int]
     client: RedisClient
     settings: MailboxSettings
     max_message_size: int
@@ -163,6 +164,7 @@ class RedisMailbox:
         """Acknowledge: the writer removes the message from Redis with its next pipeline."""
         await self._pacer.checkpoint()
         held = self._claims.pop(message)
+        self._hub.counters["acked"] += 1
         self._hub.enqueue_ack(self.key, held.stream_id)
 
     @trio_side
@@ -170,6 +172,7 @@ class RedisMailbox:
         """Give a claimed message back: it is delivered again before any other."""
         await self._pacer.checkpoint()
         held = self._claims.pop(message)
+        self._hub.counters["redelivered"] += 1
         again = replace(  # a fresh copy of the payload, whatever the handler did to the last
             message, payload=decode_payload(held.data), delivery_count=message.delivery_count + 1
         )
@@ -307,4 +310,5 @@ class RedisMailbox:
             if item is not None:
                 items.append(item)
         items.sort(key=lambda item: id_order(item.stream_id))
+        self._hub.counters["redelivered"] += len(items)
         return items, len(orphans) == room

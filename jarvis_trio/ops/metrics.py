@@ -74,6 +74,20 @@ class NodeCollector(Collector):
         )
         lost.add_metric([], events["lost"])
         yield lost
+        mailbox = stats.get("mailbox")
+        if mailbox is not None:
+            yield from _mailbox(mailbox)
+        nexus = stats.get("nexus")
+        if nexus is not None:
+            calls = CounterMetricFamily(
+                "jarvis_nexus_calls",
+                "Calls to the Nexus gateway by endpoint and outcome",
+                labels=["endpoint", "outcome"],
+            )
+            for endpoint, outcomes in sorted(nexus.items()):
+                for outcome, count in sorted(outcomes.items()):
+                    calls.add_metric([endpoint, outcome], count)
+            yield calls
         cluster = stats.get("cluster")
         if cluster is not None:
             yield from _cluster(cluster, stats["swim"])
@@ -132,6 +146,31 @@ def _requests(traffic: dict[str, Any]) -> Iterator[Metric]:
     )
     fanout.add_metric([], traffic["broadcast_deliveries"])
     yield fanout
+
+
+_MAILBOX_COUNTERS = ("sent", "acked", "redelivered", "written", "dropped")
+_MAILBOX_BACKLOG = ("waiting", "outbox")
+
+
+def _mailbox(mailbox: dict[str, Any]) -> Iterator[Metric]:
+    messages = CounterMetricFamily(
+        "jarvis_mailbox_messages",
+        "Mailbox messages sent, acknowledged, delivered again, written to / dropped by Redis",
+        labels=["counter"],
+    )
+    backlog = GaugeMetricFamily(
+        "jarvis_mailbox_backlog",
+        "Messages not yet consumed: waiting in in-process mailboxes, or in the Redis outbox",
+        labels=["where"],
+    )
+    for name in _MAILBOX_COUNTERS:
+        if name in mailbox:
+            messages.add_metric([name], mailbox[name])
+    for name in _MAILBOX_BACKLOG:
+        if name in mailbox:
+            backlog.add_metric([name], mailbox[name])
+    yield messages
+    yield backlog
 
 
 def _inboxes(inboxes: dict[str, dict[str, Any]]) -> Iterator[Metric]:

@@ -19,6 +19,7 @@ if TYPE_CHECKING:
     from ..peers.inbox import AgentInbox
     from ..peers.membership import EventHub, EventStream, MemberInfo
     from ..peers.router import Router
+    from ..services import NodeServices
 
 __all__ = ["OperatedNode", "snapshot"]
 
@@ -48,6 +49,8 @@ class OperatedNode(Protocol):
     def directory(self) -> AgentDirectory[AgentInbox]: ...
     @property
     def cluster_node(self) -> ClusterNode | None: ...
+    @property
+    def services(self) -> NodeServices | None: ...
     def members(self) -> list[MemberInfo]: ...
     def membership_events(self, *, maxlen: int = ..., agents: bool = ...) -> EventStream: ...
 
@@ -82,6 +85,11 @@ def snapshot(mesh: OperatedNode) -> dict[str, Any]:
             "peer_hooks_dropped": mesh.peer_hooks_dropped,
         },
     }
+    services = mesh.services
+    if services is not None:
+        out["mailbox"] = {"kind": services.mailboxes.kind, **services.mailboxes.stats()}
+        if services.auth_manager is not None:
+            out["nexus"] = services.auth_manager.nexus_calls()
     cluster = mesh.cluster_node
     if cluster is not None:
         out["cluster"] = cluster.stats()

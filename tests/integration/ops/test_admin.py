@@ -154,6 +154,8 @@ async def test_members_agents_stats_metrics_and_events_of_a_two_node_cluster(
                     assert await caller.peers.request("nobody", {}, timeout=1) is None
                     for _ in range(3):
                         assert await caller.peers.notify("echo", {"note": 1})
+                    echo_id = next(a["agent_id"] for a in agents if a["role"] == "echo")
+                    caller.mailbox.send(echo_id, {"mail": 1})  # on node a: b only sent it
 
                     stats = (await web_b.get("/stats")).json()
                     echo = stats["requests"]["by_role"]["echo"]
@@ -178,6 +180,8 @@ async def test_members_agents_stats_metrics_and_events_of_a_two_node_cluster(
                     assert samples[("jarvis_request_duration_seconds_count", role)] == 5
                     assert samples[("jarvis_request_failed_total", ())] == 1
                     assert samples[("jarvis_members", (("state", "alive"),))] == 2
+                    sent = ("jarvis_mailbox_messages_total", (("counter", "sent"),))
+                    assert samples[sent] == 1
                     assert samples[("jarvis_transport_total", (("counter", "frames_out"),))] >= 10
                     assert not any("agent_id" in dict(labels) for _, labels in samples)
                     assert not any(
