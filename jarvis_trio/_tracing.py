@@ -9,13 +9,15 @@ ZeroMQ, the stream entry in Redis, the message object on the same node -- never 
 
 Cost when nothing is configured: with ``opentelemetry-api`` absent, :func:`active` is a
 constant ``False``; with the API installed but no SDK (the global provider is still the API's
-proxy), it is one function call and one ``isinstance`` per message, and no span object is
-ever made. Once a real provider is set (OpenTelemetry allows that once per process) the
-answer is remembered. A node without an SDK does not forward the traceparent it received.
+proxy), it is one function call and a clock read per message (the provider itself is asked at
+most once a second, see :data:`RECHECK_SECONDS`), and no span object is ever made. Once a
+real provider is set (OpenTelemetry allows that once per process) the answer is remembered.
+A node without an SDK does not forward the traceparent it received.
 """
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
@@ -36,17 +38,27 @@ except ImportError:  # the otel extra is not installed: tracing is off for good
     _otel_context = None  # type: ignore[assignment]
 
 _SCOPE = "jarvis_trio"
+RECHECK_SECONDS = 1.0
+"""How long a "no SDK" answer is trusted: asking OpenTelemetry for the global provider reads
+``os.environ`` and costs about a microsecond, too much for every message; so an SDK
+configured while nodes run is noticed within a second."""
 _configured = False
 _tracer: Any = None
+_next_check = 0.0
+_monotonic = time.monotonic
 
 
 def active() -> bool:
     """True once an OpenTelemetry SDK (any real tracer provider) is configured."""
-    global _configured, _tracer
+    global _configured, _tracer, _next_check
     if _configured:
         return True
     if _trace is None:
         return False
+    now = _monotonic()
+    if now < _next_check:
+        return False
+    _next_check = now + RECHECK_SECONDS
     provider = _trace.get_tracer_provider()
     if isinstance(provider, _trace.ProxyTracerProvider | _trace.NoOpTracerProvider):
         return False
