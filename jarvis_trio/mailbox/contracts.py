@@ -76,7 +76,8 @@ class MailboxHub(Protocol):
 
     def mailbox_for(self, agent_id: str) -> Mailbox: ...
 
-    def stats(self) -> dict[str, int]:
+    def stats(self) -> dict[str, Any]:
         """Counters: ``sent``, ``acked``, ``redelivered`` (given back, or claimed again from
-        a reader that died), and what the backend adds (waiting messages, the outbox)."""
+        a reader that died), and what the backend adds (waiting messages, the Redis outbox
+        as ``pending_writes``, ...)."""
         ...

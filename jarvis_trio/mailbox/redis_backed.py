@@ -154,8 +154,10 @@ class RedisHub:
 
     def stats(self) -> dict[str, Any]:
         """Counters for operators: messages written and refused, batches a replica shortfall
-        sent back (``redis_min_replicas``), ``ASK`` redirections followed, what waits."""
+        sent back (``redis_min_replicas``), ``ASK`` redirections followed, what waits; and
+        the counters of every hub (see :meth:`MailboxHub.stats`)."""
         return {
+            **self.counters,
             "backend": self.client.kind,
             "written": self.written,
             "dropped": self.dropped,
@@ -173,16 +175,6 @@ class RedisHub:
     async def progress(self) -> None:
         """Wait for the writer's next write attempt (successful or not) to finish."""
         await self._progress.wait()
-
-    def stats(self) -> dict[str, int]:
-        """Counters (see :meth:`MailboxHub.stats`), ``written`` to and ``dropped`` by Redis,
-        and ``outbox``: messages accepted but not yet confirmed by Redis."""
-        return {
-            **self.counters,
-            "written": self.written,
-            "dropped": self.dropped,
-            "outbox": self.pending_writes,
-        }
 
     def mailbox_for(self, agent_id: str) -> RedisMailbox:
         """The mailbox of ``agent_id`` (the same object until :meth:`release`)."""

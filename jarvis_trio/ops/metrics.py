@@ -149,7 +149,7 @@ def _requests(traffic: dict[str, Any]) -> Iterator[Metric]:
 
 
 _MAILBOX_COUNTERS = ("sent", "acked", "redelivered", "written", "dropped")
-_MAILBOX_BACKLOG = ("waiting", "outbox")
+_MAILBOX_BACKLOG = ("waiting", "pending_writes")
 
 
 def _mailbox(mailbox: dict[str, Any]) -> Iterator[Metric]:
@@ -160,7 +160,8 @@ def _mailbox(mailbox: dict[str, Any]) -> Iterator[Metric]:
     )
     backlog = GaugeMetricFamily(
         "jarvis_mailbox_backlog",
-        "Messages not yet consumed: waiting in in-process mailboxes, or in the Redis outbox",
+        "Messages not yet consumed: waiting in in-process mailboxes, or in the Redis outbox "
+        "(pending_writes)",
         labels=["where"],
     )
     for name in _MAILBOX_COUNTERS:
