@@ -1,0 +1,163 @@
+"""Loops to profile one hot path at a time under a sampling profiler.
+
+``python -m benchmarks.profile_paths PATH [--seconds S]`` runs, for ``S`` seconds, one of:
+
+* ``cross``: sequential ``PeerClient.request`` to an echo agent of a node in another process
+  (``benchmarks.transport_node``);
+* ``cross64``: the same from 64 concurrent requesters;
+* ``stream``: ``PeerClient.notify`` to a sink agent of that node, back to back;
+* ``asyncio``: sequential in-process ``request`` from an ``asyncio.run`` program (the shim);
+* ``local``: sequential in-process ``request`` from Trio.
+
+and prints the number of operations. Profile it with, for example::
+
+    py-spy record --threads --idle --format raw -o /tmp/cross.txt -- \\
+        python -m benchmarks.profile_paths cross
+    python -m benchmarks.profile_paths --fold /tmp/cross.txt
+
+(``--fold`` prints where a raw py-spy profile's samples were, per thread.)
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import collections
+import re
+import time
+from typing import Any
+
+import trio
+
+from benchmarks.bench_transport import _Caller, _discoverable, _near_config, _PeerProcess
+from jarvis_trio.agent import CustomAgent
+from jarvis_trio.mesh import Mesh, open_mesh
+from jarvis_trio.peers.messages import IncomingMessage
+
+PAYLOAD = {"need": "clarification", "entity": "Entity_X", "n": [1, 2, 3]}
+
+
+class Echo(CustomAgent):
+    role = "echo"
+
+    async def on_peer_request(self, message: IncomingMessage) -> dict[str, Any]:
+        return message.data
+
+
+async def _cross(seconds: float, what: str) -> int:
+    far = await trio.to_thread.run_sync(_PeerProcess, "transport_node")
+    done = 0
+    try:
+        words = far.ready.split()
+        seed_port, echo_id, sink_id = int(words[1]), words[2], words[3]
+        async with open_mesh(
+            _near_config("near", seed_port), agents=[_Caller], env_file=None, environ={}
+        ) as near:
+            with trio.fail_after(10):
+                await _discoverable(near, "sink")
+            peers = near.agents[0].peers
+            await peers.request(echo_id, PAYLOAD, timeout=5)
+            deadline = time.perf_counter() + seconds
+            if what == "cross":
+                while time.perf_counter() < deadline:
+                    await peers.request(echo_id, PAYLOAD, timeout=5)
+                    done += 1
+            elif what == "cross64":
+
+                async def requester() -> None:
+                    nonlocal done
+                    while time.perf_counter() < deadline:
+                        await peers.request(echo_id, PAYLOAD, timeout=5)
+                        done += 1
+
+                async with trio.open_nursery() as nursery:
+                    for _ in range(64):
+                        nursery.start_soon(requester)
+            else:
+                while time.perf_counter() < deadline:
+                    for i in range(1000):
+                        await peers.notify(sink_id, {"i": i})
+                    done += 1000
+    finally:
+        await trio.to_thread.run_sync(far.close)
+    return done
+
+
+async def _local_trio(seconds: float) -> int:
+    async with open_mesh({"p2p_enabled": False}, agents=[Echo, _Caller], env_file=None) as mesh:
+        peers = mesh.agents[1].peers
+        done = 0
+        deadline = time.perf_counter() + seconds
+        while time.perf_counter() < deadline:
+            await peers.request("echo", PAYLOAD)
+            done += 1
+        return done
+
+
+async def _local_asyncio(seconds: float) -> int:
+    mesh = Mesh(config={"p2p_enabled": False}, env_file=None, environ={})
+    mesh.add(Echo)
+    caller = mesh.add(_Caller)
+    await mesh.start()
+    done = 0
+    try:
+        deadline = time.perf_counter() + seconds
+        while time.perf_counter() < deadline:
+            await caller.peers.request("echo", PAYLOAD)
+            done += 1
+    finally:
+        await mesh.stop()
+    return done
+
+
+def fold(path: str, top: int = 25) -> None:
+    """Per thread of a raw (collapsed) py-spy profile: the functions where the samples were
+    (self) and the functions on the stack (inclusive), as shares of that thread's samples.
+    Samples taken while importing are left out."""
+    own: dict[str, collections.Counter[str]] = collections.defaultdict(collections.Counter)
+    held: dict[str, collections.Counter[str]] = collections.defaultdict(collections.Counter)
+    totals: collections.Counter[str] = collections.Counter()
+    with open(path, encoding="utf-8") as lines:
+        for line in lines:
+            stack, _, count = line.rstrip().rpartition(" ")
+            frames = stack.split(";")
+            if any("_find_and_load" in frame for frame in frames):
+                continue
+            thread = frames[0].split(":")[-1].strip()
+            clean = [re.sub(r" \(.*?([\w/]+\.py):\d+\)", r" (\1)", f) for f in frames[1:]]
+            totals[thread] += int(count)
+            own[thread][clean[-1] if clean else "?"] += int(count)
+            for frame in set(clean):
+                held[thread][frame] += int(count)
+    for thread, total in totals.most_common():
+        print(f"{thread}: {total} samples")
+        for title, table in (("self", own[thread]), ("inclusive", held[thread])):
+            print(f"  {title}:")
+            for frame, count in table.most_common(top):
+                print(f"    {count / total:6.1%}  {frame[:120]}")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument(
+        "path", nargs="?", choices=["cross", "cross64", "stream", "asyncio", "local"]
+    )
+    parser.add_argument("--seconds", type=float, default=5.0)
+    parser.add_argument("--fold")
+    args = parser.parse_args()
+    if args.fold:
+        fold(args.fold)
+        return
+    started = time.perf_counter()
+    if args.path in ("cross", "cross64", "stream"):
+        done = trio.run(_cross, args.seconds, args.path)
+    elif args.path == "local":
+        done = trio.run(_local_trio, args.seconds)
+    else:
+        done = asyncio.run(_local_asyncio(args.seconds))
+    elapsed = time.perf_counter() - started
+    print(f"{args.path}: {done} operations in {elapsed:.1f} s")
+
+
+if __name__ == "__main__":
+    main()
