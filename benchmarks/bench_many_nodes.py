@@ -35,8 +35,8 @@ from collections.abc import Callable
 from typing import Any
 
 from benchmarks._harness import Result, format_table, machine, median, percentile
-from jarvis_trio.cluster import swim_config
 from jarvis_trio.config import MeshConfig
+from jarvis_trio.swim.config import SwimConfig
 from jarvis_trio.swim.members import EventKind, MembershipEvent
 from jarvis_trio.swim.sim import SimNode, Simulator
 
@@ -133,7 +133,9 @@ def _crash_listener(
 def simulate(n: int, period: float, runs: int, seed: int = 32) -> list[float]:
     """Seconds from crash to DEAD at every survivor, for :func:`victims_for` simultaneous crashes
     in the simulator with the node's own SWIM configuration for ``period``."""
-    config = swim_config(MeshConfig.load({"swim_period": period, "swim_probe_timeout": period / 2}))
+    config = SwimConfig.from_mesh(
+        MeshConfig.load({"swim_period": period, "swim_probe_timeout": period / 2})
+    )
     delays: list[float] = []
     for run in range(runs):
         sim = Simulator(n, seed=seed + run, config=config, record_trace=False)
