@@ -29,8 +29,13 @@ from typing import Any
 
 import trio
 
-from benchmarks.bench_transport import _Caller, _discoverable, _near_config, _PeerProcess
 from jarvis_trio.agent import CustomAgent
+from jarvis_trio.bench.questions.bench_transport import (
+    _Caller,
+    _discoverable,
+    _near_config,
+    _PeerProcess,
+)
 from jarvis_trio.mesh import Mesh, open_mesh
 from jarvis_trio.peers.messages import IncomingMessage
 

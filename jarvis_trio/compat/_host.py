@@ -5,10 +5,15 @@ every call crosses one boundary. Each asyncio loop that calls in gets a *lane* c
 directions:
 
 * asyncio → Trio: a call is appended to the lane's inbox under a lock. The first call into an
-  empty inbox schedules, with ``loop.call_soon``, one kick at the end of the current loop
-  iteration: one ``TrioToken.run_sync_soon`` that drains the inbox and hands each call to a
-  worker task in the host's nursery. ``run_sync_soon`` never blocks, so the asyncio loop never
-  stalls.
+  empty inbox rings the host's *doorbell* (an ``eventfd``; with other calls in flight, at the
+  end of the current loop iteration, so that one ring carries them all). On the Trio side one
+  of the pooled worker tasks, the *leader*, waits on the doorbell's descriptor with
+  ``trio.lowlevel.wait_readable``; woken, it takes every posted call, hands all but the first
+  to other workers, passes the leadership on, and runs the first call itself in the same
+  scheduling batch. Ringing never blocks, so the asyncio loop never stalls. (Measured on the
+  2-core development VM, a no-op call: 74 µs round trip through ``TrioToken.run_sync_soon``
+  and a parked worker, which cost a detour through Trio's entry-queue task and one more
+  scheduling batch; see ``benchmarks/README.md`` for the figures through the doorbell.)
 * Trio → asyncio: finished calls are collected on the Trio thread and handed over once per Trio
   scheduling batch (a Trio instrument's ``before_io_wait``, just before Trio looks for I/O),
   with one ``loop.call_soon_threadsafe`` per lane that resolves the asyncio futures.
@@ -19,13 +24,15 @@ thread that gives the other one the GIL on every call makes both crawl.
 Workers: a call runs in a pooled worker task rather than a task of its own (spawning a task
 and entering a cancel scope per call cost more than the request being forwarded). A worker
 keeps one cancel scope until a call is cancelled through it, then opens a fresh one; between
-calls it parks, and at most :data:`MAX_IDLE_WORKERS` park at once (the others end), so the pool
-tracks the peak concurrency without holding on to it. One consequence: a call that sets a
-context variable without resetting it leaves it set for later calls run by that worker.
+calls it leads (when nobody else does) or parks, and at most :data:`MAX_IDLE_WORKERS` park at
+once (the others end), so the pool tracks the peak concurrency without holding on to it. While
+the host runs there is always a leader, or a worker on its way to lead. One consequence: a call
+that sets a context variable without resetting it leaves it set for later calls run by that
+worker.
 
-The asyncio thread touches Trio objects only through the Trio token, the Trio thread touches
-asyncio objects only through ``call_soon_threadsafe``; everything else they share is plain data
-behind a lock.
+The asyncio thread touches no Trio object (it writes to the doorbell's descriptor, and uses
+the Trio token only to ask the run to stop), the Trio thread touches asyncio objects only
+through ``call_soon_threadsafe``; everything else they share is plain data behind a lock.
 
 Cancellation: when the awaiting asyncio task is cancelled, the call's Trio cancel scope is
 cancelled through the same lane, and the asyncio side raises ``CancelledError`` only once the
@@ -56,6 +63,7 @@ import outcome
 import trio
 
 from ..errors import HostStopped, MeshError
+from ..transport.handoff import Doorbell
 from ._guard import asyncio_guard
 
 __all__ = ["TrioHost"]
@@ -320,10 +328,15 @@ class TrioHost:
         self._stop_early = False
         self._started: tuple[asyncio.AbstractEventLoop, asyncio.Future[None]] | None = None
         self._crash: BaseException | None = None
+        # rung from the asyncio threads under ``_lock`` (which also guards ``_ready_lanes``:
+        # the lanes with posts, each listed once until the leader takes them)
+        self._doorbell: Doorbell | None = None
+        self._ready_lanes: list[_Lane] = []
         # Trio thread only:
         self._active: set[_Call] = set()
         self._finished: list[_Call] = []
         self._idle: list[trio.lowlevel.Task] = []
+        self._leading = False
 
     def __repr__(self) -> str:
         return f"<TrioHost {self.name} {self._state.value}>"
@@ -458,8 +471,10 @@ class TrioHost:
             self._stop_event = trio.Event()
             self._thread_id = threading.get_ident()
             with self._lock:
+                self._doorbell = Doorbell()
                 self._state = _State.RUNNING
                 stop_early = self._stop_early
+            nursery.start_soon(self._worker, None, name=f"{self.name} worker")  # the leader
             if self._started is not None:
                 _notify(*self._started)
             if not stop_early:
@@ -492,6 +507,10 @@ class TrioHost:
             self._state = _State.STOPPED
             lanes = list(self._lanes.values())
             waiters, self._stop_waiters = self._stop_waiters, []
+            self._ready_lanes.clear()  # the sweep below takes every lane's posts
+            if self._doorbell is not None:  # rung only under this lock, never once STOPPED
+                self._doorbell.close()
+                self._doorbell = None
         for call in self._active:
             call.fail(
                 HostStopped(f"the Trio runtime {self.name} stopped during {_describe(call.fn)}")
@@ -574,45 +593,56 @@ class TrioHost:
             return lane
 
     def _wake_for(self, lane: _Lane) -> None:
-        """asyncio thread, once per loop iteration with posts: have Trio drain ``lane``."""
-        token = self._token
-        if token is None:
-            return
-        try:
-            token.run_sync_soon(self._drain, lane)
-        except trio.RunFinishedError:
-            # The run ended: its final sweep failed what it found; fail what came later.
-            for op, call in lane.take_posted():
-                if op == _START:
-                    call.fail(HostStopped(f"the Trio runtime {self.name} has stopped"))
-                    lane.deliver([call])
+        """asyncio thread, once per loop iteration with posts: have Trio take ``lane``'s."""
+        with self._lock:
+            doorbell = self._doorbell
+            if doorbell is not None:
+                if not self._ready_lanes:  # else rung already, and not taken yet
+                    doorbell.ring()
+                self._ready_lanes.append(lane)
+                return
+            if self._state is not _State.STOPPED:
+                return  # not running yet: ``call`` refuses to post before RUNNING
+        # The run ended: its final sweep failed what it found; fail what came later.
+        for op, call in lane.take_posted():
+            if op == _START:
+                call.fail(HostStopped(f"the Trio runtime {self.name} has stopped"))
+                lane.deliver([call])
 
     # -- Trio side ----------------------------------------------------------------------------
 
-    def _drain(self, lane: _Lane) -> None:
-        """Runs on the Trio thread (``run_sync_soon``): hand out or cancel the posted calls.
-
-        It must not raise (an exception here would end the Trio run), so every failure is
-        reported to its call instead."""
-        nursery = self._nursery
-        idle = self._idle
-        for op, call in lane.take_posted():
-            if op == _CANCEL:
-                if call.scope is not None:
+    def _take_ready(self) -> list[_Call]:
+        """The calls posted since the last take, cancellations applied (Trio thread)."""
+        with self._lock:
+            lanes, self._ready_lanes = self._ready_lanes, []
+        starts: list[_Call] = []
+        for lane in lanes:
+            for op, call in lane.take_posted():
+                if op == _START:
+                    starts.append(call)
+                elif call.scope is not None:
                     call.scope.cancel()
                 else:
                     call.cancel_requested = True  # not started yet: it will not run
-                continue
-            if idle:
-                trio.lowlevel.reschedule(idle.pop(), outcome.Value(call))
-                continue
-            if nursery is not None:
-                try:
-                    nursery.start_soon(self._worker, call, name=f"{self.name} worker")
-                except RuntimeError:  # the nursery is closed to new tasks
-                    pass
-                else:
-                    continue
+        return starts
+
+    def _dispatch(self, call: _Call | None) -> None:
+        """Hand ``call`` to a parked worker or a new one (``None``: the leadership).
+
+        It must not raise (the leader would lose the calls it took), so a failure is reported
+        to the call instead."""
+        if self._idle:
+            trio.lowlevel.reschedule(self._idle.pop(), outcome.Value(call))
+            return
+        nursery = self._nursery
+        if nursery is not None:
+            try:
+                nursery.start_soon(self._worker, call, name=f"{self.name} worker")
+            except RuntimeError:  # the nursery is closed to new tasks
+                pass
+            else:
+                return
+        if call is not None:
             call.fail(
                 HostStopped(
                     f"the Trio runtime {self.name} is stopping: {_describe(call.fn)} did not run"
@@ -621,6 +651,8 @@ class TrioHost:
             self._finished.append(call)
 
     async def _worker(self, call: _Call | None) -> None:
+        if call is None:
+            call = await self._next_call()
         while call is not None:
             with trio.CancelScope() as scope:
                 while call is not None:
@@ -631,10 +663,20 @@ class TrioHost:
             call = await self._next_call()
 
     async def _next_call(self) -> _Call | None:
-        """Park until the next call is handed over; ``None`` when enough workers idle."""
+        """The next call for this worker: it leads when nobody does, else parks until a call
+        (or the leadership) is handed over; ``None`` when enough workers idle."""
+        while True:
+            if not self._leading:
+                return await self._lead()
+            if len(self._idle) >= MAX_IDLE_WORKERS:
+                return None
+            handed = await self._park()
+            if handed is not None:
+                return handed
+
+    async def _park(self) -> _Call | None:
+        """Wait among the idle workers for a call, or ``None``: the leadership."""
         idle = self._idle
-        if len(idle) >= MAX_IDLE_WORKERS:
-            return None
         task = trio.lowlevel.current_task()
         idle.append(task)
 
@@ -642,8 +684,29 @@ class TrioHost:
             idle.remove(task)
             return trio.lowlevel.Abort.SUCCEEDED
 
-        handed: _Call = await trio.lowlevel.wait_task_rescheduled(abort)
+        handed: _Call | None = await trio.lowlevel.wait_task_rescheduled(abort)
         return handed
+
+    async def _lead(self) -> _Call:
+        """Wait on the doorbell; woken, take every posted call, hand all but the first to
+        other workers, pass the leadership on and return the first, to run it in this very
+        scheduling batch (a parked worker would only run in the next one)."""
+        doorbell = self._doorbell
+        assert doorbell is not None
+        self._leading = True
+        try:
+            while True:
+                await trio.lowlevel.wait_readable(doorbell.fileno())
+                doorbell.clear()  # before the take: a later post rings again
+                calls = self._take_ready()
+                if calls:
+                    break
+        finally:
+            self._leading = False
+        for call in calls[1:]:
+            self._dispatch(call)
+        self._dispatch(None)  # a parked (or new) worker leads from now on
+        return calls[0]
 
     async def _execute(self, call: _Call, scope: trio.CancelScope) -> None:
         """Run one call in ``scope``; a Cancelled meant for this call propagates to it."""

@@ -429,9 +429,14 @@ def test_idle_workers_are_bounded_and_reused(
             host.run_sync(gate.set)
             assert sum(await asyncio.gather(*calls)) == 5
             assert host.run_sync(lambda: len(host._idle)) == 2
-            before = set(tasks_seen)
-            assert await host.call(hold, gate) == 1  # served by a parked worker
-            assert tasks_seen == before
+            assert host._nursery is not None
+            nursery = host._nursery
+            workers = host.run_sync(lambda: {id(task) for task in nursery.child_tasks})
+            assert len(workers) == 3  # the two parked and the leader
+            tasks_seen.clear()
+            assert await host.call(hold, gate) == 1  # served by the leader, no new task
+            assert tasks_seen <= workers
+            assert host.run_sync(lambda: {id(task) for task in nursery.child_tasks}) == workers
         finally:
             await host.aclose()
 
