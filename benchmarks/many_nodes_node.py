@@ -133,7 +133,10 @@ class _State:
             for index in range(_SENDERS):
                 nursery.start_soon(sender, index)
         latencies.sort()
-        pick = lambda q: latencies[int(q * (len(latencies) - 1))] if latencies else 0.0  # noqa: E731
+
+        def pick(q: float) -> float:
+            return latencies[int(q * (len(latencies) - 1))] if latencies else 0.0
+
         return {**counts, "p50_us": pick(0.5), "p99_us": pick(0.99)}
 
 

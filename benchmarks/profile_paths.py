@@ -138,8 +138,8 @@ def fold(path: str, top: int = 25) -> None:
         print(f"{thread}: {total} samples")
         for title, table in (("self", own[thread]), ("inclusive", held[thread])):
             print(f"  {title}:")
-            for frame, count in table.most_common(top):
-                print(f"    {count / total:6.1%}  {frame[:120]}")
+            for frame, hits in table.most_common(top):
+                print(f"    {hits / total:6.1%}  {frame[:120]}")
 
 
 def main() -> None:
