@@ -7,6 +7,7 @@
 * ``cross64``: the same from 64 concurrent requesters;
 * ``stream``: ``PeerClient.notify`` to a sink agent of that node, back to back;
 * ``asyncio``: sequential in-process ``request`` from an ``asyncio.run`` program (the shim);
+* ``asyncio64``: the same from 64 concurrent asyncio tasks;
 * ``local``: sequential in-process ``request`` from Trio.
 
 and prints the number of operations. Profile it with, for example::
@@ -99,17 +100,22 @@ async def _local_trio(seconds: float) -> int:
         return done
 
 
-async def _local_asyncio(seconds: float) -> int:
+async def _local_asyncio(seconds: float, callers: int = 1) -> int:
     mesh = Mesh(config={"p2p_enabled": False}, env_file=None, environ={})
     mesh.add(Echo)
     caller = mesh.add(_Caller)
     await mesh.start()
     done = 0
-    try:
-        deadline = time.perf_counter() + seconds
+    deadline = time.perf_counter() + seconds
+
+    async def one() -> None:
+        nonlocal done
         while time.perf_counter() < deadline:
             await caller.peers.request("echo", PAYLOAD)
             done += 1
+
+    try:
+        await asyncio.gather(*(one() for _ in range(callers)))
     finally:
         await mesh.stop()
     return done
@@ -145,7 +151,7 @@ def fold(path: str, top: int = 25) -> None:
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument(
-        "path", nargs="?", choices=["cross", "cross64", "stream", "asyncio", "local"]
+        "path", nargs="?", choices=["cross", "cross64", "stream", "asyncio", "asyncio64", "local"]
     )
     parser.add_argument("--seconds", type=float, default=5.0)
     parser.add_argument("--fold")
@@ -159,7 +165,8 @@ def main() -> None:
     elif args.path == "local":
         done = trio.run(_local_trio, args.seconds)
     else:
-        done = asyncio.run(_local_asyncio(args.seconds))
+        callers = 64 if args.path == "asyncio64" else 1
+        done = asyncio.run(_local_asyncio(args.seconds, callers))
     elapsed = time.perf_counter() - started
     print(f"{args.path}: {done} operations in {elapsed:.1f} s")
 
