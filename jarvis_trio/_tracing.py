@@ -7,16 +7,16 @@ the message took. The W3C ``traceparent`` travels in the message itself -- the e
 ZeroMQ, the stream entry in Redis, the message object on the same node -- never in the user's
 ``context`` dict.
 
-Cost when nothing is configured: with ``opentelemetry-api`` absent, :func:`active` is a
-constant ``False``; with the API installed but no SDK (the global provider is still the API's
-proxy), it is one function call and a clock read per message (the provider itself is asked at
-most once a second, see :data:`RECHECK_SECONDS`), and no span object is ever made. Once a
+Cost when nothing is configured: one function call and a clock read per message, whether the
+API is installed or not (jarvis_trio does not import it; the provider is asked at most once a
+second, see :data:`RECHECK_SECONDS`), and no span object is ever made. Once a
 real provider is set (OpenTelemetry allows that once per process) the answer is remembered.
 A node without an SDK does not forward the traceparent it received.
 """
 
 from __future__ import annotations
 
+import sys
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -30,13 +30,6 @@ __all__ = [
     "server_span",
 ]
 
-try:
-    from opentelemetry import context as _otel_context
-    from opentelemetry import trace as _trace
-except ImportError:  # the otel extra is not installed: tracing is off for good
-    _trace = None  # type: ignore[assignment]
-    _otel_context = None  # type: ignore[assignment]
-
 _SCOPE = "jarvis_trio"
 RECHECK_SECONDS = 1.0
 """How long a "no SDK" answer is trusted: asking OpenTelemetry for the global provider reads
@@ -44,26 +37,38 @@ RECHECK_SECONDS = 1.0
 configured while nodes run is noticed within a second."""
 _configured = False
 _tracer: Any = None
+_trace: Any = None  # opentelemetry.trace, once an SDK is found
+_otel_context: Any = None  # opentelemetry.context, likewise
 _next_check = 0.0
 _monotonic = time.monotonic
 
 
 def active() -> bool:
-    """True once an OpenTelemetry SDK (any real tracer provider) is configured."""
-    global _configured, _tracer, _next_check
+    """True once an OpenTelemetry SDK (any real tracer provider) is configured.
+
+    jarvis_trio never imports OpenTelemetry itself to find out: whoever configured an SDK has
+    imported ``opentelemetry.trace``, so while that module is not loaded the answer is no --
+    and a process that merely has the API installed pays nothing for it (no import, no
+    objects for the garbage collector to walk).
+    """
+    global _configured, _tracer, _trace, _otel_context, _next_check
     if _configured:
         return True
-    if _trace is None:
-        return False
     now = _monotonic()
     if now < _next_check:
         return False
     _next_check = now + RECHECK_SECONDS
-    provider = _trace.get_tracer_provider()
-    if isinstance(provider, _trace.ProxyTracerProvider | _trace.NoOpTracerProvider):
+    trace = sys.modules.get("opentelemetry.trace")
+    if trace is None:
         return False
-    _configured = True
+    provider = trace.get_tracer_provider()
+    if isinstance(provider, trace.ProxyTracerProvider | trace.NoOpTracerProvider):
+        return False
+    from opentelemetry import context
+
+    _trace, _otel_context = trace, context
     _tracer = provider.get_tracer(_SCOPE)
+    _configured = True
     return True
 
 
@@ -77,8 +82,13 @@ def format_traceparent(span: Any) -> str | None:
 
 def parse_traceparent(value: object) -> Any:
     """The remote span context a ``traceparent`` names, or ``None`` for anything malformed
-    (it came from the network: it is checked, never trusted)."""
-    if _trace is None or not isinstance(value, str) or len(value) != 55:
+    (it came from the network: it is checked, never trusted) or without the OpenTelemetry
+    API."""
+    if not isinstance(value, str) or len(value) != 55:
+        return None
+    try:
+        from opentelemetry import trace
+    except ImportError:
         return None
     version, trace_id, span_id, flags = value.split("-") if value.count("-") == 3 else ("",) * 4
     if version != "00" or len(trace_id) != 32 or len(span_id) != 16 or len(flags) != 2:
@@ -89,8 +99,8 @@ def parse_traceparent(value: object) -> Any:
         return None
     if trace_int == 0 or span_int == 0:
         return None
-    return _trace.SpanContext(
-        trace_int, span_int, is_remote=True, trace_flags=_trace.TraceFlags(flags_int & 1)
+    return trace.SpanContext(
+        trace_int, span_int, is_remote=True, trace_flags=trace.TraceFlags(flags_int & 1)
     )
 
 
