@@ -186,6 +186,7 @@ class SwimNode:
         self._left = trio.Event()
         self._activity = trio.lowlevel.ParkingLot()
         self.address: Address = bind
+        self.last_send_error: str | None = None  # the latest failed send, for diagnostics
 
     @classmethod
     def from_mesh(
@@ -489,8 +490,9 @@ class SwimNode:
         for addr, data in fx.datagrams:
             try:
                 await sock.sendto(data, addr)
-            except OSError:
+            except OSError as exc:
                 self._counters["send_errors"] += 1
+                self.last_send_error = f"{exc} (to {addr[0]}:{addr[1]})"
 
 
 Resolver = Callable[[str, int], Awaitable[Sequence[str]]]

@@ -118,6 +118,8 @@ class EventKind(enum.Enum):
     DEAD = "dead"
     LEFT = "left"
     METADATA = "metadata"
+    # another live node uses this node's name; ``member`` is its record (where it is)
+    CONFLICT = "conflict"
 
 
 @dataclass(frozen=True, slots=True)

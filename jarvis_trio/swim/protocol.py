@@ -34,10 +34,15 @@ Numbers are range-checked by the codec, versions never overflow (a refutation of
 the last incarnation moves to the next epoch; a claim that cannot be outranked at all is
 refused and counted), and bad input is counted under ``drop_<reason>``.
 
+A record that gives this node's name to *another address* is not refuted blindly: the node
+asks that address first (see ``_claimed``), so that two live nodes started with one name are
+reported as a conflict instead of out-bidding each other's incarnation forever.
+
 Bounds: member table ``max_members``; piggyback queue ``max_broadcasts``; relayed ping-reqs
 ``max_relays``; push/pull replies ``pushpull_replies_per_period``; rejoin candidates
-``max_rejoin_candidates``; tombstones ``max_tombstones``; the dead list is bounded by the
-member table. See :class:`~jarvis_trio.swim.config.SwimConfig`.
+``max_rejoin_candidates``; tombstones ``max_tombstones``; name checks ``MAX_NAME_CHECKS``,
+remembered conflicts ``MAX_NAME_CONFLICTS``; the dead list is bounded by the member table.
+See :class:`~jarvis_trio.swim.config.SwimConfig`.
 """
 
 from __future__ import annotations
@@ -73,9 +78,21 @@ Address = tuple[str, int]
 # (kind, member name or "", number): hashable, cheap, compared by value.
 TimerToken = tuple[int, str, int]
 
-T_PROBE, T_PROBE_TIMEOUT, T_RELAY, T_SUSPECT, T_GOSSIP, T_PUSHPULL, T_REJOIN, T_JOIN, T_FINAL = (
-    range(9)
-)
+(
+    T_PROBE,
+    T_PROBE_TIMEOUT,
+    T_RELAY,
+    T_SUSPECT,
+    T_GOSSIP,
+    T_PUSHPULL,
+    T_REJOIN,
+    T_JOIN,
+    T_FINAL,
+    T_NAME,
+) = range(10)
+# name checks in flight and confirmed name conflicts remembered (see SwimProtocol._claimed)
+MAX_NAME_CHECKS = 4
+MAX_NAME_CONFLICTS = 16
 
 _ALIVE = MemberState.ALIVE
 _SUSPECT = MemberState.SUSPECT
@@ -220,6 +237,10 @@ class SwimProtocol:
         self._rejoin: dict[str, tuple[Address, float]] = {}
         self._seeds: list[Address] = []
         self._joined = False
+        self._name_checks: dict[Address, tuple[int, int]] = {}  # address -> (seq, incarnation)
+        self._conflicts: dict[Address, None] = {}  # confirmed holders of our name, oldest first
+        self.name_conflict: Address | None = None
+        self._announced = False
         self._gossip_armed = False
         self._pp_budget = config.pushpull_replies_per_period
         self._now = 0.0
@@ -259,6 +280,16 @@ class SwimProtocol:
     def local_member(self) -> Member:
         """Snapshot of the local node's own record."""
         return self._self.snapshot()
+
+    @property
+    def joined(self) -> bool:
+        """True once a seed answered the join (at once when there is no seed but this node)."""
+        return self._joined
+
+    @property
+    def checking_name(self) -> bool:
+        """True while a record of this node's name at another address is being checked."""
+        return bool(self._name_checks)
 
     def members(self) -> list[Member]:
         """Snapshot of every record, the local node included, dead ones until reaped."""
@@ -350,6 +381,7 @@ class SwimProtocol:
         for seed in self._seeds:
             self._send_state(seed, codec.FLAG_FIRST)
         if self._seeds:
+            self.stats["join_requests"] += 1
             fx.timers.append(((T_JOIN, "", 0), now + self.config.join_retry))
         return fx
 
@@ -470,7 +502,10 @@ class SwimProtocol:
             self._rejoin_tick(now)
         elif kind == T_FINAL:
             self._final_check_expired(token[2], now)
+        elif kind == T_NAME:
+            self._name_check_expired(token[2])
         elif kind == T_JOIN and not self._joined and not self.leaving:
+            self.stats["join_requests"] += 1
             for seed in self._seeds:
                 self._send_state(seed, codec.FLAG_FIRST)
             fx.timers.append(((T_JOIN, "", 0), now + self.config.join_retry))
@@ -612,6 +647,7 @@ class SwimProtocol:
         elif kind == codec.PUSHPULL:
             if packet.flags & codec.FLAG_REPLY:
                 self._joined = True
+                self._announce()
             elif packet.flags & codec.FLAG_FIRST:
                 if self._pp_budget > 0:
                     self._pp_budget -= 1
@@ -691,6 +727,12 @@ class SwimProtocol:
                 name = raw[name_start:name_end].decode()
             except UnicodeDecodeError:
                 raise DecodeError("malformed") from None
+            if rec is me:
+                meta = codec.decode_meta(raw, meta_start, meta_end, self._meta_cache)
+                if meta.address != me.meta.address:
+                    if state in (_ALIVE, _SUSPECT):
+                        self._claimed(meta, inc, confirmed=sender == self.name)
+                    continue
             if state in (_ALIVE, _SUSPECT):
                 meta = codec.decode_meta(raw, meta_start, meta_end, self._meta_cache)
                 self._on_alive(name, inc, meta, now)
@@ -727,6 +769,78 @@ class SwimProtocol:
             self.health.apply(1)
         self._broadcast_alive(me)
 
+    def _claimed(self, meta: NodeMeta, inc: int, *, confirmed: bool) -> None:
+        """A record gives this node's name to another address.
+
+        Refuting it at once, as SWIM would, starts an incarnation war when a second live node
+        was started with the same name: each would out-bid the other forever. So the claim
+        is checked first, by a push/pull to that address (it carries our record and our
+        name as its sender). A node that answers with a push/pull in our own name is a live
+        holder of the name: a *conflict* (``confirmed``), reported once per address as a
+        ``CONFLICT`` event and kept in :attr:`name_conflict`, never refuted (a holder that had
+        not seen our record yet is shown it, so that both sides report). Silence for
+        ``2 · probe_timeout`` means the record is a stale one (this node's earlier life at
+        another port, say), which is then refuted and so taken over.
+        """
+        addr = meta.address
+        if confirmed:
+            checked = self._name_checks.pop(addr, None) is not None
+            if addr in self._conflicts:
+                return
+            if len(self._conflicts) >= MAX_NAME_CONFLICTS:
+                del self._conflicts[next(iter(self._conflicts))]
+            self._conflicts[addr] = None
+            self.stats["name_conflicts"] += 1
+            if self.name_conflict is None:
+                self.name_conflict = addr
+            claimant = Member(self.name, inc, _ALIVE, meta)
+            self._fx.events.append(MembershipEvent(EventKind.CONFLICT, claimant))
+            if not checked:  # it has not seen our record yet: show it, so that it knows too
+                self._send_state(addr, 0, with_self=True)
+            return
+        if addr in self._conflicts or addr in self._name_checks:
+            return
+        if len(self._name_checks) >= MAX_NAME_CHECKS:
+            self.stats["drop_name_check_full"] += 1
+            return
+        seq = self._next_seq()
+        self._name_checks[addr] = (seq, inc)
+        self.stats["name_checks"] += 1
+        self._send_state(addr, codec.FLAG_FIRST, with_self=True)  # the claimant sees our name
+        self._fx.timers.append(((T_NAME, "", seq), self._now + 2 * self.config.probe_timeout))
+
+    def _name_check_expired(self, seq: int) -> None:
+        found = [addr for addr, (s, _) in self._name_checks.items() if s == seq]
+        if not found:
+            return  # answered: a conflict
+        _, inc = self._name_checks.pop(found[0])
+        self.stats["name_takeovers"] += 1
+        if inc >= self._self.inc and not self.leaving:
+            self._refute(inc)
+        self._announce()
+
+    def _withheld(self) -> bool:
+        """True while a joining node does not yet know its name is its own: before a seed
+        answered, while a record of the name elsewhere is checked, and after a conflict.
+
+        Its record then stays out of its push/pulls (name checks aside): with epochs a new
+        life outranks every record of an older one, so a second node started under a name
+        in use would otherwise move the name to its own address at every member it told.
+        """
+        return bool(self._seeds) and (
+            not self._joined or bool(self._name_checks) or self.name_conflict is not None
+        )
+
+    def _announce(self) -> None:
+        """Once the name is known to be ours, tell the seeds who we are (a push/pull that
+        asks for no answer); they gossip it on as for any new member."""
+        if self._announced or not self._seeds or self._withheld() or self.leaving:
+            return
+        self._announced = True
+        for seed in self._seeds:  # at once, for the seeds that answered
+            self._send_state(seed, 0)
+        self._broadcast_alive(self._self)  # and by gossip, in case a datagram is lost
+
     def _restate(self) -> None:
         """Someone still holds an accusation we already refuted: gossip our current alive
         record again (it goes first on the very next datagram, e.g. the ack to their ping)."""
@@ -737,6 +851,9 @@ class SwimProtocol:
     def _on_alive(self, name: str, inc: int, meta: NodeMeta, now: float) -> None:
         rec = self._members.get(name)
         if rec is self._self:
+            if meta.address != rec.meta.address:
+                self._claimed(meta, inc, confirmed=False)
+                return
             verdict = judge_alive(_ALIVE, rec.inc, inc, is_self=True, same_meta=meta == rec.meta)
             if verdict is Verdict.REFUTE and not self.leaving:
                 self._refute(inc)
@@ -1068,15 +1185,20 @@ class SwimProtocol:
             addr, _ = self._rejoin[self.rng.choice(list(self._rejoin))]
             self._send_state(addr, codec.FLAG_FIRST)
 
-    def _send_state(self, addr: Address, flags: int) -> None:
+    def _send_state(self, addr: Address, flags: int, *, with_self: bool = False) -> None:
         """Send the whole member table to ``addr`` as FULL records, chunked to fit datagrams.
 
         Only the first chunk of a request carries ``FLAG_FIRST``, so the peer answers once.
+        Our own record is left out while the name is not known to be ours (see
+        :meth:`_withheld`) unless ``with_self``.
         """
         budget = self._payload_max - 5 - len(self._self.name8)
         chunk: list[bytes] = []
         used = 0
+        skip = None if with_self or not self._withheld() else self._self
         for rec in self._members.values():
+            if rec is skip:
+                continue
             state = rec.state
             if rec is self._self and self.leaving:
                 state = _LEFT

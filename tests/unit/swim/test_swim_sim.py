@@ -95,7 +95,9 @@ class ClusterMachine(RuleBasedStateMachine):
         self.disturbed_until: dict[int, float] = {}  # stalled or cut off, false deaths allowed
         self.partitioned_since: float | None = None
         self.false_deaths: list[str] = []
-        self.suspicions: dict[str, int] = {}  # running node -> highest incarnation suspected
+        # running node -> highest (epoch, incarnation) suspected: a suspicion of an earlier
+        # life is outranked by the new life itself, which has nothing to refute
+        self.suspicions: dict[str, tuple[int, int]] = {}
 
     @initialize(seed=st.integers(0, 2**32 - 1), n=st.integers(4, 10))
     def start(self, seed: int, n: int) -> None:
@@ -115,11 +117,12 @@ class ClusterMachine(RuleBasedStateMachine):
                 and self.disturbed_until.get(subject.index, -1.0) < now
                 and self.disturbed_until.get(observer.index, -1.0) < now
             )
-            if quiet and subject.protocol.incarnation <= event.member.incarnation:
+            current = (subject.protocol.epoch, subject.protocol.incarnation)
+            if quiet and current <= (event.member.epoch, event.member.incarnation):
                 self.false_deaths.append(f"{now:.1f} {observer.name} declared {subject.name}")
         if event.kind is EventKind.SUSPECT:
-            inc = event.member.incarnation
-            self.suspicions[subject.name] = max(self.suspicions.get(subject.name, -1), inc)
+            ver = (event.member.epoch, event.member.incarnation)
+            self.suspicions[subject.name] = max(self.suspicions.get(subject.name, (-1, -1)), ver)
 
     def _running(self) -> list[int]:
         assert self.sim is not None
@@ -220,7 +223,7 @@ class ClusterMachine(RuleBasedStateMachine):
         for node in sim.running_nodes():
             suspected = self.suspicions.get(node.name)
             if suspected is not None:
-                assert node.protocol.incarnation > suspected, (
+                assert (node.protocol.epoch, node.protocol.incarnation) > suspected, (
                     f"seed {self.seed}: {node.name} was suspected at {suspected} and never refuted"
                 )
 
