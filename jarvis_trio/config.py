@@ -254,6 +254,12 @@ _FIELDS: dict[str, _Field] = {
         "JC_SWIM_PORT", lambda k, v: _port(k, v, allow_zero=True), "SWIM UDP port; 0 = any free"
     ),
     "seed_nodes": _Field("JC_SEED_NODES", _seeds, "SWIM addresses of nodes to join through"),
+    "join_timeout": _Field(
+        "JC_JOIN_TIMEOUT", _positive_float, "seconds start() waits to join through a seed"
+    ),
+    "join_required": _Field(
+        "JC_JOIN_REQUIRED", _bool, "fail start() when no seed answers within join_timeout"
+    ),
     "advertise_host": _Field("JC_ADVERTISE_HOST", _optional_text, "address peers reach us at"),
     "data_port": _Field("JC_DATA_PORT", _data_port, "ZeroMQ port; default bind_port + 1000"),
     "node_name": _Field("JC_NODE_NAME", _optional_text, "name of this node in the cluster"),
@@ -315,6 +321,8 @@ class MeshConfig:
     bind_host: str = "127.0.0.1"
     bind_port: int = 7946
     seed_nodes: tuple[SeedAddress, ...] = ()
+    join_timeout: float = 5.0
+    join_required: bool = False
     advertise_host: str | None = None
     data_port: int | None = None
     node_name: str | None = None

@@ -13,7 +13,9 @@ written against the documented API keeps working::
     │   ├── DuplicateAgentError (ValueError) two agents with one agent_id
     │   ├── AgentDefinitionError (TypeError) an agent class lacks a role or has a bad attribute
     │   ├── AgentCrashed                    a run() failed and the policy does not restart it
-    │   └── HostStopped                     the Trio runtime hosting an asyncio program stopped
+    │   ├── HostStopped                     the Trio runtime hosting an asyncio program stopped
+    │   └── JoinError                       start() could not join the cluster (join_required)
+    │       └── NodeNameConflict            a live member at another address has this node's name
     ├── TransportError                      the data channel cannot carry a frame
     │   ├── FrameError (ValueError)         a received frame is malformed (counted, dropped)
     │   └── PeerUnavailable                 no live connection to that node (unknown, gone)
@@ -94,6 +96,26 @@ class AgentCrashed(MeshError):
 class HostStopped(MeshError):
     """The Trio runtime that hosts a mesh for an asyncio program is not running (it was
     stopped, or stopped while the call was in progress): the call did not complete there."""
+
+
+class JoinError(MeshError):
+    """``start()`` could not join the cluster: no seed answered within ``join_timeout`` and
+    ``join_required`` is set. The message names the seeds tried and what failed."""
+
+
+class NodeNameConflict(JoinError):
+    """This node's name is held by a live member at another address; the node did not start.
+
+    ``name`` is the name, ``address`` the other member's SWIM ``host:port``.
+    """
+
+    def __init__(self, name: str, address: str) -> None:
+        self.name = name
+        self.address = address
+        super().__init__(
+            f"node name {name!r} is already held by a live member at {address}: "
+            "give this node another node_name (JC_NODE_NAME)"
+        )
 
 
 class TransportError(JarvisError):

@@ -474,7 +474,8 @@ class Mesh:
     # -- documented lifecycle -----------------------------------------------------------
 
     async def start(self) -> None:
-        """Start the node and every added agent; returns once all ``setup()`` finished.
+        """Start the node and every added agent; returns once all ``setup()`` finished and,
+        with seeds, once the node has joined (see :attr:`joined` and ``join_timeout``).
 
         Awaited from asyncio, the node runs on the loop's Trio host (started on first use).
         """
@@ -645,7 +646,10 @@ class Mesh:
 
     @property
     def joined(self) -> bool:
-        """True without P2P or seeds; with them, once another member was seen alive."""
+        """True without P2P or seeds; with them, once a seed answered and the agent
+        directories of the members it named arrived -- what ``start()`` waits for, up to
+        ``join_timeout`` (after which the node keeps trying and this turns true when it
+        joins)."""
         cluster = self._cluster_node
         if not self.config.p2p_enabled:
             return True

@@ -13,7 +13,13 @@ three kinds of tasks in its own nursery:
   agent (responses straight to the pending table), directory requests are answered. It is
   total: a message nested deeper than a local send allows, one whose ``sender`` is an agent
   of another node (a member speaks for its own agents only), or one whose handling fails in
-  any way is dropped, counted (``inbound_*``) and logged at most once per interval.
+  any way is dropped, counted (``inbound_*``) and logged at most once per interval;
+* the *joiner* (only when there are seeds to join) makes :attr:`ClusterNode.joined` true once
+  a seed answered the join and the agent directory of every live member that answer named
+  has arrived; :meth:`ClusterNode.join` waits for it at start, bounded by ``join_timeout``.
+
+Joined is the node's readiness: its agents can reach every agent of the cluster as the seed
+described it. A lone node (no seeds, or only itself) is joined from the start.
 
 Inbound backpressure: a message for an agent whose inbox is full makes the pump wait (at
 most ``send_timeout``, then the message is dropped and counted) instead of dropping at once,
@@ -27,20 +33,20 @@ from __future__ import annotations
 import itertools
 import logging
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 
 import trio
 from trio_util import AsyncValue
 
 from .._sides import trio_side
 from .._throttle import ThrottledLog
-from ..errors import PayloadTooLarge, PeerUnavailable, TransportError
+from ..errors import JoinError, NodeNameConflict, PayloadTooLarge, PeerUnavailable, TransportError
 from ..payload import too_deep
 from ..peers.directory import PeerInfo
 from ..peers.membership import ClusterEvent, EventHub, MemberInfo
 from ..peers.messages import RESPONSE, IncomingMessage
 from ..peers.router import Router
-from ..swim import Member, MembershipEvent, MemberState, Subscription, SwimNode
+from ..swim import EventKind, Member, MembershipEvent, MemberState, Subscription, SwimNode
 from ..transport import Bridge, Envelope, Kind, encode_envelope
 from .tracker import MembershipTracker
 from .wire import (
@@ -102,7 +108,7 @@ class ClusterNode:
         retry_min: float = 0.05,
         retry_max: float = 2.0,
         events: EventHub | None = None,
-        seeded: bool = False,
+        seeds: Sequence[str] = (),
     ) -> None:
         self.router = router
         self._on_node_failed = on_node_failed
@@ -119,9 +125,18 @@ class ClusterNode:
         self._fetch_ids = itertools.count(1)
         self._nursery: trio.Nursery | None = None
         self.changes: AsyncValue[int] = AsyncValue(0)
+        self.seeds = list(seeds)  # as configured, for messages
+        self._joined = trio.Event()
+        self._settled = trio.Event()  # joined, or a name conflict ended the attempt
+        self._join_returned = False  # start is over: conflicts are logged, not raised
+        self._expected: set[str] = set()  # members the join's answer named
+        # no data connection is opened before this node's name is known to be its own: the
+        # data channel names a connection after its node, so an impostor would take over the
+        # real holder's connections at every member it reached
+        self._name_cleared = False
         self._left = False
         self.events = events if events is not None else EventHub()
-        self.tracker = MembershipTracker(swim.name, seeded=seeded)
+        self.tracker = MembershipTracker(swim.name)
         self._throttled = ThrottledLog(log)
         self._counters: dict[str, int] = {
             "inbound_malformed": 0,
@@ -136,6 +151,7 @@ class ClusterNode:
             "directory_refused": 0,
             "directory_unsolicited": 0,
             "directory_unanswered": 0,
+            "name_conflicts": 0,
         }
 
     # -- RemoteRoute ------------------------------------------------------------------------
@@ -173,9 +189,14 @@ class ClusterNode:
 
     @property
     def joined(self) -> bool:
-        """True once another member has been seen alive (at once without seeds): the node
-        is part of a cluster, not alone with its seeds unanswered."""
-        return self.tracker.joined
+        """True once a seed answered the join and the agent directories of the live members
+        it named have arrived (at once without seeds): the node is part of a cluster whose
+        agents it can reach, not alone with its seeds unanswered."""
+        return self._joined.is_set()
+
+    async def wait_joined(self) -> None:
+        """Return once :attr:`joined` (bound the wait with ``trio.fail_after``)."""
+        await self._joined.wait()
 
     def members(self) -> list[MemberInfo]:
         """The SWIM view as public records, this node first."""
@@ -203,7 +224,12 @@ class ClusterNode:
             await trio.lowlevel.checkpoint()
             return
         self._left = True
-        await self.swim.leave()
+        if self.swim.protocol.name_conflict is not None and not self.joined:
+            # a goodbye in a name another live node holds would make the cluster drop *it*
+            self.swim.close()
+            await trio.lowlevel.checkpoint()
+        else:
+            await self.swim.leave()
         for name in list(self._remotes):  # we are out: nobody is reachable any more
             self._down(name, "left")
 
@@ -219,7 +245,99 @@ class ClusterNode:
         merged.update({f"bridge_{k}": v for k, v in self.bridge.stats().items()})
         merged["live_nodes"] = len(self._remotes)
         merged.update({f"membership_{k}": v for k, v in self.tracker.counts.items()})
+        merged["joined"] = int(self.joined)
         return merged
+
+    # -- joining ----------------------------------------------------------------------------
+    async def join(self, timeout: float, *, required: bool) -> None:
+        """Wait until :attr:`joined`, at most ``timeout`` seconds; the start of a node.
+
+        Raises :class:`NodeNameConflict` when a live member at another address holds this
+        node's name (whatever ``required`` says). When no seed answered in time, raises
+        :class:`JoinError` if ``required``, else logs one WARNING naming the seeds and what
+        failed and returns: the node runs alone and keeps trying (it logs when it joins).
+        When a seed answered but some directories did not arrive, logs a WARNING naming
+        the members and returns.
+        """
+        with trio.move_on_after(timeout):
+            await self._settled.wait()
+        proto = self.swim.protocol
+        name = self.swim.name
+        if proto.name_conflict is not None:
+            host, port = proto.name_conflict
+            raise NodeNameConflict(name, f"[{host}]:{port}" if ":" in host else f"{host}:{port}")
+        self._join_returned = True
+        if self.joined:
+            return
+        if not proto.joined:
+            what = (
+                f"no answer from seed(s) {', '.join(self.seeds)} within {timeout:g} s "
+                f"({proto.stats['join_requests']} join request(s) sent"
+            )
+            if self.swim.last_send_error:
+                what += f"; sending failed: {self.swim.last_send_error}"
+            what += ")"
+            if required:
+                raise JoinError(f"node {name} could not join the cluster: {what}; join_required")
+            log.warning(
+                "node %s could not join the cluster: %s; it runs alone and keeps trying",
+                name,
+                what,
+                extra={"node": name},
+            )
+            return
+        missing = self._missing_directories()
+        log.warning(
+            "node %s joined the cluster, but within %g s %s; it runs on and catches up",
+            name,
+            timeout,
+            f"the agent directories of {', '.join(sorted(missing))} did not arrive"
+            if missing
+            else "the check of another record of its name did not end",
+            extra={"node": name},
+        )
+
+    def _missing_directories(self) -> set[str]:
+        """Members the join's answer named whose agent directory has not arrived yet (a
+        member that went away since is no longer waited for)."""
+        state_of = self.swim.protocol.state_of
+        return {
+            name
+            for name in self._expected
+            if state_of(name) in _LIVE
+            and ((remote := self._remotes.get(name)) is None or remote.fetched is None)
+        }
+
+    async def _joining(self) -> None:
+        proto = self.swim.protocol
+        began = trio.current_time()
+        await self.swim.wait_until(
+            lambda: proto.name_conflict is not None or (proto.joined and not proto.checking_name)
+        )
+        if proto.name_conflict is None:
+            self._name_cleared = True
+            self._reconcile(self.swim.members())
+            me = self.swim.name
+            self._expected = {
+                m.name
+                for m in self.swim.alive_members()
+                if m.state is MemberState.ALIVE and m.name != me and m.meta.data_port
+            }
+            await self.changes.wait_value(
+                lambda _: proto.name_conflict is not None or not self._missing_directories()
+            )
+        if proto.name_conflict is None:
+            self._joined.set()
+            self.changes.value += 1
+            log.info(
+                "node %s joined the cluster in %.3f s: %d member(s) known, %d remote agent(s)",
+                self.swim.name,
+                trio.current_time() - began,
+                len(self._remotes),
+                sum(1 for info in self.router.directory.matching() if info.location == "remote"),
+                extra={"node": self.swim.name},
+            )
+        self._settled.set()
 
     # -- running ----------------------------------------------------------------------------
     async def run(
@@ -231,10 +349,15 @@ class ClusterNode:
         """Serve until cancelled: membership watcher, inbound pump, version publisher."""
         async with trio.open_nursery() as nursery:
             self._nursery = nursery
-            self._reconcile(self.swim.members())
             nursery.start_soon(self._watch, subscription)
             nursery.start_soon(self._pump)
             nursery.start_soon(self._publish_versions)
+            if self.swim.protocol.joined and not self.swim.protocol.live_names():
+                self._name_cleared = True
+                self._joined.set()  # nothing to join: a lone node is ready at once
+                self._settled.set()
+            else:
+                nursery.start_soon(self._joining)
             task_status.started()
 
     async def _publish_versions(self) -> None:
@@ -253,9 +376,25 @@ class ClusterNode:
                 for missed in self.tracker.resync(members):
                     self._publish(missed)
                 self._reconcile(members)
+            elif event.kind is EventKind.CONFLICT:
+                self._name_conflict(event.member)
             else:
                 self._publish(event)
                 self._apply(event.member)
+
+    def _name_conflict(self, claimant: Member) -> None:
+        self._counters["name_conflicts"] += 1
+        self.changes.value += 1  # wakes the joiner, which gives up
+        if not self._join_returned:
+            return  # join() raises NodeNameConflict, which says it all
+        host, port = claimant.address
+        log.warning(
+            "node name %s is also used by a live node at %s: one of the two must be renamed "
+            "(a node of this version refuses to start under a name in use)",
+            claimant.name,
+            f"[{host}]:{port}" if ":" in host else f"{host}:{port}",
+            extra={"node": self.swim.name},
+        )
 
     def _publish(self, event: MembershipEvent) -> None:
         """Hand the public form of a SWIM event to the event hub (which never blocks)."""
@@ -284,6 +423,8 @@ class ClusterNode:
     def _apply(self, member: Member) -> None:
         if member.name == self.swim.name:
             return
+        if not self._name_cleared:
+            return  # the joiner reconciles the whole view once the name is cleared
         if member.state in _LIVE:
             self._up(member)
         else:

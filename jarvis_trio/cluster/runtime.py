@@ -3,9 +3,12 @@
 Start order matters: the bridge first (its data port, possibly chosen by the OS, goes into the
 membership record), then the SWIM node with this node's metadata -- advertise address, data
 port, CURVE public key, directory version -- then the cross-node layer, which the router then
-routes through. Stop order is the reverse, and graceful: the route is detached, the node
-*leaves* (its peers drop its agents at once instead of waiting to detect a failure), and the
-bridge closes with a bounded linger.
+routes through; then the *join*: the block is entered once the node has joined through a seed
+and holds the directories of the members the seed named, or ``join_timeout`` passed (a
+warning, or with ``join_required`` a :class:`~jarvis_trio.errors.JoinError`), so that a
+node's agents are set up in a mesh whose agents they can already reach. Stop order is the
+reverse, and graceful: the route is detached, the node *leaves* (its peers drop its agents at
+once instead of waiting to detect a failure), and the bridge closes with a bounded linger.
 """
 
 from __future__ import annotations
@@ -133,7 +136,7 @@ async def open_cluster(
             send_timeout=router.notify_timeout,
             fetch_timeout=min(2.0, max(0.25, 2 * config.swim_period)),
             events=events,
-            seeded=bool(config.seed_nodes),
+            seeds=[str(seed) for seed in config.seed_nodes],
         )
         async with trio.open_nursery() as nursery:
             subscription = swim.subscribe()
@@ -148,6 +151,7 @@ async def open_cluster(
             await nursery.start(node.run, subscription)
             router.remote = node
             try:
+                await node.join(config.join_timeout, required=config.join_required)
                 yield node
             finally:
                 router.remote = None

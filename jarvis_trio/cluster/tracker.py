@@ -44,14 +44,14 @@ _KIND_OF_STATE = {
 
 class MembershipTracker:
     """Last state and state-change time of every node seen; maps SWIM events to public
-    kinds. ``joined`` turns true once another member is seen alive (at once without seeds)."""
+    kinds. (Whether the node has joined is the cluster node's to say: see
+    :attr:`~jarvis_trio.cluster.ClusterNode.joined`.)"""
 
-    def __init__(self, local: str, *, seeded: bool, clock: Callable[[], float] = time.time) -> None:
+    def __init__(self, local: str, *, clock: Callable[[], float] = time.time) -> None:
         self.local = local
         self._clock = clock
         self._states: dict[str, MemberState] = {}
         self._since: dict[str, float] = {local: clock()}
-        self.joined = not seeded
         self.counts: dict[str, int] = dict.fromkeys(_PUBLIC_KINDS, 0)
         """Public events observed, by kind (``suspect`` counts suspicions)."""
 
@@ -69,8 +69,6 @@ class MembershipTracker:
         if previous != member.state:
             self._since[member.name] = self._clock()
         self._states[member.name] = member.state
-        if member.state in _LIVE:
-            self.joined = True
         self.counts[kind] += 1
         return kind
 

@@ -204,3 +204,14 @@ def test_peer_connection_and_mailbox_bounds_are_configurable() -> None:
         load({"max_peer_connections": 0})
     with pytest.raises(ConfigError):
         load({"max_peer_connections": 1_000_000})
+
+
+def test_join_timeout_and_join_required() -> None:
+    config = load()
+    assert (config.join_timeout, config.join_required) == (5.0, False)
+    config = load(env={"JC_JOIN_TIMEOUT": "1.5", "JC_JOIN_REQUIRED": "true"})
+    assert (config.join_timeout, config.join_required) == (1.5, True)
+    with pytest.raises(ConfigError, match="JC_JOIN_TIMEOUT"):
+        load(env={"JC_JOIN_TIMEOUT": "0"})
+    with pytest.raises(ConfigError, match="join_required"):
+        load({"join_required": "maybe"})

@@ -198,7 +198,11 @@ async def test_with_a_cluster_key_members_talk(start_node: NodeFactory) -> None:
 async def test_a_wrong_cluster_key_can_neither_join_nor_send(start_node: NodeFactory) -> None:
     with trio.fail_after(15):
         async with start_node("a", agents=[Echo], cluster_key=KEY) as a:
-            intruder_config = {"seed_nodes": seed_of(a), "cluster_key": "another-secret-key-1234"}
+            intruder_config = {
+                "seed_nodes": seed_of(a),
+                "cluster_key": "another-secret-key-1234",
+                "join_timeout": 0.3,  # it cannot join: it starts alone after a warning
+            }
             async with start_node("x", agents=[Caller], **intruder_config) as x:
                 async with start_node(
                     "b", agents=[Caller], seed_nodes=seed_of(a), cluster_key=KEY

@@ -87,6 +87,6 @@ async def test_a_single_node_answers_with_itself(tmp_path: Path) -> None:
 
 async def test_a_seeded_node_is_not_ready_until_it_joined(start_node: NodeFactory) -> None:
     with trio.fail_after(10):
-        async with start_node("lonely", seed_nodes="127.0.0.1:9") as lonely:
+        async with start_node("lonely", seed_nodes="127.0.0.1:9", join_timeout=0.2) as lonely:
             assert lonely.state == "running"
             assert not lonely.joined and not lonely.ready

@@ -22,8 +22,7 @@ def ev(
 
 def test_swim_events_map_to_operator_kinds_and_remember_since() -> None:
     now = [100.0]
-    tracker = MembershipTracker("a", seeded=True, clock=lambda: now[0])
-    assert not tracker.joined
+    tracker = MembershipTracker("a", clock=lambda: now[0])
     sequence = [
         (EventKind.JOIN, MemberState.ALIVE, "joined"),
         (EventKind.METADATA, MemberState.ALIVE, "updated"),
@@ -37,7 +36,6 @@ def test_swim_events_map_to_operator_kinds_and_remember_since() -> None:
     for step, (kind, state, expected) in enumerate(sequence):
         now[0] = 100.0 + step
         assert tracker.observe(ev(kind, state, inc=step)) == expected
-    assert tracker.joined
     info = tracker.info(Member("b", 7, MemberState.ALIVE, META), agents=3)
     assert info == MemberInfo("b", "127.0.0.1:7000", 8000, "alive", 7, 3, 107.0, False)
     # metadata changes keep "since" (the state did not change)
@@ -50,8 +48,7 @@ def test_swim_events_map_to_operator_kinds_and_remember_since() -> None:
 
 
 def test_resync_explains_what_a_lagging_watcher_missed() -> None:
-    tracker = MembershipTracker("a", seeded=False)
-    assert tracker.joined  # no seeds: joined at once
+    tracker = MembershipTracker("a")
     tracker.observe(ev(EventKind.JOIN, MemberState.ALIVE, name="b"))
     tracker.observe(ev(EventKind.JOIN, MemberState.ALIVE, name="c"))
     view = [
@@ -72,7 +69,7 @@ async def test_a_slow_consumer_loses_the_oldest_and_never_blocks_the_publisher(
     autojump_clock: trio.testing.MockClock,
 ) -> None:
     hub = EventHub()
-    tracker = MembershipTracker("a", seeded=True)
+    tracker = MembershipTracker("a")
     total, maxlen = 1000, 16
     received: list[ClusterEvent] = []
     async with trio.open_nursery() as nursery, hub.open(maxlen=maxlen) as events:
