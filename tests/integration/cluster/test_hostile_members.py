@@ -8,6 +8,7 @@ from __future__ import annotations
 import time
 
 import trio
+import trio.testing
 
 from jarvis_trio.transport import Envelope, Kind
 
@@ -41,7 +42,10 @@ async def test_a_reply_from_another_node_than_the_one_asked_is_refused(
 
                 nursery.start_soon(ask)
                 pending = b.router.pending
-                await cluster_of(b).wait_until(lambda: len(pending) == 1)
+                # the request is registered before it waits: once every task is blocked
+                # (nothing wakes the cluster's wait_until for a new pending entry)
+                await trio.testing.wait_all_tasks_blocked()
+                assert len(pending) == 1
                 (request_id,) = list(pending._entries)
                 assert request_id.startswith("req-") and len(request_id) == 16
                 forged = Envelope(
