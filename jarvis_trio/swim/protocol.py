@@ -730,8 +730,10 @@ class SwimProtocol:
             if rec is me:
                 meta = codec.decode_meta(raw, meta_start, meta_end, self._meta_cache)
                 if meta.address != me.meta.address:
-                    if state in (_ALIVE, _SUSPECT):
-                        self._claimed(meta, inc, confirmed=sender == self.name)
+                    # whatever it says (a dead record elsewhere, too, is ours to outrank once
+                    # nobody answers there), a record of our name elsewhere is checked first
+                    speaks = sender == self.name and state in (_ALIVE, _SUSPECT)
+                    self._claimed(meta, inc, confirmed=speaks)
                     continue
             if state in (_ALIVE, _SUSPECT):
                 meta = codec.decode_meta(raw, meta_start, meta_end, self._meta_cache)

@@ -142,3 +142,19 @@ def test_our_own_push_coming_back_is_not_a_conflict() -> None:
         echo = node.handle_datagram(data, meta(2).address, 0.1)
         assert conflicts(echo) == []
     assert node.name_conflict is None and not node.checking_name
+
+
+def test_a_dead_record_of_our_name_elsewhere_is_checked_then_outranked() -> None:
+    """What others hold after a forged claim moved our name away and the probes there failed:
+    the node must still outrank it (by the check's silence), or it stays dead for them."""
+    seed, node = proto("c", 3), proto("x", 2)
+    deliver(deliver(node.join([meta(3).address], 0.0), seed, 2, 0.0), node, 3, 0.0)
+    dead = codec.encode_full(
+        MemberState.DEAD, codec.encode_name("x"), 9, codec.encode_meta(meta(1))
+    )
+    state = codec.header_pushpull(codec.FLAG_REPLY, codec.encode_name("c"), 1) + dead
+    check = node.handle_datagram(state, meta(3).address, 1.0)
+    assert node.checking_name and node.incarnation == 0
+    ((token, when),) = [(t, w) for t, w in check.timers if t[0] == T_NAME]
+    node.handle_timer(token, when)
+    assert node.incarnation == 10 and node.name_conflict is None
