@@ -282,11 +282,6 @@ class SwimProtocol:
         return self._self.snapshot()
 
     @property
-    def joined(self) -> bool:
-        """True once a seed answered the join (at once when there is no seed but this node)."""
-        return self._joined
-
-    @property
     def checking_name(self) -> bool:
         """True while a record of this node's name at another address is being checked."""
         return bool(self._name_checks)
