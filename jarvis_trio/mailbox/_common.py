@@ -13,11 +13,14 @@ from typing import Generic, TypeVar
 
 import trio
 
+from .._sides import HostSlot
+from ..config import MeshConfig
 from ..errors import MailboxError
 from .contracts import MailboxMessage
 
 __all__ = [
     "Claims",
+    "HubBase",
     "MailboxSettings",
     "MessageIds",
     "Pacer",
@@ -83,6 +86,23 @@ class MailboxSettings:
                 raise ValueError(
                     f"MailboxSettings.{item.name}={value!r}: expected a positive number"
                 )
+
+
+class HubBase:
+    """What every hub of one node holds: its node, settings, payload limit and host slot
+    (handed to each mailbox it builds, see :mod:`jarvis_trio._sides`)."""
+
+    def __init__(
+        self,
+        config: MeshConfig,
+        node_name: str,
+        settings: MailboxSettings,
+        host: HostSlot | None,
+    ) -> None:
+        self.host_slot = HostSlot() if host is None else host
+        self.node_name = node_name
+        self.settings = settings
+        self.max_message_size = config.max_message_size
 
 
 class MessageIds:

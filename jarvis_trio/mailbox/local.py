@@ -38,6 +38,7 @@ from ..errors import MailboxError, MailboxFull
 from ._codec import decode_payload, encode_payload
 from ._common import (
     Claims,
+    HubBase,
     MailboxSettings,
     MessageIds,
     Pacer,
@@ -200,7 +201,7 @@ class LocalMailbox:
         return entry.message()
 
 
-class InProcessHub:
+class InProcessHub(HubBase):
     """The mailboxes of one node when messages stay in the process."""
 
     kind = "in-process"
@@ -209,14 +210,11 @@ class InProcessHub:
         self,
         config: MeshConfig,
         node_name: str,
-        settings: MailboxSettings,
+        settings: MailboxSettings | None = None,
         *,
         host: HostSlot | None = None,
     ) -> None:
-        self.host_slot = HostSlot() if host is None else host  # see jarvis_trio._sides
-        self.node_name = node_name
-        self.settings = settings
-        self.max_message_size = config.max_message_size
+        super().__init__(config, node_name, settings or MailboxSettings(), host)
         self._queues: dict[str, _Queue] = {}
         self._mailboxes: dict[str, LocalMailbox] = {}
         self._lock = threading.Lock()
@@ -308,7 +306,7 @@ async def open_in_process_hub(
     host: HostSlot | None = None,
 ) -> AsyncIterator[InProcessHub]:
     """An in-process hub for the lifetime of the block."""
-    hub = InProcessHub(config, node_name, settings or MailboxSettings(), host=host)
+    hub = InProcessHub(config, node_name, settings, host=host)
     try:
         yield hub
     finally:

@@ -78,7 +78,7 @@ from .._redis import Backoff, RedisClient, ReplicationShortfall, is_transient
 from .._sides import HostSlot
 from ..config import MeshConfig
 from ..errors import MailboxError, MailboxFull
-from ._common import MailboxSettings, MessageIds, TrioCaller, check_target
+from ._common import HubBase, MailboxSettings, MessageIds, TrioCaller, check_target
 from ._stream import APPEND_SCRIPT, GROUP, Outgoing, agent_of, stream_key
 from .redis_mailbox import RedisMailbox
 
@@ -103,7 +103,7 @@ WAIT_TIMEOUT_MS = 1000
 """How long ``WAIT`` gives replicas to acknowledge a batch when ``redis_min_replicas`` is set."""
 
 
-class RedisHub:
+class RedisHub(HubBase):
     """The mailboxes of one node, backed by Redis; owns the writer task."""
 
     kind = "redis"
@@ -117,11 +117,8 @@ class RedisHub:
         *,
         host: HostSlot | None = None,
     ) -> None:
-        self.host_slot = HostSlot() if host is None else host  # see jarvis_trio._sides
+        super().__init__(config, node_name, settings, host)
         self.client = client
-        self.node_name = node_name
-        self.settings = settings
-        self.max_message_size = config.max_message_size
         self.ttl_ms = max(1, round(settings.idle_ttl * 1000))
         self._mailboxes: dict[str, RedisMailbox] = {}
         self._outbox: deque[Outgoing] = deque()

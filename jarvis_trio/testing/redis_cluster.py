@@ -33,11 +33,11 @@ import subprocess
 import time
 from collections.abc import Callable
 from pathlib import Path
-from types import TracebackType
 from typing import Any
 
 import redis
 
+from ._managed import Managed
 from .ports import free_port
 from .redis_server import RedisServer, RedisServerError
 
@@ -72,7 +72,7 @@ def _until(condition: Callable[[], bool], timeout: float, what: str) -> None:
         time.sleep(_POLL)
 
 
-class _Group:
+class _Group(Managed):
     """Start/close bookkeeping shared by both fixtures."""
 
     def __init__(self) -> None:
@@ -88,12 +88,16 @@ class _Group:
         """SIGKILL one process, as in a crash (nothing is flushed or handed over)."""
         server.kill()
 
-    def _start(self, body: Callable[[], None]) -> None:
+    def start(self) -> None:
+        """Start every process and form the group; on any failure, close what started."""
         try:
-            body()
+            self._form()
         except BaseException:
             self.close()
             raise
+
+    def _form(self) -> None:
+        raise NotImplementedError
 
 
 class RedisClusterServers(_Group):
@@ -121,20 +125,8 @@ class RedisClusterServers(_Group):
         hosts = ",".join(f"127.0.0.1:{server.port}" for server in self.servers)
         return f"redis+cluster://{hosts}"
 
-    def __enter__(self) -> RedisClusterServers:
-        self.start()
-        return self
-
-    def __exit__(
-        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: Any
-    ) -> None:
-        self.close()
-
-    def start(self) -> None:
-        """Start the nodes, form the cluster, return once every node serves every slot."""
-        self._start(self._form)
-
     def _form(self) -> None:
+        """Start the nodes, form the cluster, return once every node serves every slot."""
         cli = find_redis_cli()
         if cli is None:
             raise RedisServerError("redis-cli is not installed (package redis-tools)")
@@ -198,6 +190,12 @@ class RedisClusterServers(_Group):
     def master_of_key(self, key: str) -> RedisServer:
         """The master currently serving ``key``'s slot."""
         slot = key_slot(key)
+        master = self._master_serving(slot)
+        if master is None:
+            raise RedisServerError(f"no master serves slot {slot}")
+        return master
+
+    def _master_serving(self, slot: int) -> RedisServer | None:
         for node in self.nodes():
             if (
                 node["master"]
@@ -205,7 +203,7 @@ class RedisClusterServers(_Group):
                 and any(a <= slot <= b for a, b in node["slots"])
             ):
                 return self.server_on(node["port"])
-        raise RedisServerError(f"no master serves slot {slot}")
+        return None
 
     def wait_for_failover(self, old_master: RedisServer, timeout: float = 20.0) -> RedisServer:
         """Return the replica that took over ``old_master``'s slots, once the cluster is ok."""
@@ -230,14 +228,10 @@ class RedisClusterServers(_Group):
             return False
 
         _until(promoted, timeout, f"a replica of port {old_master.port} to take its slots")
-        for node in self.nodes():
-            if (
-                node["master"]
-                and not node["failed"]
-                and any(a <= slot <= b for a, b in node["slots"])
-            ):
-                return self.server_on(node["port"])
-        raise RedisServerError("failover finished but no master serves the slot")
+        master = self._master_serving(slot)
+        if master is None:
+            raise RedisServerError("failover finished but no master serves the slot")
+        return master
 
     def replica_of(self, master: RedisServer) -> RedisServer:
         """A live replica of ``master``."""
@@ -332,23 +326,8 @@ class RedisSentinelServers(_Group):
         hosts = ",".join(f"127.0.0.1:{server.port}" for server in self.sentinels)
         return f"redis+sentinel://{hosts}/{self.service}"
 
-    def __enter__(self) -> RedisSentinelServers:
-        self.start()
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.close()
-
-    def start(self) -> None:
-        """Start master, replicas and Sentinels; return once every Sentinel knows them all."""
-        self._start(self._form)
-
     def _form(self) -> None:
+        """Start master, replicas and Sentinels; return once every Sentinel knows them all."""
         quick = ["--repl-diskless-sync-delay", "0", "--repl-ping-replica-period", "1"]
         master = self.master = RedisServer(extra_args=quick)
         self.servers.append(master)

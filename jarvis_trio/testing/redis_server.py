@@ -29,8 +29,8 @@ import threading
 from collections import deque
 from collections.abc import Sequence
 from pathlib import Path
-from types import TracebackType
 
+from ._managed import Managed, stop_process
 from .ports import free_port
 
 __all__ = ["RedisServer", "RedisServerError", "find_redis_server"]
@@ -52,7 +52,7 @@ def find_redis_server() -> str | None:
     return str(fallback) if fallback.exists() else None
 
 
-class RedisServer:
+class RedisServer(Managed):
     """One ``redis-server`` process on 127.0.0.1, restartable on the same port and data."""
 
     def __init__(
@@ -154,14 +154,14 @@ class RedisServer:
         threading.Thread(target=pump, name=f"redis-server-{self.port}-log", daemon=True).start()
         if ready.wait(self.start_timeout) and process.poll() is None:
             return True
-        self._terminate(process, kill=True)
+        stop_process(process, kill=True)
         self._process = None
         return False
 
     def stop(self) -> None:
         """Stop gracefully (SIGTERM); with persistence every acknowledged write is kept."""
         if self._process is not None:
-            self._terminate(self._process, kill=False)
+            stop_process(self._process, kill=False)
 
     @property
     def pid(self) -> int | None:
@@ -171,26 +171,11 @@ class RedisServer:
     def kill(self) -> None:
         """Kill the server (SIGKILL), as in a crash."""
         if self._process is not None:
-            self._terminate(self._process, kill=True)
+            stop_process(self._process, kill=True)
 
     def restart(self) -> None:
         self.stop()
         self.start()
-
-    @staticmethod
-    def _terminate(process: subprocess.Popen[str], *, kill: bool) -> None:
-        if process.poll() is None:
-            if kill:
-                process.kill()
-            else:
-                process.terminate()
-            try:
-                process.wait(10.0)
-            except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait(10.0)
-        if process.stdout is not None:
-            process.stdout.close()
 
     def close(self) -> None:
         """Stop the server and remove its directory if this object created it."""
@@ -203,15 +188,3 @@ class RedisServer:
     def log_tail(self, lines: int = 20) -> str:
         """The last lines the server logged (for failure messages)."""
         return "\n".join(list(self._log)[-lines:])
-
-    def __enter__(self) -> RedisServer:
-        self.start()
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.close()

@@ -16,15 +16,14 @@ starting never sleeps-and-retries. Needs the ``moto[server]`` package (in the ``
 
 from __future__ import annotations
 
-import contextlib
 import subprocess
 import sys
 import threading
 from collections import deque
-from types import TracebackType
 
 import httpx
 
+from ._managed import Managed, stop_process
 from .ports import free_port
 
 __all__ = ["MotoS3Server"]
@@ -32,7 +31,7 @@ __all__ = ["MotoS3Server"]
 _READY = "Running on"
 
 
-class MotoS3Server:
+class MotoS3Server(Managed):
     """``python -m moto.server`` on 127.0.0.1 and a free port."""
 
     access_key_id = "testing"
@@ -92,27 +91,5 @@ class MotoS3Server:
     def close(self) -> None:
         """Stop the server (its objects are gone with it)."""
         process, self._process = self._process, None
-        if process is None:
-            return
-        if process.poll() is None:
-            process.terminate()
-            try:
-                process.wait(10.0)
-            except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait(10.0)
-        if process.stdout is not None:
-            with contextlib.suppress(OSError):
-                process.stdout.close()
-
-    def __enter__(self) -> MotoS3Server:
-        self.start()
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.close()
+        if process is not None:
+            stop_process(process)

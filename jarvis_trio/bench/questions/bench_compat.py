@@ -22,31 +22,19 @@ import asyncio
 import socket
 import threading
 import time
-from typing import Any
 
 import trio
 
-from jarvis_trio.agent import CustomAgent
+from jarvis_trio.agent import Agent
+from jarvis_trio.bench.questions._agents import Caller, Echo
 from jarvis_trio.bench.results import Result, median, percentile
 from jarvis_trio.compat import TrioHost
 from jarvis_trio.mesh import Mesh
 from jarvis_trio.peers.client import PeerClient
-from jarvis_trio.peers.messages import IncomingMessage
 
 CALLERS = 64
 P50_TARGET = 2.0
 RATE_TARGET = 20_000.0
-
-
-class Echo(CustomAgent):
-    role = "echo"
-
-    async def on_peer_request(self, message: IncomingMessage) -> dict[str, Any]:
-        return message.data
-
-
-class Caller(CustomAgent):
-    role = "caller"
 
 
 async def _latencies(peers: PeerClient, count: int) -> list[float]:
@@ -61,14 +49,26 @@ async def _latencies(peers: PeerClient, count: int) -> list[float]:
     return samples
 
 
-async def _latency_run(rounds: int, per_round: int) -> tuple[float, float]:
-    """p50 (seconds) of native and shim requests, rounds interleaved."""
+async def _started_mesh() -> tuple[Mesh, Agent]:
+    """A started mesh with an echo and a caller."""
     mesh = Mesh(config={"p2p_enabled": False}, env_file=None, environ={})
     mesh.add(Echo)
     caller = mesh.add(Caller)
     await mesh.start()
+    return mesh, caller
+
+
+def _host_of(mesh: Mesh) -> TrioHost:
+    """The Trio host of a mesh started from asyncio."""
     host = mesh._host_slot.host
     assert isinstance(host, TrioHost)
+    return host
+
+
+async def _latency_run(rounds: int, per_round: int) -> tuple[float, float]:
+    """p50 (seconds) of native and shim requests, rounds interleaved."""
+    mesh, caller = await _started_mesh()
+    host = _host_of(mesh)
     native: list[float] = []
     shim: list[float] = []
     try:
@@ -99,12 +99,8 @@ async def _native_rate(peers: PeerClient, per_caller: int) -> float:
 async def _rate_run(per_caller: int) -> tuple[float, float]:
     """Requests per second with CALLERS asyncio tasks each making ``per_caller`` requests,
     and, for comparison, with CALLERS Trio tasks on the same mesh."""
-    mesh = Mesh(config={"p2p_enabled": False}, env_file=None, environ={})
-    mesh.add(Echo)
-    caller = mesh.add(Caller)
-    await mesh.start()
-    host = mesh._host_slot.host
-    assert isinstance(host, TrioHost)
+    mesh, caller = await _started_mesh()
+    host = _host_of(mesh)
     peers = caller.peers
 
     async def one_caller(n: int) -> None:
@@ -196,10 +192,7 @@ def run(quick: bool) -> list[Result]:
 
 
 async def _pure_trio_p50(count: int) -> float:
-    mesh = Mesh(config={"p2p_enabled": False}, env_file=None, environ={})
-    mesh.add(Echo)
-    caller = mesh.add(Caller)
-    await mesh.start()
+    mesh, caller = await _started_mesh()
     try:
         await _latencies(caller.peers, count)  # warm-up
         samples = await _latencies(caller.peers, count)

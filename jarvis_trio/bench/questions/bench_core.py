@@ -30,23 +30,10 @@ import trio.testing
 from outcome import Value
 
 from jarvis_trio.agent import CustomAgent
+from jarvis_trio.bench.questions._agents import Caller, Echo
 from jarvis_trio.bench.results import Result, Series, median, percentile, step
 from jarvis_trio.mesh import Mesh, open_mesh
 from jarvis_trio.peers.messages import IncomingMessage
-
-
-class Echo(CustomAgent):
-    role = "echo"
-
-    async def on_peer_request(self, message: IncomingMessage) -> dict[str, Any]:
-        return message.data
-
-
-class Caller(CustomAgent):
-    role = "caller"
-
-    async def run(self) -> None:
-        return None
 
 
 class Sink(CustomAgent):

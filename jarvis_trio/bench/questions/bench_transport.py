@@ -28,7 +28,7 @@ import msgspec
 import trio
 import zmq
 
-from jarvis_trio.agent import CustomAgent
+from jarvis_trio.bench.questions._agents import Caller
 from jarvis_trio.bench.results import Result, median, percentile
 from jarvis_trio.cluster import ClusterNode
 from jarvis_trio.mesh import Mesh, open_mesh
@@ -51,16 +51,6 @@ def _sample_envelope(i: int = 0) -> Envelope:
 
 
 # -- codec ------------------------------------------------------------------------------------
-class _AllMsgpack(msgspec.Struct, array_like=True, gc=False):
-    kind: Kind
-    target: str
-    sender: str
-    correlation_id: str | None
-    timestamp: float
-    context: dict[str, Any] | None
-    data: Any
-
-
 class _Hybrid(msgspec.Struct, array_like=True, gc=False):
     kind: Kind
     target: str
@@ -111,39 +101,21 @@ def _codec(quick: bool) -> list[Result]:
     env = _sample_envelope()
     ours = encode_envelope(env, _LIMIT)
     mp_enc = msgspec.msgpack.Encoder()
-    mp_dec = msgspec.msgpack.Decoder(_AllMsgpack)
+    mp_dec = msgspec.msgpack.Decoder(Envelope)  # the envelope as it is, in msgpack
     hy_dec = msgspec.msgpack.Decoder(_Hybrid)
     js_enc = msgspec.json.Encoder()
     js_dec = msgspec.json.Decoder()
     ctx_dec = msgspec.json.Decoder(dict[str, Any])
 
     def mp_encode() -> bytes:
-        return mp_enc.encode(
-            _AllMsgpack(
-                env.kind,
-                env.target,
-                env.sender,
-                env.correlation_id,
-                env.timestamp,
-                env.context,
-                env.data,
-            )
-        )
+        return mp_enc.encode(env)
 
     def mp_round() -> Envelope:
         got = mp_dec.decode(mp_encode())
         _json_walk(got.data)
         if got.context is not None:
             _json_walk(got.context)
-        return Envelope(
-            got.kind,
-            got.target,
-            got.sender,
-            got.correlation_id,
-            got.timestamp,
-            got.context,
-            got.data,
-        )
+        return got
 
     def hy_encode() -> bytes:
         context = None if env.context is None else js_enc.encode(env.context)
@@ -366,13 +338,6 @@ async def _concurrent(bridge: Any, frame: bytes, n: int, requesters: int = 64) -
 _NEAR_SWIM = {"swim_period": 0.2, "swim_probe_timeout": 0.1}
 
 
-class _Caller(CustomAgent):
-    role = "caller"
-
-    async def run(self) -> None:
-        return None
-
-
 def _near_config(name: str, seed_port: int) -> dict[str, Any]:
     return {
         "p2p_enabled": True,
@@ -401,7 +366,7 @@ async def _mesh_figures(n: int, stream_n: int, starts: int) -> dict[str, float]:
         for i in range(starts):
             started = time.perf_counter()
             async with open_mesh(
-                _near_config(f"probe-{i}", seed_port), agents=[_Caller], env_file=None, environ={}
+                _near_config(f"probe-{i}", seed_port), agents=[Caller], env_file=None, environ={}
             ) as probe:
                 with trio.fail_after(10):
                     await _discoverable(probe, "echo")
@@ -409,7 +374,7 @@ async def _mesh_figures(n: int, stream_n: int, starts: int) -> dict[str, float]:
         figures["start_s"] = median(start_times)
 
         async with open_mesh(
-            _near_config("near", seed_port), agents=[_Caller], env_file=None, environ={}
+            _near_config("near", seed_port), agents=[Caller], env_file=None, environ={}
         ) as near:
             with trio.fail_after(10):
                 await _discoverable(near, "sink")

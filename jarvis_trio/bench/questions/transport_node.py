@@ -22,18 +22,12 @@ from typing import Any
 import trio
 
 from jarvis_trio.agent import CustomAgent
+from jarvis_trio.bench.questions._agents import Echo
 from jarvis_trio.cluster import ClusterNode
 from jarvis_trio.mesh import open_mesh
 from jarvis_trio.peers.messages import IncomingMessage
 
 SWIM = {"swim_period": 0.2, "swim_probe_timeout": 0.1}
-
-
-class Echo(CustomAgent):
-    role = "echo"
-
-    async def on_peer_request(self, message: IncomingMessage) -> dict[str, Any]:
-        return message.data
 
 
 class Sink(CustomAgent):

@@ -20,6 +20,7 @@ from typing import Any
 
 import anyio.lowlevel
 import pytest
+from seed_snippets import ScoutAgent, ask_every_analyst
 
 from jarvis_trio.agent import CustomAgent
 from jarvis_trio.mesh import Mesh
@@ -31,36 +32,6 @@ from jarvis_trio.testing.redis_server import RedisServer
 from .conftest import BACKENDS, run_main
 
 # -- seeds/p2p-communication.txt: "Practical Example: CustomAgent with Peer Communication" ------
-
-
-class ScoutAgent(CustomAgent):
-    name = "Scout"
-    role = "scout"
-    capabilities = ["reconnaissance", "data-gathering"]
-
-    async def run(self, task: str, context: dict) -> dict:
-        # Perform primary data gathering
-        raw_data = await self.gather_data(task)
-
-        # Notify the analyst that data is ready
-        await self.peers.notify(
-            "analyst",
-            {"event": "data_ready", "data": raw_data},
-            context={"mission_id": context.get("mission_id")},
-        )
-
-        # Request a quality check from another scout if available
-        peer_scout = self.peers.discover_one(role="scout", strategy="random")
-        if peer_scout:
-            validation = await self.peers.request(
-                peer_scout.agent_id,
-                {"action": "validate", "data": raw_data},
-                timeout=15,
-            )
-            if validation and not validation.get("valid"):
-                raw_data = await self.re_gather(task, validation["feedback"])
-
-        return {"status": "complete", "data": raw_data}
 
 
 class FieldScout(ScoutAgent):
@@ -152,24 +123,7 @@ class CoordinatorAgent(CustomAgent):
     role = "coordinator"
 
     async def survey(self) -> list[dict[str, Any]]:
-        analysts = self.peers.discover(role="analyst")
-
-        # Fire off multiple requests without blocking
-        request_ids = []
-        for analyst in analysts:
-            req_id = await self.peers.ask_async(analyst.agent_id, {"question": "Analyse sector X"})
-            request_ids.append(req_id)
-
-        # Do other work while responses arrive
-        await process_other_tasks()
-
-        # Collect responses
-        results = []
-        for req_id in request_ids:
-            response = await self.peers.check_inbox(req_id, timeout=10)
-            if response:
-                results.append(response)
-        return results
+        return await ask_every_analyst(self, process_other_tasks)
 
 
 @pytest.mark.parametrize("mode", [None, "p2p"])

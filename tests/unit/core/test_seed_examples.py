@@ -6,6 +6,7 @@ from typing import Any
 
 import trio
 import trio.testing
+from seed_snippets import ask_every_analyst
 
 from jarvis_trio.agent import CustomAgent
 from jarvis_trio.peers.messages import IncomingMessage
@@ -62,21 +63,7 @@ async def test_async_request_pattern(
         async def process_other_tasks() -> None:
             await trio.sleep(0.5)
 
-        # Fire off multiple requests without blocking
-        request_ids = []
-        for analyst in analysts:
-            req_id = await self.peers.ask_async(analyst.agent_id, {"question": "Analyse sector X"})
-            request_ids.append(req_id)
-
-        # Do other work while responses arrive
-        await process_other_tasks()
-
-        # Collect responses
-        results = []
-        for req_id in request_ids:
-            response = await self.peers.check_inbox(req_id, timeout=10)
-            if response:
-                results.append(response)
+        results = await ask_every_analyst(self, process_other_tasks)
 
         assert len(results) == 3
         assert {r["answer"].split(":")[0] for r in results} == {a.agent_id for a in analysts}
