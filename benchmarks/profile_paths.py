@@ -26,28 +26,18 @@ import asyncio
 import collections
 import re
 import time
-from typing import Any
 
 import trio
 
-from jarvis_trio.agent import CustomAgent
+from jarvis_trio.bench.questions._agents import Caller, Echo
 from jarvis_trio.bench.questions.bench_transport import (
-    _Caller,
     _discoverable,
     _near_config,
     _PeerProcess,
 )
 from jarvis_trio.mesh import Mesh, open_mesh
-from jarvis_trio.peers.messages import IncomingMessage
 
 PAYLOAD = {"need": "clarification", "entity": "Entity_X", "n": [1, 2, 3]}
-
-
-class Echo(CustomAgent):
-    role = "echo"
-
-    async def on_peer_request(self, message: IncomingMessage) -> dict[str, Any]:
-        return message.data
 
 
 async def _cross(seconds: float, what: str) -> int:
@@ -57,7 +47,7 @@ async def _cross(seconds: float, what: str) -> int:
         words = far.ready.split()
         seed_port, echo_id, sink_id = int(words[1]), words[2], words[3]
         async with open_mesh(
-            _near_config("near", seed_port), agents=[_Caller], env_file=None, environ={}
+            _near_config("near", seed_port), agents=[Caller], env_file=None, environ={}
         ) as near:
             with trio.fail_after(10):
                 await _discoverable(near, "sink")
@@ -90,7 +80,7 @@ async def _cross(seconds: float, what: str) -> int:
 
 
 async def _local_trio(seconds: float) -> int:
-    async with open_mesh({"p2p_enabled": False}, agents=[Echo, _Caller], env_file=None) as mesh:
+    async with open_mesh({"p2p_enabled": False}, agents=[Echo, Caller], env_file=None) as mesh:
         peers = mesh.agents[1].peers
         done = 0
         deadline = time.perf_counter() + seconds
@@ -103,7 +93,7 @@ async def _local_trio(seconds: float) -> int:
 async def _local_asyncio(seconds: float, callers: int = 1) -> int:
     mesh = Mesh(config={"p2p_enabled": False}, env_file=None, environ={})
     mesh.add(Echo)
-    caller = mesh.add(_Caller)
+    caller = mesh.add(Caller)
     await mesh.start()
     done = 0
     deadline = time.perf_counter() + seconds

@@ -237,17 +237,7 @@ class PeerClient:
             router.stats.notify_failed += 1
             return False
         info, inbox = found
-        msg = IncomingMessage(
-            self._agent_id,
-            router.node_id,
-            NOTIFY,
-            data,
-            None,
-            time.time(),
-            ctx,
-            info.agent_id,
-            traceparent,
-        )
+        msg = self._outgoing(NOTIFY, data, None, ctx, info.agent_id, traceparent)
         traffic = router.traffic
         if inbox is not None and inbox.put_nowait(msg):
             if traffic.enabled:
@@ -367,18 +357,30 @@ class PeerClient:
         if entry is None:
             router.stats.request_failed += 1
             return None
-        msg = IncomingMessage(
+        msg = self._outgoing(REQUEST, data, request_id, ctx, info.agent_id, traceparent)
+        return entry, msg, inbox, info
+
+    def _outgoing(
+        self,
+        kind: str,
+        data: dict[str, Any],
+        correlation_id: str | None,
+        context: dict[str, Any],
+        target: str,
+        traceparent: str | None = None,
+    ) -> IncomingMessage:
+        """A message from this agent to ``target``, stamped now."""
+        return IncomingMessage(
             self._agent_id,
-            router.node_id,
-            REQUEST,
+            self._router.node_id,
+            kind,
             data,
-            request_id,
+            correlation_id,
             time.time(),
-            ctx,
-            info.agent_id,
+            context,
+            target,
             traceparent,
         )
-        return entry, msg, inbox, info
 
     def _checked(
         self, message: dict[str, Any], context: dict[str, Any] | None
@@ -415,16 +417,7 @@ class PeerClient:
             context = message.context
         ctx = checked_context(context) if context else {}
         router.check_size(data, ctx)
-        reply = IncomingMessage(
-            self._agent_id,
-            router.node_id,
-            RESPONSE,
-            data,
-            message.correlation_id,
-            time.time(),
-            ctx,
-            message.sender,
-        )
+        reply = self._outgoing(RESPONSE, data, message.correlation_id, ctx, message.sender)
         if message.sender_node == router.node_id:  # same node: never blocks
             return router.pending.resolve(reply)
         return await router.send_response(reply, message.sender_node)
@@ -539,17 +532,7 @@ class PeerClient:
             raise ValueError(
                 f"ask_async: {router.pending.limit} requests are already pending on this node"
             )
-        msg = IncomingMessage(
-            self._agent_id,
-            router.node_id,
-            REQUEST,
-            data,
-            request_id,
-            time.time(),
-            ctx,
-            info.agent_id,
-            traceparent,
-        )
+        msg = self._outgoing(REQUEST, data, request_id, ctx, info.agent_id, traceparent)
         if inbox is not None:
             if inbox.put_nowait(msg):
                 return request_id
