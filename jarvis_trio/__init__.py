@@ -65,7 +65,7 @@ if _typing.TYPE_CHECKING:
         TransportError,
         UnsafePathError,
     )
-    from .mailbox import MailboxSettings, open_mailbox_hub
+    from .mailbox import DeadLetter, MailboxSettings, open_mailbox_hub
     from .mesh import Mesh, open_mesh
     from .peers import IncomingMessage, NodeStats, PeerClient, PeerInfo, RemoteRoute
     from .peers.membership import ClusterEvent, EventStream, MemberInfo
@@ -105,6 +105,7 @@ __all__ = [
     "ConnectionNotActive",
     "ConsentPrompt",
     "CustomAgent",
+    "DeadLetter",
     "DuplicateAgentError",
     "EventKind",
     "EventStream",
@@ -188,6 +189,7 @@ _HOMES = {
     "NodeNameConflict": ".errors",
     "KeyInfo": ".swim",
     "Keyring": ".swim",
+    "DeadLetter": ".mailbox",
     "Mailbox": ".services",
     "MailboxError": ".errors",
     "MailboxFull": ".errors",

@@ -347,10 +347,19 @@ class Agent:
                         await self.on_mailbox_message(item)
                 else:
                     await self.on_mailbox_message(item)
-            except Exception:
+            except Exception as exc:
+                # never acknowledged: delivered again after a backoff, or dead-lettered
+                # with this error once it failed mailbox_max_deliveries times
                 self._logger.error(
-                    "on_mailbox_message failed for %s", item.message_id, exc_info=True
+                    "on_mailbox_message failed for %s (delivery %d)",
+                    item.message_id,
+                    item.delivery_count,
+                    exc_info=True,
                 )
+                with trio.CancelScope(shield=True) as settle:
+                    settle.deadline = trio.current_time() + _SETTLE_TIMEOUT
+                    await mailbox.fail(item, exc)
+                continue
             except BaseException:
                 with trio.CancelScope(shield=True) as settle:
                     settle.deadline = trio.current_time() + _SETTLE_TIMEOUT

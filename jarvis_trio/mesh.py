@@ -47,6 +47,7 @@ from .agent import Agent, AgentLogger, has_task_entry
 from .compat._hosted import start_hosted, stop_hosted
 from .config import MeshConfig
 from .errors import AgentCrashed, AgentDefinitionError, MeshError
+from .mailbox.contracts import MailboxHub
 from .peers.client import PeerClient
 from .peers.directory import AgentDirectory, PeerInfo
 from .peers.inbox import AgentInbox
@@ -598,6 +599,15 @@ class Mesh:
         return bool(await stack.__aexit__(exc_type, exc, tb))
 
     # -- operating: membership, readiness, events ----------------------------------------
+
+    @property
+    def mailboxes(self) -> MailboxHub:
+        """The node's mailbox hub while the mesh runs: the dead letters of any agent are
+        listed, inspected, replayed and purged through it (``dead_letters(agent_id)``, ...)."""
+        services = self._services
+        if services is None:
+            raise MeshError(f"the mailboxes of a {self._state} mesh are not open")
+        return services.mailboxes
 
     def members(self) -> list[MemberInfo]:
         """A snapshot of the cluster as this node sees it (SWIM view), this node first.

@@ -8,17 +8,30 @@
 * ``redis_url`` unreachable at start → one WARNING naming the URL, then the in-process hub.
 
 ``hub.kind`` says which one runs. Both give the same API: synchronous ``send`` that never
-blocks, async ``receive`` / ``read`` / ``peek`` / ``ack`` / ``nack``, and ``hub.release(agent_id)``
-when an agent stops or crashes so that its unacknowledged messages are delivered again when it
-comes back.
+blocks, async ``receive`` / ``read`` / ``peek`` / ``ack`` / ``nack`` / ``fail``, and
+``hub.release(agent_id)`` when an agent stops or crashes so that its unacknowledged messages
+are delivered again when it comes back.
 
-An agent serving its mailbox::
+Failures follow one rule on both backends: a handler that raises hands the message to
+``fail(message, error)``, which delivers it again after a backoff (``retry_base`` doubling to
+``retry_max``) until it was delivered ``max_deliveries`` times (``mailbox_max_deliveries``,
+default 5), and then moves it to the agent's dead-letter stream with the error and the count.
+A message that keeps killing the process is dead-lettered too once its count of deliveries
+(kept by Redis) passes the limit. Nothing is acknowledged unless handled or dead-lettered.
+Dead letters are listed, inspected, replayed and purged through the hub
+(``dead_letters`` / ``dead_letter`` / ``replay_dead_letters`` / ``purge_dead_letters``) and
+an agent's own through ``self.mailbox.dead_letters()``.
+
+An agent serving its mailbox (what the default ``run()`` does)::
 
     while True:
         message = await self.mailbox.receive()
         try:
             await self.on_mailbox_message(message)
-        except Exception:
+        except Exception as error:
+            await self.mailbox.fail(message, error)
+            continue
+        except BaseException:
             await self.mailbox.nack(message)
             raise
         await self.mailbox.ack(message)
@@ -35,10 +48,12 @@ from .._sides import HostSlot
 from ..config import MeshConfig
 from ..errors import RedisUnavailable
 from ._common import MailboxSettings
+from .contracts import DeadLetter
 from .local import InProcessHub, LocalMailbox, open_in_process_hub
 from .redis_backed import RedisHub, RedisMailbox, open_redis_hub
 
 __all__ = [
+    "DeadLetter",
     "InProcessHub",
     "LocalMailbox",
     "MailboxSettings",
@@ -60,7 +75,7 @@ async def open_mailbox_hub(
     host: HostSlot | None = None,
 ) -> AsyncIterator[InProcessHub | RedisHub]:
     """The node's mailbox hub for the lifetime of the block (see the module docstring)."""
-    chosen = settings or MailboxSettings()
+    chosen = settings or MailboxSettings(max_deliveries=config.mailbox_max_deliveries)
     if config.redis_url is not None:
         try:
             client = await open_redis_client(

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import heapq
 import itertools
+import math
 import os
 import threading
 from collections.abc import Callable
@@ -24,9 +26,11 @@ __all__ = [
     "MailboxSettings",
     "MessageIds",
     "Pacer",
+    "Redeliveries",
     "TrioCaller",
     "check_limit",
     "check_target",
+    "error_fields",
 ]
 
 C = TypeVar("C")
@@ -66,6 +70,15 @@ class MailboxSettings:
     ``close_timeout``
         Redis: how long closing the hub keeps trying to write the outbox and the pending
         acknowledgements before it reports what it could not write.
+    ``max_deliveries``
+        Deliveries of one message whose handler keeps failing (it raised, or the process
+        died while handling it) before the message moves to the agent's dead-letter stream
+        (the ``mailbox_max_deliveries`` config key).
+    ``retry_base`` / ``retry_max``
+        Backoff before a failed message is delivered again: ``retry_base`` seconds after the
+        first failure, doubling, at most ``retry_max``.
+    ``dead_letter_size``
+        Dead letters kept per agent; beyond it the oldest are dropped (counted, logged).
     """
 
     queue_size: int = 10_000
@@ -78,6 +91,15 @@ class MailboxSettings:
     max_block: float = 2.0
     close_timeout: float = 5.0
     ack_delay: float = 0.005
+    max_deliveries: int = 5
+    retry_base: float = 0.1
+    retry_max: float = 30.0
+    dead_letter_size: int = 10_000
+
+    def retry_delay(self, deliveries: int) -> float:
+        """Seconds to wait before delivering again a message that failed ``deliveries``
+        times."""
+        return min(self.retry_max, self.retry_base * 2.0 ** max(0, min(deliveries - 1, 32)))
 
     def __post_init__(self) -> None:
         for item in dataclasses.fields(self):
@@ -242,8 +264,59 @@ class Claims(Generic[C]):
             )
         return item
 
+    def get(self, message: MailboxMessage) -> C:
+        """What the claim of ``message`` holds; ``MailboxError`` if it holds none."""
+        item = self._items.get(message.message_id)
+        if item is None:
+            raise MailboxError(
+                f"message {message.message_id} is not claimed by the mailbox of {self._agent_id}"
+            )
+        return item
+
     def values(self) -> list[C]:
         return list(self._items.values())
 
     def clear(self) -> None:
         self._items.clear()
+
+
+def error_fields(error: BaseException | str) -> tuple[str, str]:
+    """``(error, error_type)`` as a dead letter records them (the text bounded)."""
+    if isinstance(error, BaseException):
+        text, kind = str(error) or repr(error), type(error).__name__
+    else:
+        text, kind = error, "Undelivered"
+    return text[:4096], kind
+
+
+class Redeliveries(Generic[C]):
+    """Failed messages waiting out their backoff before they are delivered again.
+
+    They stay claimed meanwhile (so bounded by ``max_unacked``, and never acknowledged);
+    :meth:`due` hands back the first whose time has come, :meth:`next_due` says when to wake.
+    """
+
+    __slots__ = ("_heap", "_seq")
+
+    def __init__(self) -> None:
+        self._heap: list[tuple[float, int, C]] = []
+        self._seq = itertools.count()
+
+    def __len__(self) -> int:
+        return len(self._heap)
+
+    def add(self, when: float, item: C) -> None:
+        heapq.heappush(self._heap, (when, next(self._seq), item))
+
+    def due(self, now: float) -> C | None:
+        if self._heap and self._heap[0][0] <= now:
+            return heapq.heappop(self._heap)[2]
+        return None
+
+    def next_due(self) -> float:
+        return self._heap[0][0] if self._heap else math.inf
+
+    def clear(self) -> list[C]:
+        items = [item for _, _, item in sorted(self._heap)]
+        self._heap.clear()
+        return items

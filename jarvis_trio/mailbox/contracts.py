@@ -6,11 +6,11 @@ its own contract; :mod:`jarvis_trio.services` and the agent import them from her
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol, runtime_checkable
 
-__all__ = ["Mailbox", "MailboxHub", "MailboxMessage"]
+__all__ = ["DeadLetter", "Mailbox", "MailboxHub", "MailboxMessage"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -29,6 +29,27 @@ class MailboxMessage:
     delivery_count: int = 1
     traceparent: str | None = None
     """The W3C trace context of the sending span (set only while tracing is on)."""
+
+
+@dataclass(frozen=True, slots=True)
+class DeadLetter:
+    """A message that failed ``deliveries`` times and was moved to its agent's dead-letter
+    stream: what it was, and the last error (``error_type`` ``Undelivered`` when the
+    process died while handling it, so no exception was ever seen).
+
+    ``dead_id`` names it within the stream, for :meth:`Mailbox.dead_letter`, replay and purge.
+    """
+
+    dead_id: str
+    message_id: str
+    sender: str | None
+    target: str
+    payload: Mapping[str, Any]
+    timestamp: float
+    deliveries: int
+    error: str
+    error_type: str
+    failed_at: float
 
 
 @runtime_checkable
@@ -59,6 +80,16 @@ class Mailbox(Protocol):
         """Give a claimed message back, to be delivered again."""
         ...
 
+    async def fail(self, message: MailboxMessage, error: BaseException | str) -> bool:
+        """The handler of a claimed message failed with ``error``: deliver it again after a
+        backoff, or -- once it was delivered ``max_deliveries`` times -- move it to the
+        dead-letter stream with the error (then ``True``). Never acknowledged otherwise."""
+        ...
+
+    async def dead_letters(self, limit: int = 100) -> list[DeadLetter]:
+        """This agent's dead letters, oldest first."""
+        ...
+
     async def read(self, limit: int = 100) -> list[MailboxMessage]:
         """Claim up to ``limit`` waiting messages without waiting for more."""
         ...
@@ -80,4 +111,23 @@ class MailboxHub(Protocol):
         """Counters: ``sent``, ``acked``, ``redelivered`` (given back, or claimed again from
         a reader that died), and what the backend adds (waiting messages, the Redis outbox
         as ``pending_writes``, ...)."""
+        ...
+
+    async def dead_letters(self, agent_id: str, limit: int = 100) -> list[DeadLetter]:
+        """The dead letters of ``agent_id``, oldest first (at most ``limit``)."""
+        ...
+
+    async def dead_letter(self, agent_id: str, dead_id: str) -> DeadLetter | None:
+        """One dead letter by its ``dead_id``, or ``None``."""
+        ...
+
+    async def replay_dead_letters(
+        self, agent_id: str, dead_ids: Sequence[str] | None = None
+    ) -> list[str]:
+        """Send dead letters (all, or those named) to the agent's mailbox again as new
+        messages and remove them; returns the new message ids."""
+        ...
+
+    async def purge_dead_letters(self, agent_id: str, dead_ids: Sequence[str] | None = None) -> int:
+        """Delete dead letters (all, or those named); returns how many."""
         ...

@@ -8,6 +8,11 @@ Same API and delivery semantics as the Redis mailbox, within one process:
 * when an agent leaves (it stopped or crashed; :meth:`InProcessHub.release`) its claimed,
   unacknowledged messages go back to the front of its queue, so the agent gets them again
   when it comes back — the in-process form of at-least-once delivery;
+* a message whose handler fails (:meth:`LocalMailbox.fail`) is delivered again after a
+  backoff, staying claimed meanwhile; after ``max_deliveries`` deliveries it moves to the
+  agent's dead-letter list (bounded by ``dead_letter_size``) with the error and the count, so
+  nothing is lost and nothing loops forever. A message given back after a crash more often
+  than that is dead-lettered when it comes up, without being handed out again;
 * bounds (:class:`~jarvis_trio.mailbox.MailboxSettings`): ``queue_size`` messages waiting per
   agent and ``max_mailboxes`` queues per hub — a send beyond either raises ``MailboxFull`` and
   the message is not queued; ``max_unacked`` claims per mailbox — a receive beyond it raises
@@ -21,11 +26,13 @@ from another thread through the Trio token. Nothing polls.
 
 from __future__ import annotations
 
+import itertools
+import logging
 import math
 import threading
 import time
 from collections import deque
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator, Mapping, Sequence
 from contextlib import asynccontextmanager
 from typing import Any
 
@@ -42,13 +49,17 @@ from ._common import (
     MailboxSettings,
     MessageIds,
     Pacer,
+    Redeliveries,
     TrioCaller,
     check_limit,
     check_target,
+    error_fields,
 )
-from .contracts import MailboxMessage
+from .contracts import DeadLetter, MailboxMessage
 
 __all__ = ["InProcessHub", "LocalMailbox", "open_in_process_hub"]
+
+log = logging.getLogger("jarvis_trio.mailbox")
 
 
 class _Entry:
@@ -112,6 +123,7 @@ class LocalMailbox:
         self._hub = hub
         self._queue = hub.queue(agent_id)
         self._claims: Claims[_Entry] = Claims(agent_id, hub.settings.max_unacked)
+        self._retries: Redeliveries[_Entry] = Redeliveries()
         self._pacer = Pacer()
 
     def __repr__(self) -> str:
@@ -133,21 +145,43 @@ class LocalMailbox:
     @trio_side
     async def receive(self, timeout: float | None = None) -> MailboxMessage | None:
         """Claim the next message, waiting up to ``timeout`` seconds (``None``: forever,
-        ``0``: no wait); ``None`` when nothing came in time."""
+        ``0``: no wait); ``None`` when nothing came in time. A failed message whose backoff
+        has run out comes before new ones."""
         await self._pacer.checkpoint()
-        self._claims.check_usable(1)
-        queue = self._queue
-        if not queue.waiting:
-            if timeout is not None and timeout <= 0:
-                return None
-            deadline = trio.current_time() + timeout if timeout is not None else math.inf
-            with trio.move_on_at(deadline):
-                while not queue.waiting:
-                    await queue.lot.park()
-            if not queue.waiting:
-                return None
+        if not self._retries:
             self._claims.check_usable(1)
-        return self._claim(queue.waiting.popleft())
+        deadline = math.inf if timeout is None else trio.current_time() + max(0.0, timeout)
+        queue = self._queue
+        while True:
+            taken = self._take()
+            if taken is not None:
+                return taken
+            wake = min(deadline, self._retries.next_due())
+            if wake <= trio.current_time():
+                if wake >= deadline:
+                    return None
+                continue
+            with trio.move_on_at(wake):
+                await queue.lot.park()  # a send, a retry scheduled, or time: plan again
+
+    def _take(self) -> MailboxMessage | None:
+        """A retry that is due, else the next waiting message (dead-lettering on the way any
+        that was already delivered too often); ``None`` when neither is there."""
+        entry = self._retries.due(trio.current_time())
+        if entry is not None:
+            return entry.message()
+        waiting = self._queue.waiting
+        while waiting:
+            self._claims.check_usable(1)
+            entry = waiting.popleft()
+            if entry.delivery_count <= self._hub.settings.max_deliveries:
+                return self._claim(entry)
+            self._hub.bury(
+                entry,
+                f"delivered {entry.delivery_count - 1} times without being acknowledged",
+                "Undelivered",
+            )
+        return None
 
     @trio_side
     async def read(self, limit: int = 100) -> list[MailboxMessage]:
@@ -185,11 +219,35 @@ class LocalMailbox:
         self._hub.counters["redelivered"] += 1
         self._hub.give_back(self.agent_id, [entry])
 
+    @trio_side
+    async def fail(self, message: MailboxMessage, error: BaseException | str) -> bool:
+        """The handler of ``message`` failed: deliver it again after a backoff, or move it
+        to the dead-letter list once it was delivered ``max_deliveries`` times (``True``)."""
+        await trio.lowlevel.checkpoint()
+        entry = self._claims.get(message)
+        settings = self._hub.settings
+        if entry.delivery_count >= settings.max_deliveries:
+            self._claims.pop(message)
+            self._hub.bury(entry, *error_fields(error))
+            return True
+        when = trio.current_time() + settings.retry_delay(entry.delivery_count)
+        entry.delivery_count += 1
+        self._retries.add(when, entry)
+        self._hub.counters["retried"] += 1
+        self._queue.lot.unpark_all()  # a receive parked longer than this retry re-plans
+        return False
+
+    @trio_side
+    async def dead_letters(self, limit: int = 100) -> list[DeadLetter]:
+        """This agent's dead letters, oldest first."""
+        return await self._hub.dead_letters(self.agent_id, limit)
+
     def release(self) -> None:
         """The agent left: give back every claimed message; this mailbox is no longer used."""
         if self._claims.released:
             return
         self._claims.released = True
+        self._retries.clear()  # they are claims too: given back below
         entries = self._claims.values()
         self._claims.clear()
         for entry in entries:
@@ -221,7 +279,16 @@ class InProcessHub(HubBase):
         self._caller = TrioCaller()
         self._ids = MessageIds()
         self._closed = False
-        self.counters: dict[str, int] = {"sent": 0, "acked": 0, "redelivered": 0}
+        self.counters: dict[str, int] = {
+            "sent": 0,
+            "acked": 0,
+            "redelivered": 0,
+            "retried": 0,  # failed, delivered again after a backoff
+            "dead_lettered": 0,
+            "dead_letters_dropped": 0,  # the oldest, beyond dead_letter_size
+        }
+        self._dead: dict[str, deque[DeadLetter]] = {}
+        self._dead_ids = itertools.count(1)
 
     def __repr__(self) -> str:
         return f"<InProcessHub {self.node_name} queues={len(self._queues)}>"
@@ -292,6 +359,92 @@ class InProcessHub(HubBase):
             queue = self._queue_locked(agent_id)
             queue.waiting.extendleft(reversed(entries))
         self._caller.call(queue.lot.unpark_all)
+
+    # -- dead letters ---------------------------------------------------------------------
+
+    def bury(self, entry: _Entry, error: str, error_type: str) -> None:
+        """Move a message that failed too often to its agent's dead-letter list."""
+        letters = self._dead.setdefault(entry.target, deque())
+        if len(letters) >= self.settings.dead_letter_size:
+            dropped = letters.popleft()
+            self.counters["dead_letters_dropped"] += 1
+            log.error(
+                "dead-letter list of %s is full (dead_letter_size=%d): dropped %s",
+                entry.target,
+                self.settings.dead_letter_size,
+                dropped.message_id,
+            )
+        letters.append(
+            DeadLetter(
+                dead_id=f"dl-{next(self._dead_ids)}",
+                message_id=entry.message_id,
+                sender=entry.sender,
+                target=entry.target,
+                payload=decode_payload(entry.data),
+                timestamp=entry.timestamp,
+                deliveries=entry.delivery_count,
+                error=error,
+                error_type=error_type,
+                failed_at=time.time(),
+            )
+        )
+        self.counters["dead_lettered"] += 1
+        log.warning(
+            "mailbox message %s to %s moved to the dead-letter list after %d deliveries: %s: %s",
+            entry.message_id,
+            entry.target,
+            entry.delivery_count,
+            error_type,
+            error,
+        )
+
+    @trio_side
+    async def dead_letters(self, agent_id: str, limit: int = 100) -> list[DeadLetter]:
+        """The dead letters of ``agent_id``, oldest first (at most ``limit``)."""
+        check_limit(limit)
+        await trio.lowlevel.checkpoint()
+        return list(self._dead.get(agent_id, ()))[:limit]
+
+    @trio_side
+    async def dead_letter(self, agent_id: str, dead_id: str) -> DeadLetter | None:
+        """One dead letter of ``agent_id`` by its ``dead_id``, or ``None``."""
+        await trio.lowlevel.checkpoint()
+        return next((d for d in self._dead.get(agent_id, ()) if d.dead_id == dead_id), None)
+
+    @trio_side
+    async def replay_dead_letters(
+        self, agent_id: str, dead_ids: Sequence[str] | None = None
+    ) -> list[str]:
+        """Send dead letters of ``agent_id`` (all, or those named) to its mailbox again, as
+        new messages from their original sender, and remove them from the list. Returns the
+        new message ids."""
+        await trio.lowlevel.checkpoint()
+        chosen = self._take_dead(agent_id, dead_ids)
+        return [
+            self.deliver(d.sender, agent_id, encode_payload(d.payload, self.max_message_size))
+            for d in chosen
+        ]
+
+    @trio_side
+    async def purge_dead_letters(self, agent_id: str, dead_ids: Sequence[str] | None = None) -> int:
+        """Delete dead letters of ``agent_id`` (all, or those named); returns how many."""
+        await trio.lowlevel.checkpoint()
+        return len(self._take_dead(agent_id, dead_ids))
+
+    def _take_dead(self, agent_id: str, dead_ids: Sequence[str] | None) -> list[DeadLetter]:
+        letters = self._dead.get(agent_id)
+        if not letters:
+            return []
+        if dead_ids is None:
+            taken = list(letters)
+            letters.clear()
+            return taken
+        wanted = set(dead_ids)
+        taken = [d for d in letters if d.dead_id in wanted]
+        kept = [d for d in letters if d.dead_id not in wanted]
+        letters.clear()
+        letters.extend(kept)
+        return taken
 
     def close(self) -> None:
         self._closed = True

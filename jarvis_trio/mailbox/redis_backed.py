@@ -75,11 +75,14 @@ import redis
 import trio
 
 from .._redis import Backoff, RedisClient, ReplicationShortfall, is_transient
-from .._sides import HostSlot
+from .._sides import HostSlot, trio_side
 from ..config import MeshConfig
 from ..errors import MailboxError, MailboxFull
-from ._common import HubBase, MailboxSettings, MessageIds, TrioCaller, check_target
+from ._codec import encode_payload
+from ._common import HubBase, MailboxSettings, MessageIds, TrioCaller, check_limit, check_target
+from ._dead import delete_dead, read_dead
 from ._stream import APPEND_SCRIPT, GROUP, Outgoing, agent_of, stream_key
+from .contracts import DeadLetter
 from .redis_mailbox import RedisMailbox
 
 __all__ = ["RedisHub", "RedisMailbox", "open_redis_hub", "stream_key"]
@@ -129,7 +132,13 @@ class RedisHub(HubBase):
         self._lock = threading.Lock()
         self._caller = TrioCaller()
         self._ids = MessageIds()
-        self.counters: dict[str, int] = {"sent": 0, "acked": 0, "redelivered": 0}
+        self.counters: dict[str, int] = {
+            "sent": 0,
+            "acked": 0,
+            "redelivered": 0,
+            "retried": 0,  # failed, delivered again after a backoff
+            "dead_lettered": 0,  # by a failing handler (crash loops are logged)
+        }
         self._wake = trio.Event()
         self._progress = trio.Event()
         self._closed = False
@@ -456,6 +465,56 @@ class RedisHub(HubBase):
         """Wait until the writer task has written the outbox and the acknowledgements."""
         while self._outbox or self._acks:
             await self._progress.wait()
+
+    # -- dead letters (see :mod:`._dead`) ---------------------------------------------------
+
+    @trio_side
+    async def dead_letters(self, agent_id: str, limit: int = 100) -> list[DeadLetter]:
+        """The dead letters of ``agent_id``, oldest first (at most ``limit``)."""
+        check_limit(limit)
+        return await self.client.run(lambda r: read_dead(r, agent_id, limit))
+
+    @trio_side
+    async def dead_letter(self, agent_id: str, dead_id: str) -> DeadLetter | None:
+        """One dead letter of ``agent_id`` by its ``dead_id``, or ``None``."""
+        found = await self.client.run(lambda r: read_dead(r, agent_id, 1, dead_id))
+        return found[0] if found else None
+
+    @trio_side
+    async def replay_dead_letters(
+        self, agent_id: str, dead_ids: Sequence[str] | None = None
+    ) -> list[str]:
+        """Send dead letters of ``agent_id`` (all, or those named) to its mailbox again, as
+        new messages from their original sender, and remove them from the dead-letter
+        stream once the resend is accepted. Returns the new message ids."""
+        if dead_ids is None:
+            letters = await self.client.run(
+                lambda r: read_dead(r, agent_id, self.settings.dead_letter_size)
+            )
+        else:
+            wanted = list(dead_ids)
+
+            def read_each(r: redis.Redis) -> list[DeadLetter]:
+                return [found for d in wanted for found in read_dead(r, agent_id, 1, d)]
+
+            letters = await self.client.run(read_each)
+        sent = [
+            self.enqueue(
+                letter.sender or "",
+                agent_id,
+                encode_payload(letter.payload, self.max_message_size),
+            )
+            for letter in letters
+        ]
+        ids = [letter.dead_id for letter in letters]
+        await self.client.run(lambda r: delete_dead(r, agent_id, ids))
+        return sent
+
+    @trio_side
+    async def purge_dead_letters(self, agent_id: str, dead_ids: Sequence[str] | None = None) -> int:
+        """Delete dead letters of ``agent_id`` (all, or those named); returns how many."""
+        chosen = None if dead_ids is None else list(dead_ids)
+        return await self.client.run(lambda r: delete_dead(r, agent_id, chosen))
 
     def close(self) -> None:
         self._closed = True

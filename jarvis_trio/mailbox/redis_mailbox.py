@@ -20,9 +20,18 @@ from .. import _tracing
 from .._redis import Backoff, RedisClient, is_transient
 from .._sides import HostSlot, trio_side
 from ._codec import decode_payload, encode_payload
-from ._common import Claims, MailboxSettings, Pacer, check_limit, check_target
+from ._common import (
+    Claims,
+    MailboxSettings,
+    Pacer,
+    Redeliveries,
+    check_limit,
+    check_target,
+    error_fields,
+)
+from ._dead import bury
 from ._stream import GROUP, Held, entry_message, id_order, stream_key
-from .contracts import MailboxMessage
+from .contracts import DeadLetter, MailboxMessage
 
 __all__ = ["HubSide", "RedisMailbox"]
 
@@ -48,6 +57,8 @@ class HubSide(Protocol):
 
     def acks_pending_for(self, key: str) -> set[bytes]: ...
 
+    async def dead_letters(self, agent_id: str, limit: int = 100) -> list[DeadLetter]: ...
+
 
 log = logging.getLogger("jarvis_trio.mailbox")
 
@@ -62,6 +73,7 @@ class RedisMailbox:
         self._hub = hub
         self._ready: deque[Held] = deque()
         self._claims: Claims[Held] = Claims(agent_id, hub.settings.max_unacked)
+        self._retries: Redeliveries[Held] = Redeliveries()
         self._lock = trio.Lock()
         self._attached = False
         self._recover = True
@@ -91,24 +103,27 @@ class RedisMailbox:
     @trio_side
     async def receive(self, timeout: float | None = None) -> MailboxMessage | None:
         """Claim the next message, waiting up to ``timeout`` seconds (``None``: forever,
-        ``0``: no wait); ``None`` when nothing came in time. Waits through Redis outages."""
-        self._claims.check_usable(1)
-        if self._ready:
-            # Fast path: a prefetched message is waiting. No lock is needed to take it (no
-            # await between the check and the pop), and the pacer keeps this a cancellation
-            # point without a full scheduler pass per message.
-            await self._pacer.checkpoint()
-            if self._ready:
-                self._claims.check_usable(1)
-                return self._claim(self._ready.popleft())
+        ``0``: no wait); ``None`` when nothing came in time. Waits through Redis outages.
+        A failed message whose backoff has run out comes before new ones."""
+        await self._pacer.checkpoint()
         deadline = math.inf if timeout is None else trio.current_time() + max(0.0, timeout)
-        async with self._lock:
-            if not self._ready:
-                await self._refill(deadline, self._hub.settings.prefetch)
-            if not self._ready:
-                return None
+        while True:
+            retry = self._retries.due(trio.current_time())
+            if retry is not None:
+                return retry.message
             self._claims.check_usable(1)
-            return self._claim(self._ready.popleft())
+            if self._ready:
+                # Fast path: a prefetched message is waiting. No lock is needed to take it
+                # (no await between the check and the pop).
+                return self._claim(self._ready.popleft())
+            async with self._lock:
+                if not self._ready:
+                    wake = min(deadline, self._retries.next_due())
+                    await self._refill(wake, self._hub.settings.prefetch)
+            if self._ready or self._retries.next_due() <= trio.current_time():
+                continue
+            if trio.current_time() >= deadline:
+                return None
 
     @trio_side
     async def read(self, limit: int = 100) -> list[MailboxMessage]:
@@ -178,11 +193,75 @@ class RedisMailbox:
         )
         self._ready.appendleft(Held(held.stream_id, again, held.data))
 
+    @trio_side
+    async def fail(self, message: MailboxMessage, error: BaseException | str) -> bool:
+        """The handler of ``message`` failed: deliver it again after a backoff (the count is
+        written to Redis, so a crash meanwhile does not reset it), or move it to the
+        dead-letter stream once it was delivered ``max_deliveries`` times (``True``). While
+        Redis is unreachable the message stays pending and is retried later."""
+        held = self._claims.get(message)
+        settings = self._hub.settings
+        client = self._hub.client
+        count = message.delivery_count
+        if count >= settings.max_deliveries:
+            text, kind = error_fields(error)
+            try:
+                await client.run(lambda r: self._bury(r, held, count, text, kind))
+            except Exception as exc:
+                if not is_transient(exc):
+                    raise
+                log.warning("cannot dead-letter %s yet (%s)", message.message_id, exc)
+            else:
+                self._claims.pop(message)
+                self._hub.counters["dead_lettered"] += 1
+                return True
+        again = Held(
+            held.stream_id,
+            replace(message, payload=decode_payload(held.data), delivery_count=count + 1),
+            held.data,
+        )
+        self._claims.add(message.message_id, again)
+        self._retries.add(trio.current_time() + settings.retry_delay(count), again)
+        self._hub.counters["retried"] += 1
+        try:  # Redis' own count of deliveries, read back after a crash
+            await client.run(lambda r: self._record_deliveries(r, held.stream_id, count))
+        except Exception as exc:
+            if not is_transient(exc):
+                raise
+        return False
+
+    @trio_side
+    async def dead_letters(self, limit: int = 100) -> list[DeadLetter]:
+        """This agent's dead letters, oldest first."""
+        return await self._hub.dead_letters(self.agent_id, limit)
+
+    def _record_deliveries(self, r: redis.Redis, stream_id: bytes, count: int) -> None:
+        r.xclaim(self.key, GROUP, self.agent_id, 0, [stream_id], retrycount=count, justid=True)
+
+    def _bury(self, r: redis.Redis, held: Held, count: int, error: str, kind: str) -> None:
+        message = held.message
+        bury(
+            r,
+            agent_id=self.agent_id,
+            stream=self.key,
+            stream_id=held.stream_id,
+            message_id=message.message_id,
+            sender=message.sender,
+            timestamp=message.timestamp,
+            data=held.data,
+            deliveries=count,
+            error=error,
+            error_type=kind,
+            maxlen=self._hub.settings.dead_letter_size,
+        )
+
     def release(self) -> None:
-        """The agent left: drop local state. Its claimed, unacknowledged messages stay pending
-        in Redis; the agent's next mailbox re-claims them."""
+        """The agent left: drop local state. Its claimed, unacknowledged messages (those
+        waiting out a retry backoff too) stay pending in Redis; the agent's next mailbox
+        re-claims them."""
         self._claims.released = True
         self._ready.clear()
+        self._retries.clear()
         self._claims.clear()
 
     # internals ---------------------------------------------------------------------------
@@ -303,12 +382,27 @@ class RedisMailbox:
         ids = [p["message_id"] for p in orphans]
         claimed: Any = r.xclaim(self.key, GROUP, self.agent_id, 0, ids)
         items: list[Held] = []
+        limit = self._hub.settings.max_deliveries
         for stream_id, fields in claimed:
             if stream_id is None or fields is None:
                 continue  # trimmed by retention: Redis dropped it from the pending list
             item = entry_message(self.agent_id, stream_id, fields, counts.get(stream_id, 1) + 1)
-            if item is not None:
-                items.append(item)
+            if item is None:
+                continue
+            if item.message.delivery_count > limit:
+                # handed out that often and never acknowledged: its handling keeps killing
+                # the process (or the agent), so it is not handed out again
+                delivered = item.message.delivery_count - 1
+                self._bury(
+                    r,
+                    item,
+                    delivered,
+                    f"delivered {delivered} times without being acknowledged (the process "
+                    "may have died while handling it)",
+                    "Undelivered",
+                )
+                continue
+            items.append(item)
         items.sort(key=lambda item: id_order(item.stream_id))
         self._hub.counters["redelivered"] += len(items)
         return items, len(orphans) == room

@@ -223,3 +223,51 @@ async def test_a_closed_hub_refuses_sends() -> None:
         alice = opened.mailbox_for("alice")
     with pytest.raises(MailboxError, match="closed"):
         alice.send("bob", {})
+
+
+async def test_a_failed_message_comes_back_after_its_backoff_then_is_dead_lettered(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    settings = MailboxSettings(max_deliveries=3, retry_base=1.0, retry_max=1.5)
+    async with open_mailbox_hub(make_config(), "n1", settings=settings) as opened:
+        assert isinstance(opened, InProcessHub)
+        alice, bob = opened.mailbox_for("alice"), opened.mailbox_for("bob")
+        message_id = alice.send("bob", {"n": 1})
+        alice.send("bob", {"n": 2})
+        first = await bob.receive(timeout=0)
+        assert first is not None and first.delivery_count == 1
+        start = trio.current_time()
+        assert not await bob.fail(first, ValueError("bad"))
+        # the next message is not held up by the retry
+        other = await bob.receive(timeout=0)
+        assert other is not None and other.payload == {"n": 2}
+        await bob.ack(other)
+        again = await bob.receive()
+        assert again is not None and again.message_id == message_id
+        assert again.delivery_count == 2 and trio.current_time() - start == 1.0
+        assert not await bob.fail(again, "still bad")
+        third = await bob.receive()
+        assert third is not None and third.delivery_count == 3
+        assert trio.current_time() - start == 2.5  # 1.0, then 2.0 capped at retry_max
+        assert await bob.fail(third, KeyError("gone"))
+        assert await bob.receive(timeout=10) is None
+        (letter,) = await bob.dead_letters()
+        assert (letter.message_id, letter.deliveries) == (message_id, 3)
+        assert (letter.error, letter.error_type) == ("'gone'", "KeyError")
+        assert letter.payload == {"n": 1} and letter.sender == "alice"
+
+
+async def test_a_release_gives_back_messages_waiting_for_a_retry(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    settings = MailboxSettings(max_deliveries=5, retry_base=60.0)
+    async with open_mailbox_hub(make_config(), "n1", settings=settings) as opened:
+        assert isinstance(opened, InProcessHub)
+        opened.mailbox_for("alice").send("bob", {"n": 1})
+        bob = opened.mailbox_for("bob")
+        first = await bob.receive(timeout=0)
+        assert first is not None
+        await bob.fail(first, "later")
+        opened.release("bob")  # the agent stopped during the backoff: nothing is lost
+        back = await opened.mailbox_for("bob").receive(timeout=0)
+        assert back is not None and back.message_id == first.message_id
