@@ -2,7 +2,9 @@
 
 The work runs in a nursery owned by the auth manager, not in the first caller's task, so a
 caller that gives up (cancelled, timed out) does not abort the others' wait; all of them get
-the same result or the same exception. The number of flights in progress is bounded.
+the same result or the same exception -- always one of the AuthError family (anything else
+is wrapped in an ``AuthError`` naming it, so no raw exception reaches a caller). The number
+of flights in progress is bounded.
 """
 
 from __future__ import annotations
@@ -58,8 +60,11 @@ class SingleFlight(Generic[K, V]):
         try:
             flight.value = await fn()
             flight.ok = True
-        except Exception as error:
+        except AuthError as error:
             flight.error = error
+        except Exception as error:  # callers get the AuthError family, whatever went wrong
+            flight.error = AuthError(f"{self._what} failed: {type(error).__name__}: {error}")
+            flight.error.__cause__ = error
         finally:
             if not flight.ok and flight.error is None:
                 flight.error = AuthError(f"the auth manager closed before the {self._what} ended")

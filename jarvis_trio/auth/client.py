@@ -11,7 +11,10 @@ Errors are mapped here, where the answer enters: a gateway that cannot be reache
 or answers 5xx is :class:`~jarvis_trio.errors.NexusUnavailable` (worth retrying); an answer
 that breaks the protocol -- unexpected status, non-JSON, missing or mistyped fields -- is
 :class:`~jarvis_trio.errors.NexusProtocolError` naming the endpoint and what was wrong. Every
-call has a timeout, and answers are read up to a size limit.
+call has one deadline for the whole exchange (not per read), and answers are read up to a size
+limit. Nothing else escapes: whatever the gateway sends -- a broken gzip body, JSON nested
+ten thousand deep, a body dripped a byte at a time -- ends as one of those two errors
+(property-tested against a real HTTP server serving hostile answers).
 """
 
 from __future__ import annotations
@@ -23,6 +26,7 @@ from typing import Any
 from urllib.parse import quote
 
 import httpx
+import trio
 
 from ..errors import NexusProtocolError, NexusUnavailable
 from .strategies import TokenStrategy, parse_token_answer
@@ -119,7 +123,15 @@ class NexusClient:
     async def get_token(self, connection_id: str) -> TokenStrategy:
         """Fetch and validate the connection's credentials."""
         _, answer = await self._call("GET", f"/v1/token/{quote(connection_id, safe='')}", "token")
-        return parse_token_answer(answer, connection_id)
+        try:
+            return parse_token_answer(answer, connection_id)
+        except NexusProtocolError:
+            raise
+        except Exception as error:  # total: whatever the answer holds, an AuthError
+            raise NexusProtocolError(
+                f"token answer for connection {connection_id!r} is unusable: "
+                f"{type(error).__name__}: {error}"
+            ) from None
 
     async def refresh(self, connection_id: str) -> None:
         """Ask the gateway to refresh the connection's credentials."""
@@ -159,23 +171,36 @@ class NexusClient:
         accept: tuple[int, ...],
         parse: bool,
     ) -> tuple[int, Any]:
+        """One exchange, bounded by the timeout as a whole -- connecting, sending, and
+        reading every byte of the answer -- not per read (a gateway dripping a byte at a
+        time cannot hold a call). Raises nothing but the AuthError family."""
         url = self.base_url + path
-        try:
-            async with self._http.stream(method, url, json=body, timeout=self._timeout) as response:
-                raw = await read_limited(response, MAX_ANSWER_BYTES)
-        except httpx.TimeoutException as error:
+        with trio.move_on_after(self._timeout) as deadline:
+            try:
+                status, raw = await self._transfer(method, url, body)
+            except httpx.TimeoutException as error:
+                raise NexusUnavailable(
+                    f"Nexus gateway {endpoint} at {url} did not answer within {self._timeout} s "
+                    f"({type(error).__name__})"
+                ) from error
+            except httpx.TransportError as error:
+                raise NexusUnavailable(
+                    f"Nexus gateway at {self.base_url} cannot be reached for {endpoint}: "
+                    f"{type(error).__name__}: {error}"
+                ) from error
+            except ResponseTooLarge as error:
+                raise NexusProtocolError(f"Nexus {endpoint} answer is too large: {error}") from None
+            except (httpx.HTTPError, httpx.InvalidURL, httpx.StreamError) as error:
+                # a body that does not decode (broken gzip, bad charset), too many redirects
+                raise NexusProtocolError(
+                    f"Nexus gateway {endpoint} answered something unreadable: "
+                    f"{type(error).__name__}: {error}"
+                ) from None
+        if deadline.cancelled_caught:
             raise NexusUnavailable(
-                f"Nexus gateway {endpoint} at {url} did not answer within {self._timeout} s "
-                f"({type(error).__name__})"
-            ) from error
-        except httpx.TransportError as error:
-            raise NexusUnavailable(
-                f"Nexus gateway at {self.base_url} cannot be reached for {endpoint}: "
-                f"{type(error).__name__}: {error}"
-            ) from error
-        except ResponseTooLarge as error:
-            raise NexusProtocolError(f"Nexus {endpoint} answer is too large: {error}") from None
-        status = response.status_code
+                f"Nexus gateway {endpoint} at {url} did not finish answering within "
+                f"{self._timeout} s"
+            )
         if status >= 500:
             raise NexusUnavailable(f"Nexus gateway {endpoint} answered {status}: {_snippet(raw)}")
         if not (200 <= status < 300 or status in accept):
@@ -186,10 +211,16 @@ class NexusClient:
             return status, None
         try:
             return status, json.loads(raw)
-        except (UnicodeDecodeError, json.JSONDecodeError):
+        except (ValueError, RecursionError):  # not UTF-8, not JSON, or nested too deeply
             raise NexusProtocolError(
-                f"Nexus gateway {endpoint} answered {status} with non-JSON: {_snippet(raw)}"
+                f"Nexus gateway {endpoint} answered {status} with no usable JSON: {_snippet(raw)}"
             ) from None
+
+    async def _transfer(
+        self, method: str, url: str, body: Mapping[str, Any] | None
+    ) -> tuple[int, bytes]:
+        async with self._http.stream(method, url, json=body, timeout=self._timeout) as response:
+            return response.status_code, await read_limited(response, MAX_ANSWER_BYTES)
 
 
 def _object(answer: object, where: str) -> Mapping[str, Any]:

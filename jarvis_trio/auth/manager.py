@@ -318,7 +318,11 @@ class AuthenticationManager:
             log.warning("Nexus consent handler failed for %s", prompt.connection_id, exc_info=True)
 
     async def _open_browser(self, url: str) -> None:
-        opened = await trio.to_thread.run_sync(webbrowser.open, url)
+        try:
+            opened = await trio.to_thread.run_sync(webbrowser.open, url)
+        except Exception as error:  # a background task: a broken browser never stops the node
+            log.warning("opening a browser failed (%s); open %s by hand", error, url)
+            return
         if not opened:
             log.warning("no browser could be opened; open %s by hand", url)
 
@@ -387,7 +391,13 @@ class AuthenticationManager:
         self._nursery.start_soon(self._watch, connection_id, scope)
 
     async def _watch(self, connection_id: str, scope: trio.CancelScope) -> None:
-        """Refresh the connection now and every ``refresh_interval`` until no longer cached."""
+        """Refresh the connection now and every ``refresh_interval`` until no longer cached.
+
+        A background task of the node: nothing it meets may stop the node. A failed refresh
+        is a WARNING and is tried again sooner, with backoff (``poll_interval`` doubling up
+        to ``refresh_interval``), until the gateway answers again."""
+        settings = self.settings
+        failures = 0
         with scope:
             while True:
                 try:
@@ -395,9 +405,24 @@ class AuthenticationManager:
                 except ConnectionNotActive as error:
                     log.warning("Nexus connection ended, no longer watched: %s", error)
                     return
-                except AuthError as error:
-                    log.warning("Nexus refresh of %s failed: %s", connection_id, error)
-                await trio.sleep(self.settings.refresh_interval)
+                except Exception as error:  # AuthError, or anything else: degrade, retry
+                    failures += 1
+                    pause = min(
+                        settings.refresh_interval,
+                        settings.poll_interval * 2.0 ** min(failures - 1, 16),
+                    )
+                    log.warning(
+                        "Nexus refresh of %s failed (%d in a row; retrying in %.1f s): %s: %s",
+                        connection_id,
+                        failures,
+                        pause,
+                        type(error).__name__,
+                        error,
+                    )
+                    await trio.sleep(pause)
+                    continue
+                failures = 0
+                await trio.sleep(settings.refresh_interval)
 
     @trio_side_sync
     def forget(self, provider: str, user_id: str | None = None) -> bool:

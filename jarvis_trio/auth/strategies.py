@@ -61,8 +61,8 @@ def parse_token_answer(answer: object, connection_id: str) -> TokenStrategy:
     elif kind == "api_key":
         headers = {"X-Api-Key": _text(credentials, "api_key", where)}
     elif kind == "basic_auth":
-        user = _text(credentials, "username", where)
-        password = _text(credentials, "password", where, allow_empty=True)
+        user = _text(credentials, "username", where, in_header=False)
+        password = _text(credentials, "password", where, allow_empty=True, in_header=False)
         if ":" in user:
             raise NexusProtocolError(f"{where}: credentials.username contains ':'")
         pair = base64.b64encode(f"{user}:{password}".encode()).decode("ascii")
@@ -76,7 +76,12 @@ def parse_token_answer(answer: object, connection_id: str) -> TokenStrategy:
 
 
 def _text(
-    credentials: Mapping[str, Any], name: str, where: str, *, allow_empty: bool = False
+    credentials: Mapping[str, Any],
+    name: str,
+    where: str,
+    *,
+    allow_empty: bool = False,
+    in_header: bool = True,
 ) -> str:
     value = credentials.get(name)
     if not isinstance(value, str) or (not value and not allow_empty):
@@ -86,6 +91,9 @@ def _text(
         )
     if any(ch in value for ch in "\r\n\x00"):
         raise NexusProtocolError(f"{where}: credentials.{name} contains a line break or NUL")
+    if in_header and not value.isascii():
+        # it goes into an HTTP header as is: only ASCII can (basic_auth is base64-encoded)
+        raise NexusProtocolError(f"{where}: credentials.{name} is not ASCII")
     return value
 
 

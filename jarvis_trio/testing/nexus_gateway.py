@@ -166,6 +166,10 @@ class NexusGateway:
         self.connections: dict[str, GatewayConnection] = {}
         self.calls: Counter[str] = Counter()
         self.url = ""
+        # the HTTP server's bounds (a client that does not read is dropped after
+        # write_timeout, so it cannot hold a slot), and the server once serving
+        self.limits = _LIMITS
+        self.http: HttpServer | None = None
         self._by_credential: dict[str, str] = {}
         self._changed = trio.Event()
 
@@ -385,7 +389,8 @@ class NexusGateway:
         task_status: trio.TaskStatus[str] = trio.TASK_STATUS_IGNORED,
     ) -> None:
         """Serve until cancelled; reports the base URL through ``task_status``."""
-        server = HttpServer(self._handle, limits=_LIMITS, server_name="jarvis-trio-nexus-dev")
+        server = HttpServer(self._handle, limits=self.limits, server_name="jarvis-trio-nexus-dev")
+        self.http = server
         async with trio.open_nursery() as nursery:
             bound_host, bound_port = await nursery.start(server.serve, host, port)
             shown = f"[{bound_host}]" if ":" in bound_host else bound_host

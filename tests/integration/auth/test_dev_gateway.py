@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import contextlib
+import socket
 import subprocess
 import sys
 import uuid
@@ -199,3 +201,35 @@ async def test_an_internal_error_is_a_500_and_the_server_keeps_serving(
         assert failed.status_code == 500
         assert "bug in a handler" in failed.json()["error"]
         assert (await client.get("/health")).status_code == 200
+
+
+async def test_a_client_that_never_reads_is_dropped_after_the_send_deadline(
+    gw: NexusGateway,
+) -> None:
+    """Pipelined requests from a client that never reads its answers fill the socket
+    buffers; the gateway's send then waits at most ``send_timeout`` and drops the client,
+    so such clients cannot hold its slots forever."""
+    gw.send_timeout = 0.2
+    port = int(gw.url.rsplit(":", 1)[1])
+    request = b"GET /v1/check-connection/nope HTTP/1.1\r\nhost: x\r\n\r\n"
+    with trio.fail_after(30):
+        sock = trio.socket.socket()
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+        await sock.connect(("127.0.0.1", port))
+        stream = trio.SocketStream(sock)
+        async with trio.open_nursery() as nursery:
+
+            async def flood() -> None:
+                with contextlib.suppress(trio.BrokenResourceError):
+                    while True:
+                        await stream.send_all(request * 64)
+
+            nursery.start_soon(flood)
+            # a counter, no event to wait on: look every 10 ms
+            while gw.send_timeouts == 0:  # noqa: ASYNC110
+                await trio.sleep(0.01)
+            nursery.cancel_scope.cancel()
+        await stream.aclose()
+        async with httpx.AsyncClient() as http:  # still serving
+            answer = await http.get(f"{gw.url}/v1/check-connection/nope")
+        assert answer.status_code == 404
