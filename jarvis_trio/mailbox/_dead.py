@@ -7,7 +7,8 @@ died while handling it -- is moved here atomically: ``XADD`` to the dead-letter 
 (capped at ``dead_letter_size``, oldest trimmed) with ``XACK`` + ``XDEL`` from the mailbox
 stream (one Lua script), so at every moment the message is in exactly one of the two: nothing
 is acknowledged unless it was handled or dead-lettered. Each entry has one field, ``d``: a
-msgpack array ``[message_id, sender, timestamp, payload JSON, deliveries, error, error_type, failed_at]``.
+msgpack array ``[message_id, sender, timestamp, payload JSON, deliveries, error, error_type,
+failed_at]``.
 
 Everything here runs in a worker thread (:meth:`jarvis_trio._redis.RedisClient.run`).
 """
