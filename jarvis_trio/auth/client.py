@@ -198,8 +198,8 @@ class NexusClient:
                 ) from None
         if deadline.cancelled_caught:
             raise NexusUnavailable(
-                f"Nexus gateway {endpoint} at {url} did not finish answering within "
-                f"{self._timeout} s"
+                f"Nexus gateway {endpoint} at {url} did not answer within {self._timeout} s "
+                "(the deadline of the whole call)"
             )
         if status >= 500:
             raise NexusUnavailable(f"Nexus gateway {endpoint} answered {status}: {_snippet(raw)}")
@@ -213,7 +213,8 @@ class NexusClient:
             return status, json.loads(raw)
         except (ValueError, RecursionError):  # not UTF-8, not JSON, or nested too deeply
             raise NexusProtocolError(
-                f"Nexus gateway {endpoint} answered {status} with no usable JSON: {_snippet(raw)}"
+                f"Nexus gateway {endpoint} answered {status} with non-JSON (or JSON nested too "
+                f"deeply): {_snippet(raw)}"
             ) from None
 
     async def _transfer(
