@@ -11,7 +11,11 @@ safe and honest:
   what let ``../blob_storage_evil/x`` through in the original. Symlinks that stay inside the
   root are followed. The check runs at every call (and again after folders are created);
   the root is assumed to be changed only through this class, not raced by another process
-  swapping folders for symlinks between the check and the write.
+  swapping folders for symlinks between the check and the write. :meth:`BlobStorage.delete`
+  of a name that is itself a symlink removes the link, never the file it points at.
+* **One error type.** Whatever the filesystem says -- a name over 255 bytes, a full disk, a
+  permission -- reaches the caller as :class:`~jarvis_trio.errors.StorageError` naming the
+  blob, never a bare ``OSError``.
 * **Atomic writes.** Data goes to a temporary file in the target folder, is flushed and
   fsynced, and only then appears under its name (``os.link`` when the name must be new,
   ``os.replace`` when overwriting). A reader sees the old blob or the new one, never half.
@@ -40,10 +44,10 @@ import contextlib
 import itertools
 import os
 import secrets
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from pathlib import Path, PurePosixPath
-from typing import TYPE_CHECKING, Protocol
+from typing import TYPE_CHECKING, Any, Protocol, TypeVar
 
 import trio
 
@@ -72,6 +76,7 @@ MAX_SIBLINGS = 10_000
 """How many ``name-N`` siblings :meth:`BlobStorage.save` tries before giving up."""
 
 _TMP_PREFIX = ".blobtmp-"
+T = TypeVar("T")
 
 
 class BlobBackend(Protocol):
@@ -162,34 +167,32 @@ class BlobStorage:
                 f"blob {name!r} is {len(payload)} bytes, over the limit of "
                 f"{self._max_blob_size} bytes"
             )
-        return await trio.to_thread.run_sync(
-            self._save_sync, name, payload, overwrite, limiter=self._limiter
-        )
+        return await _in_thread(name, self._limiter, self._save_sync, name, payload, overwrite)
 
     @trio_side
     async def read(self, path: str) -> bytes:
         """The bytes of the blob at ``path``; :class:`BlobNotFound` if there is none."""
         name = _clean_name(path)
-        return await trio.to_thread.run_sync(self._read_sync, name, limiter=self._limiter)
+        return await _in_thread(name, self._limiter, self._read_sync, name)
 
     @trio_side
     async def read_text(self, path: str, encoding: str = "utf-8") -> str:
         """The blob at ``path`` decoded as text."""
         name = _clean_name(path)
-        data = await trio.to_thread.run_sync(self._read_sync, name, limiter=self._limiter)
+        data = await _in_thread(name, self._limiter, self._read_sync, name)
         return data.decode(encoding)
 
     @trio_side
     async def exists(self, path: str) -> bool:
         """True when a blob (a regular file) is stored at ``path``."""
         name = _clean_name(path)
-        return await trio.to_thread.run_sync(self._exists_sync, name, limiter=self._limiter)
+        return await _in_thread(name, self._limiter, self._exists_sync, name)
 
     @trio_side
     async def delete(self, path: str) -> bool:
         """Remove the blob at ``path``; True if one was removed, False if there was none."""
         name = _clean_name(path)
-        return await trio.to_thread.run_sync(self._delete_sync, name, limiter=self._limiter)
+        return await _in_thread(name, self._limiter, self._delete_sync, name)
 
     @trio_side
     async def list(self, prefix: str = "", *, limit: int = DEFAULT_LIST_LIMIT) -> list[str]:
@@ -202,9 +205,7 @@ class BlobStorage:
         if limit <= 0:
             raise ValueError(f"limit must be positive, got {limit}")
         start = _clean_prefix(prefix)
-        return await trio.to_thread.run_sync(
-            self._list_sync, prefix, start, limit, limiter=self._limiter
-        )
+        return await _in_thread(prefix, self._limiter, self._list_sync, prefix, start, limit)
 
     # -- worker-thread side ---------------------------------------------------------------------
 
@@ -274,7 +275,14 @@ class BlobStorage:
     def _delete_sync(self, name: str) -> bool:
         if self._backend is not None:
             return self._backend.delete(name)
-        _, target = self._target(name)
+        root, target = self._target(name)
+        # The entry the name itself denotes (its folder resolved, its last part not): when it
+        # is a symlink, deleting the blob removes the link, never the file it points at.
+        folder = (root / name).parent.resolve()
+        entry = folder / PurePosixPath(name).name
+        if folder.is_relative_to(root) and entry.is_symlink():
+            entry.unlink()
+            return True
         if not target.is_file():
             return False
         try:
@@ -315,6 +323,20 @@ class BlobStorage:
 
 
 # -- pure helpers -------------------------------------------------------------------------------
+
+
+async def _in_thread(
+    name: str, limiter: trio.CapacityLimiter | None, fn: Callable[..., T], *args: Any
+) -> T:
+    """Run a storage step in a worker thread; any ``OSError`` the system raises (a name
+    too long, a full disk, a permission) becomes a :class:`StorageError` naming the blob."""
+    try:
+        return await trio.to_thread.run_sync(fn, *args, limiter=limiter)
+    except StorageError:
+        raise
+    except OSError as error:
+        reason = error.strerror or str(error)
+        raise StorageError(f"blob storage failed on {name!r}: {reason}") from error
 
 
 def _clean_name(path: object) -> str:

@@ -5,6 +5,7 @@ and the folder itself run on the filesystem only (``FILE_ONLY``)."""
 from __future__ import annotations
 
 import os
+import sys
 import uuid
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
@@ -255,8 +256,10 @@ async def test_write_is_atomic_and_leaves_no_temporary(
         raise OSError(5, "simulated disk failure")
 
     monkeypatch.setattr(os, "fsync", failing_fsync)
-    with pytest.raises(OSError, match="simulated disk failure"):
+    with pytest.raises(StorageError, match="simulated disk failure") as caught:
         await store.save("doc.txt", "new version that never lands", overwrite=True)
+    assert not isinstance(caught.value, OSError)  # one error type, naming the blob
+    assert "doc.txt" in str(caught.value)
     monkeypatch.undo()
     assert await store.read_text("doc.txt") == "complete old version"
     assert sorted(p.name for p in await trio.Path(root).iterdir()) == ["doc.txt"]
@@ -330,3 +333,67 @@ async def test_running_out_of_sibling_names_is_a_storage_error(
     with pytest.raises(StorageError, match="siblings are all taken"):
         await store.save("n.txt", "4")
     assert await store.list() == ["n-2.txt", "n-3.txt", "n.txt"]
+
+
+@FILE_ONLY
+async def test_deleting_through_an_in_root_symlink_removes_the_link_not_the_target(
+    store: BlobStorage, root: Path
+) -> None:
+    await store.save("real/a.txt", "kept")
+    (root / "alias.txt").symlink_to(root / "real" / "a.txt")
+    assert await store.read("alias.txt") == b"kept"
+    assert await store.delete("alias.txt")
+    assert not (root / "alias.txt").is_symlink() and not (root / "alias.txt").exists()
+    assert await store.read("real/a.txt") == b"kept"
+
+
+@FILE_ONLY
+async def test_a_name_over_255_bytes_is_a_storage_error(store: BlobStorage) -> None:
+    name = "x" * 256 + ".txt"
+    for call in (store.save(name, "x"), store.read(name), store.exists(name), store.delete(name)):
+        try:
+            await call
+        except BlobNotFound:
+            continue  # read: there is no such blob, which is also true
+        except StorageError as error:
+            assert not isinstance(error, OSError)
+            assert "too long" in str(error).lower()
+            continue
+        except OSError as error:  # the bug: a bare OSError
+            pytest.fail(f"bare OSError: {error!r}")
+
+
+FULL_DISK = """
+import resource, signal, sys, trio
+from jarvis_trio.errors import StorageError
+from jarvis_trio.storage.blob import BlobStorage
+
+signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # writes past the limit fail with EFBIG
+resource.setrlimit(resource.RLIMIT_FSIZE, (4096, resource.getrlimit(resource.RLIMIT_FSIZE)[1]))
+
+async def main():
+    store = BlobStorage(sys.argv[1])
+    try:
+        await store.save("big.bin", b"x" * 65536)
+    except StorageError as error:
+        print("StorageError", error)
+    else:
+        print("saved")
+
+trio.run(main)
+"""
+
+
+async def test_a_full_disk_is_a_storage_error(tmp_path: Path) -> None:
+    """The file-size limit of a child process stands in for a full disk: the write fails
+    half way with an OSError, which the caller must see as a StorageError."""
+    run = await trio.run_process(
+        [sys.executable, "-c", FULL_DISK, str(tmp_path / "blobs")],
+        capture_stdout=True,
+        capture_stderr=True,
+        check=False,
+    )
+    assert run.returncode == 0, run.stderr.decode()
+    assert run.stdout.decode().startswith("StorageError"), run.stdout
+    assert "big.bin" in run.stdout.decode()
+    assert [p.name for p in (tmp_path / "blobs").iterdir()] == []  # no temporary left
