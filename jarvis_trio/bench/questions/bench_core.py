@@ -7,7 +7,11 @@ Questions (targets from the issue):
 * 64 concurrent requesters against one agent: req/s (≥ 50,000);
 * ``notify`` stream to one agent: msg/s (≥ 200,000), none lost;
 * 10,000 idle agents in one node: start time (≤ 2 s) and memory per agent (≤ 10 KB,
-  tracemalloc, measured in a separate run so tracing does not slow the timing run).
+  tracemalloc, measured in a separate run so tracing does not slow the timing run);
+* the pending-request table with ``timeout=3600`` at 1,000 req/s for 60 s (10 s with
+  ``--quick``), in virtual time: the deadline wheel's buckets and heap slots must stay
+  bounded by the requests pending, not grow with the timeout (it kept a bucket per 5 ms
+  tick for an hour: 197 per second of traffic).
 
 Each figure is the median of several runs, every run in a fresh ``trio.run``. The machine is
 shared: next to each wall-clock rate the note gives the rate per CPU-second of this process
@@ -220,6 +224,35 @@ def _runs(times: int, fn: Callable[[], Any]) -> list[Any]:
 SWEEP = (1, 4, 16, 64)
 
 
+def pending_wheel(seconds: float, rate: int, folder: str) -> tuple[int, int, int]:
+    """(requests sent, peak pending requests, peak timer slots) of ``rate`` req/s with
+    ``timeout=3600`` for ``seconds`` of virtual time (MockClock, autojump)."""
+    out: list[tuple[int, int, int]] = []
+
+    async def main() -> None:
+        async with _open(folder) as mesh:
+            await mesh.start_agent(Echo)
+            caller = await mesh.start_agent(Caller)
+            pending = mesh.router.pending
+            sent = peak_pending = peak_slots = 0
+
+            async def one() -> None:
+                await caller.peers.request("echo", {"n": 1}, timeout=3600)
+
+            async with trio.open_nursery() as nursery:
+                end = trio.current_time() + seconds
+                while trio.current_time() < end:
+                    nursery.start_soon(one)
+                    sent += 1
+                    await trio.sleep(1 / rate)
+                    peak_pending = max(peak_pending, len(pending))
+                    peak_slots = max(peak_slots, pending.timer_buckets)
+            out.append((sent, peak_pending, peak_slots))
+
+    trio.run(main, clock=trio.testing.MockClock(autojump_threshold=0))
+    return out[0]
+
+
 def run(quick: bool) -> list[Result]:
     """Answer the questions; quick mode keeps the whole module well under a minute."""
     runs = 3 if quick else 7
@@ -243,6 +276,9 @@ def run(quick: bool) -> list[Result]:
         step("10,000 idle agents")
         starts = _runs(2 if quick else 5, lambda: idle_agents(10_000, folder, trace=False))
         memory = idle_agents(10_000, folder, trace=True)
+        wheel_seconds = 10.0 if quick else 60.0
+        step(f"pending table, timeout=3600 at 1,000 req/s for {wheel_seconds:.0f} s")
+        sent, peak_pending, peak_slots = pending_wheel(wheel_seconds, 1000, folder)
     floor_rate = median(floor)
     rate = median([r for r, _, _, _ in seq])
     rate_cpu = median([c for _, _, c, _ in seq])
@@ -309,5 +345,14 @@ def run(quick: bool) -> list[Result]:
         Result("core: start 10,000 idle agents", start, "s", "≤ 2 s", start <= 2.0),
         Result(
             "core: memory per idle agent", memory, "KB", "≤ 10 KB", memory <= 10.0, "tracemalloc"
+        ),
+        Result(
+            "core: pending-request timer slots, timeout=3600 at 1,000 req/s",
+            peak_slots,
+            "slots",
+            "bounded by pending",
+            peak_slots <= 2 * peak_pending + 66,
+            f"{sent:,} requests over {wheel_seconds:.0f} s (virtual); peak pending "
+            f"{peak_pending}; before the fix a bucket per 5 ms tick for the whole hour",
         ),
     ]
