@@ -30,6 +30,7 @@ from dataclasses import dataclass
 
 import trio
 
+from .._throttle import ThrottledLog
 from ..config import MeshConfig
 from ..errors import FrameError, PayloadTooLarge, PeerUnavailable, TransportError
 from .envelope import Envelope, decode_frame, encode_envelope
@@ -183,6 +184,7 @@ class Bridge:
         self._closed = False
         self._ready = trio.Event()
         self._stopped = trio.Event()
+        self._throttled = ThrottledLog(log)  # bad frames: counted always, logged sparingly
         self._counters: dict[str, int] = {
             "dropped_undecodable": 0,
             "refused_too_large": 0,
@@ -322,7 +324,9 @@ class Bridge:
                     decoded.append((node, decode_frame(frame, limit)))
                 except FrameError as exc:
                     self._counters["dropped_undecodable"] += 1
-                    log.debug("dropped a frame from %s: %s", node, exc)
+                    self._throttled(
+                        "undecodable", "dropped an undecodable frame from %s: %s", node, exc
+                    )
             if decoded:
                 return decoded
 
