@@ -182,7 +182,10 @@ async def test_a_dripping_gateway_cannot_hold_a_call_past_its_timeout() -> None:
         start = trio.current_time()
         with pytest.raises(NexusUnavailable, match=r"within 1\.0 s"):
             await client.check_connection("c1")
-        assert trio.current_time() - start < 1.5  # the whole call, not each read
+        # The whole call is bounded, not each read: with a per-read timeout this answer
+        # (about 70 bytes, one every 0.5 s) would take some 35 s. The margin over 1 s is for
+        # a loaded machine's scheduling, far below what a per-read timeout would allow.
+        assert trio.current_time() - start < 5.0
 
 
 async def test_the_refresh_task_degrades_and_recovers_instead_of_stopping_the_node(
