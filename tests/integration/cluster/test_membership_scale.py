@@ -17,6 +17,10 @@ from .conftest import Echo, NodeFactory, cluster_of, seed_of, wait_discoverable
 
 CAP = 32
 MEMBERS = 1100
+# SWIM at its LAN timings, not the tests' tenfold ones: the churn of 1,100 unreachable members
+# loads the node's CPU, and on a loaded machine a 50 ms probe timeout would have b declare a
+# dead -- a false death that has nothing to do with the socket budget under test.
+LAN_SWIM = {"swim_period": 1.0, "swim_probe_timeout": 0.5}
 
 
 def closed_port() -> int:
@@ -32,8 +36,8 @@ async def test_eleven_hundred_members_keep_the_node_up_under_the_socket_cap(
     dead = closed_port()
     with trio.fail_after(100):
         async with (
-            start_node("a", agents=[Echo], max_peer_connections=CAP) as a,
-            start_node("b", agents=[Echo], seed_nodes=seed_of(a)) as b,
+            start_node("a", agents=[Echo], max_peer_connections=CAP, **LAN_SWIM) as a,
+            start_node("b", agents=[Echo], seed_nodes=seed_of(a), **LAN_SWIM) as b,
         ):
             await wait_discoverable(a, nodes=1, agents=1)
             await wait_discoverable(b, nodes=1, agents=1)
