@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import socket
 import subprocess
 import sys
@@ -203,33 +204,36 @@ async def test_an_internal_error_is_a_500_and_the_server_keeps_serving(
         assert (await client.get("/health")).status_code == 200
 
 
-async def test_a_client_that_never_reads_is_dropped_after_the_send_deadline(
-    gw: NexusGateway,
-) -> None:
+async def test_a_client_that_never_reads_is_dropped_after_the_write_deadline() -> None:
     """Pipelined requests from a client that never reads its answers fill the socket
-    buffers; the gateway's send then waits at most ``send_timeout`` and drops the client,
+    buffers; the gateway's write then waits at most ``write_timeout`` and drops the client,
     so such clients cannot hold its slots forever."""
-    gw.send_timeout = 0.2
-    port = int(gw.url.rsplit(":", 1)[1])
+    gateway = NexusGateway()
+    gateway.limits = dataclasses.replace(gateway.limits, write_timeout=0.2)
     request = b"GET /v1/check-connection/nope HTTP/1.1\r\nhost: x\r\n\r\n"
     with trio.fail_after(30):
-        sock = trio.socket.socket()
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
-        await sock.connect(("127.0.0.1", port))
-        stream = trio.SocketStream(sock)
-        async with trio.open_nursery() as nursery:
+        async with trio.open_nursery() as server:
+            url = await server.start(gateway.serve)
+            assert gateway.http is not None
+            counters = gateway.http.counters
+            sock = trio.socket.socket()
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+            await sock.connect(("127.0.0.1", int(url.rsplit(":", 1)[1])))
+            stream = trio.SocketStream(sock)
+            async with trio.open_nursery() as nursery:
 
-            async def flood() -> None:
-                with contextlib.suppress(trio.BrokenResourceError):
-                    while True:
-                        await stream.send_all(request * 64)
+                async def flood() -> None:
+                    with contextlib.suppress(trio.BrokenResourceError):
+                        while True:
+                            await stream.send_all(request * 64)
 
-            nursery.start_soon(flood)
-            # a counter, no event to wait on: look every 10 ms
-            while gw.send_timeouts == 0:  # noqa: ASYNC110
-                await trio.sleep(0.01)
-            nursery.cancel_scope.cancel()
-        await stream.aclose()
-        async with httpx.AsyncClient() as http:  # still serving
-            answer = await http.get(f"{gw.url}/v1/check-connection/nope")
-        assert answer.status_code == 404
+                nursery.start_soon(flood)
+                # a counter, no event to wait on: look every 10 ms
+                while counters["timeouts"] == 0:  # noqa: ASYNC110
+                    await trio.sleep(0.01)
+                nursery.cancel_scope.cancel()
+            await stream.aclose()
+            async with httpx.AsyncClient() as http:  # still serving
+                answer = await http.get(f"{url}/v1/check-connection/nope")
+            assert answer.status_code == 404
+            server.cancel_scope.cancel()
