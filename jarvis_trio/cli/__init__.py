@@ -6,6 +6,7 @@ command such as ``jarvis-trio members`` never imports the runtime (Trio, ZeroMQ,
     run.py       jarvis-trio run pkg.module:Class ...   a node with those agents
     inspect.py   members, agents, stats, monitor        through a node's admin endpoint
     send.py      request, notify                        as a short-lived client node
+    dlq.py       dlq list / show / replay / purge       dead letters, straight from Redis
 
 Adding a command: write ``jarvis_trio/cli/<group>.py`` with a ``click.command`` (give its
 help text an ``Example:`` paragraph), add one line ``"<name>": "<group>:<function>"`` to
@@ -37,6 +38,7 @@ COMMANDS: dict[str, str] = {
     "monitor": "inspect:monitor",
     "request": "send:request",
     "notify": "send:notify",
+    "dlq": "dlq:dlq",
 }
 """command name -> ``module:function`` inside this package."""
 
@@ -70,6 +72,10 @@ def _command_module(name: str) -> ModuleType:
         from . import send
 
         return send
+    if name == "dlq":
+        from . import dlq
+
+        return dlq
     raise click.UsageError(f"no command module {name!r}")
 
 
