@@ -105,7 +105,9 @@ _U32_FROM = _U32.unpack_from
 _HEAD = struct.Struct(">BB")
 _HEAD_SEQ = struct.Struct(">BBI")
 _META_TAIL = struct.Struct(">HQB")
-_DECODED_META_LIMIT = 8192  # entries in the meta decode cache; cleared when full
+# Entries in the meta decode cache; cleared when full. Each costs a few hundred bytes, and a
+# flood of forged records fills it: 1,024 keeps it near 0.5 MB per node.
+_DECODED_META_LIMIT = 1024
 
 # A piggybacked update as decoded: (kind, name, version, meta or None, accuser or "").
 Update = tuple[int, str, int, NodeMeta | None, str]
@@ -351,7 +353,7 @@ def decode(data: bytes, cache: dict[bytes, NodeMeta]) -> Packet:
     """Parse one (already authenticated) datagram; raises only :class:`DecodeError`.
 
     ``cache`` maps raw meta blocks to their decoded :class:`NodeMeta`; it spares re-validating
-    the same member's metadata on every push/pull and is bounded (cleared at 8,192 entries).
+    the same member's metadata on every push/pull and is bounded (cleared at 1,024 entries).
     """
     if len(data) < 2:
         raise DecodeError("truncated")

@@ -234,6 +234,9 @@ class SwimProtocol:
         self._dead_fifo: deque[tuple[float, str, int]] = deque()
         # reaped member -> (last version, it left): refuses replays of a life that ended
         self._graves: OrderedDict[str, tuple[int, bool]] = OrderedDict()
+        # address -> record of members held dead or left (until reaped or back): one that
+        # still pings us is told so on the ack, and refutes at once if it is alive
+        self._down: dict[Address, _Record] = {}
         self._rejoin: dict[str, tuple[Address, float]] = {}
         self._seeds: list[Address] = []
         self._joined = False
@@ -610,7 +613,12 @@ class SwimProtocol:
             if packet.target != self.name:
                 self.stats["drop_misdirected"] += 1
                 return
-            self._send(addr, codec.header_seq(codec.ACK, packet.seq))
+            notice = None
+            if self._down:
+                down = self._down.get(addr)
+                if down is not None:  # it pings us, so it lives: tell it what we believe
+                    notice = self._verdict_of(down)
+            self._send(addr, codec.header_seq(codec.ACK, packet.seq), notice)
         elif kind == codec.ACK:
             seq = packet.seq
             if seq == self._probe_seq and not self._probe_acked:
@@ -649,6 +657,13 @@ class SwimProtocol:
                     self._send_state(addr, codec.FLAG_REPLY)
                 else:
                     self.stats["drop_pushpull_budget"] += 1
+
+    def _verdict_of(self, rec: _Record) -> bytes:
+        """The dead or left record we hold about ``rec``, as an update."""
+        self.stats["told_down"] += 1
+        if rec.state is _LEFT:
+            return codec.encode_left(rec.name8, rec.inc)
+        return codec.encode_dead(rec.name8, rec.inc, self._self.name8)
 
     def _next_seq(self) -> int:
         self._seq = (self._seq + 1) & 0xFFFFFFFF or 1
@@ -876,6 +891,8 @@ class SwimProtocol:
         if inc <= rec.inc:
             return
         old = rec.state
+        if (old is _DEAD or old is _LEFT) and self._down.get(rec.meta.address) is rec:
+            del self._down[rec.meta.address]
         meta_changed = meta != rec.meta
         if meta_changed:
             rec.meta = meta
@@ -953,6 +970,8 @@ class SwimProtocol:
         rec.changed_at = now
         rec.suspicion = None
         self._live_remove(rec)
+        if len(self._down) < self.config.max_members:
+            self._down[rec.meta.address] = rec
         self._dead_fifo.append((now, name, inc))
         if left:
             self._event(EventKind.LEFT, rec)
@@ -1109,6 +1128,8 @@ class SwimProtocol:
             ):
                 del self._members[name]
                 del self._members8[rec.name8]
+                if self._down.get(rec.meta.address) is rec:
+                    del self._down[rec.meta.address]
                 self._queue.drop(name)
                 self._bury(name, inc, rec.state is _LEFT)
                 self.stats["reaped"] += 1

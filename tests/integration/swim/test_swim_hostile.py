@@ -136,6 +136,30 @@ async def test_a_claim_from_the_far_future_is_refused(ver: int) -> None:
         assert all_alive(nodes[0], {"n1", "n2"})
 
 
+@pytest.mark.parametrize("kind", ["dead", "left"])
+async def test_a_forged_death_is_refuted_by_its_victim_within_periods(kind: str) -> None:
+    """A well-formed *dead* or *left* at a member's current version is believed, as SWIM
+    believes every member. The victim still pings the nodes that believe it: their acks tell
+    it, it refutes, and it is back everywhere -- without waiting for anti-entropy (off here)."""
+    config = CONFIG.scaled(pushpull_interval=None)
+    async with cluster(["n0", "n1", "n2"], config) as (nodes, _):
+        victim = nodes[2]
+        before = victim.protocol.version
+        name8 = codec.encode_name("n2")
+        forged = (
+            codec.encode_left(name8, before)
+            if kind == "left"
+            else codec.encode_dead(name8, before, codec.encode_name("n1"))
+        )
+        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as raw:
+            raw.sendto(gossip(forged), nodes[0].address)
+        await wait_all(
+            nodes,
+            lambda n: victim.protocol.version == before + 1 and all_alive(n, {"n0", "n1", "n2"}),
+            "n2 refuted and back everywhere",
+        )
+
+
 async def test_an_exception_in_the_core_drops_the_datagram_not_the_node(
     caplog: pytest.LogCaptureFixture,
 ) -> None:

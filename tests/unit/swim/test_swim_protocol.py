@@ -451,3 +451,25 @@ def test_an_update_rides_lambda_log_n_datagrams_then_stops() -> None:
         ((_, ack),) = proto.handle_datagram(ping, meta(1).address, 0.1 * seq).datagrams
         carried += len(decode(ack).updates or [])
     assert carried == 8 and proto.pending_broadcasts() == 0
+
+
+def test_a_member_held_down_that_pings_us_is_told_on_the_ack() -> None:
+    """Whoever believes a forged *left* or *dead* answers the victim's next ping with it, so
+    the victim refutes within its probe round instead of at the next anti-entropy."""
+    proto = node(0, peers=3)
+    n1 = codec.encode_name("n1")
+    for forged in (codec.encode_left(n1, 0), codec.encode_dead(n1, 0, n1)):
+        proto.handle_datagram(codec.HEADER_GOSSIP + b"\x01" + forged, meta(2).address, 1.0)
+    assert proto.state_of("n1") is MemberState.LEFT
+    ping = codec.header_ping(77, codec.encode_name("n0")) + b"\x00"
+    ((addr, ack),) = proto.handle_datagram(ping, meta(1).address, 1.1).datagrams
+    packet = decode(ack)
+    assert addr == meta(1).address and (packet.type, packet.seq) == (codec.ACK, 77)
+    assert packet.updates is not None and packet.updates[0] == (codec.LEFT, "n1", 0, None, "")
+    assert proto.stats["told_down"] == 1
+    # once it refuted, it is no longer held down: its pings are plain pings again
+    alive = codec.encode_alive(n1, 1, codec.encode_meta(meta(1)))
+    proto.handle_datagram(codec.HEADER_GOSSIP + b"\x01" + alive, meta(1).address, 1.2)
+    assert proto.state_of("n1") is MemberState.ALIVE
+    proto.handle_datagram(ping, meta(1).address, 1.3)
+    assert proto.stats["told_down"] == 1
