@@ -17,6 +17,11 @@ overtaken), and delivered twice with probability ``duplicate``. Faults:
   timers, in arrival order) at the moment it wakes, as a process paused by GC or a starved CPU.
 * **partition** - directed blocking between groups of nodes; asymmetric partitions block one
   direction only.
+* **leave** - a graceful leave: the node gossips its *left* record, keeps answering for
+  ``leave_grace`` seconds (as a driver does until its leave timeout), then stops.
+
+The protocol class is a parameter (``protocol_factory``), so that a variant - a tuned or a
+deliberately broken one - runs on the same virtual network.
 """
 
 from __future__ import annotations
@@ -25,14 +30,14 @@ import heapq
 import random
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
-from typing import cast
+from typing import Protocol, cast
 
 from .codec import encode_meta, encode_name
 from .config import SwimConfig
 from .members import MembershipEvent, MemberState, NodeMeta
 from .protocol import Address, Effects, SwimProtocol, TimerToken
 
-__all__ = ["NetConfig", "SimNode", "Simulator"]
+__all__ = ["EventListener", "NetConfig", "ProtocolFactory", "SimNode", "Simulator"]
 
 _DELIVER = 0
 _TIMER = 1
@@ -70,6 +75,14 @@ class SimNode:
 EventListener = Callable[[float, SimNode, MembershipEvent], None]
 
 
+class ProtocolFactory(Protocol):
+    """What builds a node's protocol: :class:`SwimProtocol` itself, a subclass, a function."""
+
+    def __call__(
+        self, name: str, meta: NodeMeta, config: SwimConfig, rng: random.Random, *, epoch: int
+    ) -> SwimProtocol: ...
+
+
 class Simulator:
     """Virtual cluster. Build it, schedule faults, :meth:`run_until` a time, inspect."""
 
@@ -83,8 +96,12 @@ class Simulator:
         bootstrap: bool = True,
         aligned: bool = False,
         record_trace: bool = True,
+        protocol_factory: ProtocolFactory = SwimProtocol,
+        leave_grace: float = 3.0,
     ) -> None:
         self.seed = seed
+        self.protocol_factory = protocol_factory
+        self.leave_grace = leave_grace
         self.config = config or SwimConfig()
         self.net = net or NetConfig()
         self.rng = random.Random(seed)
@@ -133,7 +150,7 @@ class Simulator:
         host, port = self.address_of(index)
         meta = NodeMeta(host, port, port + 1000)
         rng = random.Random(self.seed * 1_000_003 + index * 7_919 + gen * 104_729)
-        return SwimProtocol(self.name_of(index), meta, self.config, rng, epoch=gen)
+        return self.protocol_factory(self.name_of(index), meta, self.config, rng, epoch=gen)
 
     def _new_node(self) -> SimNode:
         index = len(self.nodes)
@@ -173,6 +190,23 @@ class Simulator:
         self._apply(node, node.protocol.start(self.now))
         others = [self.nodes[i].address for i in seeds if i != index]
         self._apply(node, node.protocol.join(others, self.now))
+
+    def leave(self, index: int) -> None:
+        """Node ``index`` leaves gracefully now and stops ``leave_grace`` seconds later."""
+        node = self.nodes[index]
+        if not node.running:
+            return
+        self._log(f"leave {node.name}")
+        self._apply(node, node.protocol.leave(self.now))
+        gen = node.gen
+
+        def stop() -> None:
+            if node.running and node.gen == gen:  # not crashed or restarted meanwhile
+                node.running = False
+                node.gen += 1
+                self._log(f"left {node.name}")
+
+        self.at(self.now + self.leave_grace, stop)
 
     def stall(self, index: int, duration: float) -> None:
         """Node ``index`` processes nothing for ``duration`` seconds from now."""
@@ -278,6 +312,10 @@ class Simulator:
             self._push(self.now + delay, _DELIVER, dest.index, 0, payload)
             if net.duplicate and rnd() < net.duplicate:
                 self._push(self.now + delay + net.jitter * rnd(), _DELIVER, dest.index, 0, payload)
+
+    def note(self, text: str) -> None:
+        """Add ``text`` to the trace at the current virtual time (a test's own marks)."""
+        self._log(text)
 
     def _log(self, text: str) -> None:
         if self.record_trace:

@@ -25,6 +25,12 @@ def _core() -> Questions:
     return bench_core.run
 
 
+def _gossip() -> Questions:
+    from . import bench_gossip
+
+    return bench_gossip.run
+
+
 def _mailbox() -> Questions:
     from . import bench_mailbox
 
@@ -56,6 +62,7 @@ def standard() -> list[QuestionModule]:
         for name, load in (
             ("compat", _compat),
             ("core", _core),
+            ("gossip", _gossip),
             ("mailbox", _mailbox),
             ("nexus", _nexus),
             ("swim", _swim),
