@@ -19,7 +19,7 @@ TARGET = 30.0
 def _run(examples: int) -> tuple[float, float]:
     from hypothesis.stateful import run_state_machine_as_test
 
-    from jarvis_trio.testing.gossip import GossipMachine, gossip_settings
+    from jarvis_trio.testing.gossip.machine import GossipMachine, gossip_settings
 
     class Cluster16(GossipMachine):
         nodes = 16

@@ -14,6 +14,8 @@ The strategies and the machine need hypothesis (``pip install 'jarvis_trio[testi
 the simulator, schedules, invariants and :func:`replay` do not. See docs/property-testing.md.
 """
 
+from typing import TYPE_CHECKING, Any
+
 from ...swim.config import SwimConfig
 from ...swim.sim import NetConfig, ProtocolFactory, SimNode, Simulator
 from .invariants import (
@@ -40,6 +42,17 @@ from .schedule import (
     Step,
     apply_step,
 )
+
+if TYPE_CHECKING:
+    from .machine import GossipMachine, gossip_settings
+    from .strategies import (
+        advances,
+        cluster_sizes,
+        fault_schedules,
+        fault_steps,
+        networks,
+        seeds,
+    )
 
 __all__ = [
     "Advance",
@@ -81,7 +94,7 @@ __all__ = [
 ]
 
 
-def __getattr__(name: str) -> object:
+def __getattr__(name: str) -> Any:
     """The hypothesis-based names load on first use, so that the rest works without it."""
     if name in ("GossipMachine", "gossip_settings"):
         from . import machine
