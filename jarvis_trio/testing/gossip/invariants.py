@@ -35,6 +35,17 @@ __all__ = [
 ]
 
 
+def version(event: MembershipEvent) -> tuple[int, int]:
+    """The (epoch, incarnation) an event is about: records order by it."""
+    return (event.member.epoch, event.member.incarnation)
+
+
+def own_version(node: SimNode) -> tuple[int, int]:
+    """The (epoch, incarnation) a node holds of itself now."""
+    me = node.protocol.local_member
+    return (me.epoch, me.incarnation)
+
+
 def crash_bound(config: SwimConfig, nodes: int) -> float:
     """Seconds within which a crash should be known everywhere: the longest suspicion timeout
     (Lifeguard's maximum, no confirmation) plus 16 protocol periods for the failed probes, the
@@ -157,7 +168,7 @@ class NoFalseDeath(Invariant):
             return
         if self._excused(scenario, subject, now) or self._excused(scenario, observer, now):
             return
-        if subject.protocol.incarnation <= event.member.incarnation:
+        if own_version(subject) <= version(event):
             self.deaths.append(f"{now:.3f} {observer.name} declared live {subject.name} dead")
 
     def check(self, scenario: Scenario) -> str | None:
@@ -227,33 +238,31 @@ class CrashDetected(Invariant):
 
 class Refutation(Invariant):
     """Every suspicion of a live node is refuted: by the end, a running node that a still
-    running node suspected (both in the lives they have now) has an incarnation above the one
-    it was suspected at. (A suspicion whose only holder crashed needs no refutation.)"""
+    running node suspected holds a newer record of itself (a higher incarnation, or a new
+    life) than the one it was suspected at. A suspicion whose holder crashed needs none."""
 
     name = "refutation"
 
     def reset(self, scenario: Scenario) -> None:
-        # (observer, its life, subject, its life) -> highest incarnation suspected
-        self._suspected: dict[tuple[str, int, str, int], int] = {}
+        # (observer, its life, subject) -> newest (epoch, incarnation) suspected
+        self._suspected: dict[tuple[str, int, str], tuple[int, int]] = {}
 
     def on_event(
         self, scenario: Scenario, now: float, observer: SimNode, event: MembershipEvent
     ) -> None:
         if event.kind is EventKind.SUSPECT:
-            subject = scenario.node_named(event.member.name)
-            if subject is not None and subject.running:
-                key = (observer.name, observer.gen, subject.name, subject.gen)
-                self._suspected[key] = max(self._suspected.get(key, -1), event.member.incarnation)
+            key = (observer.name, observer.gen, event.member.name)
+            self._suspected[key] = max(self._suspected.get(key, (-1, -1)), version(event))
 
     def final(self, scenario: Scenario) -> str | None:
-        for (observer, o_gen, subject, s_gen), inc in self._suspected.items():
+        for (observer, o_gen, subject), suspected in self._suspected.items():
             o, s = scenario.node_named(observer), scenario.node_named(subject)
-            if o is None or s is None or not (o.running and s.running):
+            if o is None or s is None or not (o.running and s.running) or o.gen != o_gen:
                 continue
-            if o.gen == o_gen and s.gen == s_gen and s.protocol.incarnation <= inc:
+            if own_version(s) <= suspected:
                 return (
-                    f"{subject} was suspected by {observer} at incarnation {inc} and never "
-                    f"refuted (still at {s.protocol.incarnation})"
+                    f"{subject} was suspected by {observer} at (epoch, incarnation) "
+                    f"{suspected} and never refuted (still at {own_version(s)})"
                 )
         return None
 
@@ -265,7 +274,7 @@ class NoResurrection(Invariant):
     name = "no resurrection of a left member"
 
     def reset(self, scenario: Scenario) -> None:
-        self._left: dict[str, int] = {}  # member -> incarnation it left at
+        self._left: dict[str, tuple[int, int]] = {}  # member -> version it left at
         self._seen: set[tuple[str, str]] = set()  # (observer, member) that saw it leave
         self.ghosts: list[str] = []
 
@@ -273,7 +282,7 @@ class NoResurrection(Invariant):
         if target is None:
             return
         if isinstance(step, Leave):
-            self._left[target.name] = target.protocol.incarnation
+            self._left[target.name] = own_version(target)
         elif isinstance(step, Restart | Crash):
             name = target.name  # a new life of the member, or of the observer
             self._left.pop(name, None)
@@ -291,7 +300,7 @@ class NoResurrection(Invariant):
         elif (
             key in self._seen
             and event.kind in (EventKind.JOIN, EventKind.ALIVE)
-            and event.member.incarnation <= self._left[member]
+            and version(event) <= self._left[member]
         ):
             self.ghosts.append(f"{now:.3f} {observer.name} revived {member}")
 
