@@ -12,16 +12,34 @@ them: subclass :class:`Invariant`, keep your state in :meth:`Invariant.reset`.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import Protocol
 
 from ...swim.config import SwimConfig
 from ...swim.lifeguard import suspicion_bounds
 from ...swim.members import EventKind, MembershipEvent, MemberState
-from ...swim.sim import NetConfig, SimNode
+from ...swim.sim import NetConfig, SimNode, Simulator
 from .schedule import Crash, Heal, Join, Leave, Network, Partition, Restart, Stall, Step
 
-if TYPE_CHECKING:
-    from .scenario import Scenario
+
+class Scenario(Protocol):
+    """What an invariant sees of the run (:class:`~jarvis_trio.testing.gossip.Scenario`)."""
+
+    @property
+    def sim(self) -> Simulator: ...
+    @property
+    def config(self) -> SwimConfig: ...
+    @property
+    def bound(self) -> float:
+        """Seconds within which a crash should be known everywhere (:func:`crash_bound`)."""
+        ...
+
+    @property
+    def settled_for(self) -> float:
+        """Seconds the cluster was given to settle after the faults stopped."""
+        ...
+
+    def node_named(self, name: str) -> SimNode | None: ...
+
 
 __all__ = [
     "CrashDetected",
