@@ -1,4 +1,5 @@
-"""Helpers for testing systems built on jarvis_trio: real servers on loopback, free ports.
+"""Helpers for testing systems built on jarvis_trio: real servers on loopback, free ports,
+test doubles for agents (:mod:`.doubles`) and the gossip property-testing kit (:mod:`.gossip`).
 
 Each helper's module is imported on first use of its name, so that ``python -m
 jarvis_trio.testing.nexus_gateway`` does not import its own module twice and a test that needs
@@ -10,18 +11,44 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
+    from .doubles import (
+        AgentHarness,
+        MockBlobStorage,
+        MockMailbox,
+        MockMesh,
+        MockPeerClient,
+        NoReplyError,
+        agent_under_test,
+    )
     from .nexus_gateway import NexusGateway, serve_nexus_gateway
     from .ports import free_port, free_swim_port
     from .redis_cluster import RedisClusterServers, RedisSentinelServers
     from .redis_server import RedisServer
     from .s3_server import MotoS3Server
 
+_DOUBLES = (
+    "AgentHarness",
+    "MockBlobStorage",
+    "MockMailbox",
+    "MockMesh",
+    "MockPeerClient",
+    "NoReplyError",
+    "agent_under_test",
+)
+
 __all__ = [
+    "AgentHarness",
+    "MockBlobStorage",
+    "MockMailbox",
+    "MockMesh",
+    "MockPeerClient",
     "MotoS3Server",
     "NexusGateway",
+    "NoReplyError",
     "RedisClusterServers",
     "RedisSentinelServers",
     "RedisServer",
+    "agent_under_test",
     "free_port",
     "free_swim_port",
     "serve_nexus_gateway",
@@ -29,6 +56,10 @@ __all__ = [
 
 
 def __getattr__(name: str) -> Any:
+    if name in _DOUBLES:
+        from . import doubles
+
+        return getattr(doubles, name)
     if name in ("NexusGateway", "serve_nexus_gateway"):
         from . import nexus_gateway
 
