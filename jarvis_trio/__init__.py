@@ -34,10 +34,12 @@ if _typing.TYPE_CHECKING:
         NexusCallProxy,
         open_auth_manager,
     )
+    from .compat import run_asyncio
     from .config import MeshConfig, SeedAddress
     from .errors import (
         AgentCrashed,
         AgentDefinitionError,
+        AsyncioCallCancelled,
         AsyncioMisuseError,
         AuthError,
         AuthTimeout,
@@ -91,6 +93,7 @@ __all__ = [
     "Agent",
     "AgentCrashed",
     "AgentDefinitionError",
+    "AsyncioCallCancelled",
     "AsyncioMisuseError",
     "AuthError",
     "AuthSettings",
@@ -156,6 +159,7 @@ __all__ = [
     "open_mesh",
     "open_redis_store",
     "open_swim_node",
+    "run_asyncio",
 ]
 
 _HOMES = {
@@ -164,6 +168,7 @@ _HOMES = {
     "Agent": ".agent",
     "AgentCrashed": ".errors",
     "AgentDefinitionError": ".errors",
+    "AsyncioCallCancelled": ".errors",
     "AsyncioMisuseError": ".errors",
     "AuthError": ".errors",
     "AuthSettings": ".auth",
@@ -229,6 +234,7 @@ _HOMES = {
     "open_mesh": ".mesh",
     "open_redis_store": ".storage.redis_store",
     "open_swim_node": ".swim",
+    "run_asyncio": ".compat",
 }
 
 

@@ -32,7 +32,8 @@ written against the documented API keeps working::
     │   ├── NexusProtocolError              the gateway answered something malformed
     │   ├── ConnectionNotActive             the connection ended FAILED / REVOKED / EXPIRED
     │   └── AuthTimeout (TimeoutError)      the consent was not given in time
-    └── AsyncioMisuseError (RuntimeError)   asyncio-only code ran inside the Trio runtime
+    ├── AsyncioMisuseError (RuntimeError)   asyncio-only code ran inside the Trio runtime
+    └── AsyncioCallCancelled (RuntimeError) a run_asyncio() call was cancelled on the asyncio side
 
 Errors are raised where bad input enters (config, payloads, frames, HTTP answers, paths) and
 name what was wrong there, so a caller never has to decode a ``KeyError`` from deep inside.
@@ -193,3 +194,8 @@ class AuthTimeout(AuthError, TimeoutError):
 
 class AsyncioMisuseError(JarvisError, RuntimeError):
     """asyncio-only code ran inside the Trio runtime; the message says what to use instead."""
+
+
+class AsyncioCallCancelled(JarvisError, RuntimeError):
+    """The asyncio task of a :func:`~jarvis_trio.run_asyncio` call ended cancelled on the
+    asyncio side (its loop shut down, or the library cancelled itself)."""

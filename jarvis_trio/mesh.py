@@ -44,6 +44,13 @@ from ._logcontext import CURRENT_AGENT, CURRENT_NODE, install_record_factory
 from ._sides import HostSlot, on_trio, trio_side, trio_side_sync
 from ._supervision import DEFAULT_RESTART, RestartPolicy, supervise
 from .agent import Agent, AgentLogger, has_task_entry
+from .compat._asyncio_calls import (
+    AsyncioPortal,
+    OwnedLoopPortal,
+    current_portal,
+    release_run_portal,
+    use_portal,
+)
 from .compat._hosted import start_hosted, stop_hosted
 from .config import MeshConfig
 from .errors import AgentCrashed, AgentDefinitionError, MeshError
@@ -154,6 +161,7 @@ class Mesh:
         self._failure: BaseException | None = None
         self._exit_stack: AsyncExitStack | None = None
         self._started_ok = False
+        self._asyncio_portal: AsyncioPortal | None = None  # while running
         self._started_at = time.time()
         self.events = EventHub()
         self._peer_hooks: deque[tuple[str, PeerInfo, str | None]] = deque(
@@ -334,6 +342,8 @@ class Mesh:
         CURRENT_AGENT.set(agent.agent_id)
         services = self._services
         assert services is not None
+        if self._asyncio_portal is not None:  # run_asyncio() in this agent's code
+            use_portal(self._asyncio_portal)
         inbox = agent._inbox
         self._running.value += 1
         try:
@@ -384,9 +394,10 @@ class Mesh:
         self._state = "starting"
         CURRENT_NODE.set(self.node_id)  # every task of the node inherits it (log records)
         try:
-            async with open_node_services(
-                self.config, self.node_id, host=self._host_slot
-            ) as services:
+            async with (
+                self._asyncio_calls(),
+                open_node_services(self.config, self.node_id, host=self._host_slot) as services,
+            ):
                 self._services = services
                 async with trio.open_nursery() as system:
                     self.router.background = system
@@ -431,6 +442,25 @@ class Mesh:
             self._done.set()
         if self._failure is not None:
             raise self._failure
+
+    @asynccontextmanager
+    async def _asyncio_calls(self) -> AsyncIterator[None]:
+        """Where run_asyncio() sends coroutines: the host program's loop when this node is
+        hosted from asyncio, else a loop of the node's own (a thread, started on first use,
+        stopped with the node)."""
+        owned: OwnedLoopPortal | None = None
+        portal = current_portal()
+        if portal is None:
+            portal = owned = OwnedLoopPortal(f"{self.node_id}-asyncio")
+        self._asyncio_portal = portal
+        use_portal(portal, for_run=True)
+        try:
+            yield
+        finally:
+            release_run_portal(portal)
+            self._asyncio_portal = None
+            if owned is not None:
+                await owned.aclose()
 
     @asynccontextmanager
     async def _cluster(self) -> AsyncIterator[None]:

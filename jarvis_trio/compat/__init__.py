@@ -46,11 +46,20 @@ from asyncio), :mod:`._guard` (clear errors for asyncio code that runs on the Tr
 Public names: :class:`TrioHost` (a Trio runtime on a thread of its own, for programs that host
 it themselves), :func:`asyncio_misuse_explained` / :func:`explain_asyncio_misuse` (turn the raw
 failures of asyncio code run under a plain ``trio.run`` into the explanatory error) and
-:func:`on_trio`.
+:func:`on_trio`; :func:`run_asyncio` (:mod:`._asyncio_calls`), with which agent code awaits an
+asyncio-only library: on the host program's loop when hosted from asyncio, else on a loop the
+node owns.
 """
 
 from .._sides import on_trio
+from ._asyncio_calls import run_asyncio
 from ._guard import asyncio_misuse_explained, explain_asyncio_misuse
 from ._host import TrioHost
 
-__all__ = ["TrioHost", "asyncio_misuse_explained", "explain_asyncio_misuse", "on_trio"]
+__all__ = [
+    "TrioHost",
+    "asyncio_misuse_explained",
+    "explain_asyncio_misuse",
+    "on_trio",
+    "run_asyncio",
+]

@@ -64,6 +64,7 @@ import trio
 
 from ..errors import HostStopped, MeshError
 from ..transport.handoff import Doorbell
+from ._asyncio_calls import HostLoopPortal, enter_portal, exit_portal
 from ._guard import asyncio_guard
 
 __all__ = ["TrioHost"]
@@ -715,6 +716,8 @@ class TrioHost:
             return
         self._active.add(call)
         call.scope = scope
+        # run_asyncio() in what this call runs (and in tasks it starts) uses the caller's loop
+        portal = enter_portal(HostLoopPortal(call.lane.loop))
         try:
             call.outcome = await call.fn(*call.args, **call.kwargs)
         except BaseException as exc:
@@ -731,6 +734,7 @@ class TrioHost:
             if not isinstance(exc, Exception):
                 raise
         finally:
+            exit_portal(portal)
             call.scope = None
             self._active.discard(call)
             self._finished.append(call)

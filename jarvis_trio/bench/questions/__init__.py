@@ -43,6 +43,12 @@ def _nexus() -> Questions:
     return bench_nexus.run
 
 
+def _run_asyncio() -> Questions:
+    from . import bench_run_asyncio
+
+    return bench_run_asyncio.run
+
+
 def _swim() -> Questions:
     from . import bench_swim
 
@@ -65,6 +71,7 @@ def standard() -> list[QuestionModule]:
             ("gossip", _gossip),
             ("mailbox", _mailbox),
             ("nexus", _nexus),
+            ("run_asyncio", _run_asyncio),
             ("swim", _swim),
             ("transport", _transport),
         )
