@@ -17,6 +17,7 @@ the simulator, schedules, invariants and :func:`replay` do not. See docs/propert
 from typing import TYPE_CHECKING, Any
 
 from ...swim.config import SwimConfig
+from ...swim.members import EventKind, MembershipEvent, MemberState
 from ...swim.sim import NetConfig, ProtocolFactory, SimNode, Simulator
 from .invariants import (
     CrashDetected,
@@ -58,6 +59,7 @@ __all__ = [
     "Advance",
     "Crash",
     "CrashDetected",
+    "EventKind",
     "EventualConvergence",
     "GossipMachine",
     "GossipViolation",
@@ -65,6 +67,8 @@ __all__ = [
     "Invariant",
     "Join",
     "Leave",
+    "MemberState",
+    "MembershipEvent",
     "NetConfig",
     "Network",
     "NoFalseDeath",
