@@ -126,7 +126,7 @@ def bench_first_detection(quick: bool) -> list[Result]:
     sizes = (16, 128, 1024)
     for n in sizes:
         # the mean of a geometric variable is noisy: many samples where they are cheap
-        samples = {16: 200, 128: 100, 1024: 32}[n] if quick else {16: 2000, 128: 1000, 1024: 160}[n]
+        samples = {16: 100, 128: 50, 1024: 16}[n] if quick else {16: 2000, 128: 1000, 1024: 160}[n]
         times, gap = _first_detection(n, samples, seed=n)
         mean = statistics.fmean(times)
         results.append(
@@ -303,7 +303,7 @@ def bench_false_suspicion(quick: bool) -> list[Result]:
 
 def bench_false_deaths(quick: bool) -> list[Result]:
     n = 256
-    periods = 100 if quick else 3_907  # 3,907 x 256 = 1.0e6 node-periods
+    periods = 50 if quick else 3_907  # 3,907 x 256 = 1.0e6 node-periods
     sim = Simulator(n, seed=31, net=NetConfig(loss=0.10), record_trace=False)
     deaths = [0]
     _listen(sim, EventKind.DEAD, lambda _t, _n, _name: deaths.__setitem__(0, deaths[0] + 1))
@@ -323,7 +323,7 @@ def bench_false_deaths(quick: bool) -> list[Result]:
 
 
 def bench_lifeguard(quick: bool) -> list[Result]:
-    n, crashes = 128, (2 if quick else 12)
+    n, crashes = 128, (1 if quick else 12)
     on = _crash_to_dead(n, crashes, seed=41, config=LAN, stalls=0.02)
     off = _crash_to_dead(n, crashes, seed=41, config=LAN.scaled(lifeguard=False), stalls=0.02)
     fd_on, fd_off = on[1], off[1]
