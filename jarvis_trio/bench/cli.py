@@ -26,7 +26,16 @@ __all__ = ["build_parser", "main"]
 
 def build_parser(prog: str = "python -m jarvis_trio.bench") -> argparse.ArgumentParser:
     """The argument parser (shared with the ``jarvis-trio bench`` subcommand)."""
-    parser = argparse.ArgumentParser(prog=prog, description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(
+        prog=prog,
+        description=__doc__.split("\n\n")[0],
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        epilog=(
+            "Example:\n"
+            f"  {prog} --quick --json before.json\n"
+            f"  {prog} --quick --compare before.json --plot runs.png"
+        ),
+    )
     add_arguments(parser)
     return parser
 

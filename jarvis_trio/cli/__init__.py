@@ -7,6 +7,7 @@ command such as ``jarvis-trio members`` never imports the runtime (Trio, ZeroMQ,
     inspect.py   members, agents, stats, monitor        through a node's admin endpoint
     send.py      request, notify                        as a short-lived client node
     dlq.py       dlq list / show / replay / purge       dead letters, straight from Redis
+    bench.py     bench                                  the installed benchmarks
 
 Adding a command: write ``jarvis_trio/cli/<group>.py`` with a ``click.command`` (give its
 help text an ``Example:`` paragraph), add one line ``"<name>": "<group>:<function>"`` to
@@ -39,6 +40,7 @@ COMMANDS: dict[str, str] = {
     "request": "send:request",
     "notify": "send:notify",
     "dlq": "dlq:dlq",
+    "bench": "bench:bench",
 }
 """command name -> ``module:function`` inside this package."""
 
@@ -76,6 +78,10 @@ def _command_module(name: str) -> ModuleType:
         from . import dlq
 
         return dlq
+    if name == "bench":
+        from . import bench
+
+        return bench
     raise click.UsageError(f"no command module {name!r}")
 
 

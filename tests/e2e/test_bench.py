@@ -31,7 +31,17 @@ def bench(
 
 def test_quick_json_then_compare_and_plot(tmp_path: Path) -> None:
     old, new, png = tmp_path / "old.json", tmp_path / "new.json", tmp_path / "runs.png"
-    first = bench("--quick", "--only", "bench_nexus", "--json", str(old), cwd=tmp_path)
+    # the jarvis-trio command's subcommand, then the module: the same runner
+    first = bench(
+        "bench",
+        "--quick",
+        "--only",
+        "bench_nexus",
+        "--json",
+        str(old),
+        cwd=tmp_path,
+        module="jarvis_trio",
+    )
     # progress goes to stderr while it runs: which module, what it does, when it finished
     assert "running bench_nexus" in first.stderr and "proxied calls" in first.stderr
     assert "✓ bench_nexus: 2 answers" in first.stderr
