@@ -252,6 +252,10 @@ def _load(home: str) -> _types.ModuleType:
         from . import auth
 
         return auth
+    if home == ".compat":
+        from . import compat
+
+        return compat
     if home == ".config":
         from . import config
 
