@@ -8,6 +8,7 @@ JSON, a claimed message is redelivered after ``nack``) and record what the agent
 from __future__ import annotations
 
 import builtins
+import dataclasses
 import math
 import posixpath
 import secrets
@@ -19,7 +20,8 @@ from typing import Any
 import trio
 
 from ...errors import BlobNotFound, StorageError
-from ...mailbox.contracts import MailboxMessage
+from ...mailbox._common import error_fields
+from ...mailbox.contracts import DeadLetter, MailboxMessage
 from ...payload import checked_copy
 from ...storage.blob import DEFAULT_LIST_LIMIT
 
@@ -106,13 +108,21 @@ class MockBlobStorage:
 
 class MockMailbox:
     """An agent's mailbox in memory: ``sent`` records :meth:`send`; :meth:`deliver` queues a
-    message for :meth:`receive`; ``acked`` and ``nacked`` record what the agent settled."""
+    message for :meth:`receive`; ``acked``, ``nacked`` and ``failed`` record what the agent
+    settled; ``buried`` holds the dead letters.
 
-    def __init__(self, agent_id: str = "agent-under-test") -> None:
+    :meth:`fail` follows the real rule (delivered again until ``max_deliveries``, then a dead
+    letter) without the backoff, so a test sees the redelivery at its next ``receive``.
+    """
+
+    def __init__(self, agent_id: str = "agent-under-test", *, max_deliveries: int = 5) -> None:
         self.agent_id = agent_id
+        self.max_deliveries = max_deliveries
         self.sent: builtins.list[tuple[str, dict[str, Any]]] = []
         self.acked: builtins.list[MailboxMessage] = []
         self.nacked: builtins.list[MailboxMessage] = []
+        self.failed: builtins.list[tuple[MailboxMessage, str]] = []
+        self.buried: builtins.list[DeadLetter] = []
         self._waiting: deque[MailboxMessage] = deque()
         self._arrived = trio.Event()
 
@@ -155,14 +165,40 @@ class MockMailbox:
         """Give the message back: it is delivered again, its delivery count raised."""
         await trio.lowlevel.checkpoint()
         self.nacked.append(message)
-        again = MailboxMessage(
-            message.message_id,
-            message.sender,
-            message.target,
-            message.payload,
-            message.timestamp,
-            message.delivery_count + 1,
+        self._again(message)
+
+    async def fail(self, message: MailboxMessage, error: BaseException | str) -> bool:
+        """Record the failure; deliver the message again, or bury it once it was delivered
+        ``max_deliveries`` times (then ``True``)."""
+        await trio.lowlevel.checkpoint()
+        text, kind = error_fields(error)
+        self.failed.append((message, text))
+        if message.delivery_count < self.max_deliveries:
+            self._again(message)
+            return False
+        self.buried.append(
+            DeadLetter(
+                dead_id=f"dead-{len(self.buried) + 1}",
+                message_id=message.message_id,
+                sender=message.sender,
+                target=message.target,
+                payload=message.payload,
+                timestamp=message.timestamp,
+                deliveries=message.delivery_count,
+                error=text,
+                error_type=kind,
+                failed_at=time.time(),
+            )
         )
+        return True
+
+    async def dead_letters(self, limit: int = 100) -> list[DeadLetter]:
+        """The buried messages, oldest first."""
+        await trio.lowlevel.checkpoint()
+        return self.buried[:limit]
+
+    def _again(self, message: MailboxMessage) -> None:
+        again = dataclasses.replace(message, delivery_count=message.delivery_count + 1)
         self._waiting.appendleft(again)
         self._arrived.set()
 

@@ -201,6 +201,23 @@ async def test_mailbox_blob_and_teardown_are_recorded() -> None:
     agent.peers.assert_broadcast({"event": "escalation_offline"})  # teardown ran
 
 
+async def test_the_mock_mailbox_redelivers_a_failure_then_buries_it() -> None:
+    mailbox = MockMailbox("billing-1", max_deliveries=2)
+    mailbox.deliver({"invoice": 7})
+    first = await mailbox.receive(timeout=0)
+    assert first is not None and first.delivery_count == 1
+    assert await mailbox.fail(first, ValueError("no such invoice")) is False
+    second = await mailbox.receive(timeout=0)
+    assert second is not None and second.delivery_count == 2
+    assert second.message_id == first.message_id
+    assert await mailbox.fail(second, ValueError("still none")) is True
+    assert await mailbox.receive(timeout=0) is None
+    (dead,) = await mailbox.dead_letters()
+    assert (dead.message_id, dead.deliveries) == (first.message_id, 2)
+    assert (dead.error, dead.error_type) == ("still none", "ValueError")
+    assert [text for _, text in mailbox.failed] == ["no such invoice", "still none"]
+
+
 async def test_payloads_are_checked_as_on_a_real_route() -> None:
     peers = MockPeerClient("a-1", "a")
     peers.add_peer("b")
