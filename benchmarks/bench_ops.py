@@ -32,25 +32,10 @@ from typing import Any
 
 import trio
 
-from jarvis_trio.agent import CustomAgent
+from jarvis_trio.bench.questions._agents import Caller, Echo
 from jarvis_trio.bench.results import Result, median, percentile, step
 from jarvis_trio.mesh import Mesh, open_mesh
-from jarvis_trio.peers.messages import IncomingMessage
 from jarvis_trio.testing.ports import free_swim_port
-
-
-class Echo(CustomAgent):
-    role = "echo"
-
-    async def on_peer_request(self, message: IncomingMessage) -> dict[str, Any]:
-        return message.data
-
-
-class Caller(CustomAgent):
-    role = "caller"
-
-    async def run(self) -> None:
-        return None
 
 
 async def _timed_requests(mesh: Mesh, count: int) -> tuple[list[float], float]:
@@ -132,7 +117,13 @@ def members_wall_time(runs: int, folder: str) -> list[float]:
     env["JC_BLOB_STORAGE_PATH"] = folder
     node = subprocess.Popen(
         [
-            *(sys.executable, "-m", "jarvis_trio", "run", "benchmarks.bench_ops:Echo"),
+            *(
+                sys.executable,
+                "-m",
+                "jarvis_trio",
+                "run",
+                "jarvis_trio.bench.questions._agents:Echo",
+            ),
             *("--port", str(free_swim_port()), "--admin-port", "0", "--name", "bench-node"),
         ],
         env=env,
