@@ -65,15 +65,20 @@ def _mesh() -> Mesh:
     return Mesh(config={"p2p_enabled": False}, env_file=None, environ={})
 
 
-def test_cancelled_asyncio_request_leaves_no_pending_entry() -> None:
+async def _started_with_closed_gate() -> tuple[Mesh, Caller]:
+    """A started mesh of a SlowAgent and a Caller, with a fresh (closed) gate."""
     global GATE
     GATE = Gate()
+    mesh = _mesh()
+    mesh.add(SlowAgent)
+    caller = mesh.add(Caller)
+    await mesh.start()
+    return mesh, caller
 
+
+def test_cancelled_asyncio_request_leaves_no_pending_entry() -> None:
     async def main() -> None:
-        mesh = _mesh()
-        mesh.add(SlowAgent)
-        caller = mesh.add(Caller)
-        await mesh.start()
+        mesh, caller = await _started_with_closed_gate()
         host = mesh._host_slot.host
         try:
             task = asyncio.create_task(caller.peers.request("slow", {"wait": True, "n": 1}))
@@ -96,14 +101,8 @@ def test_cancelled_asyncio_request_leaves_no_pending_entry() -> None:
 
 
 def test_asyncio_timeout_around_a_request_cancels_it_on_trio() -> None:
-    global GATE
-    GATE = Gate()
-
     async def main() -> None:
-        mesh = _mesh()
-        mesh.add(SlowAgent)
-        caller = mesh.add(Caller)
-        await mesh.start()
+        mesh, caller = await _started_with_closed_gate()
         host = mesh._host_slot.host
         try:
             with pytest.raises(TimeoutError):
