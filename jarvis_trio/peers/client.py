@@ -322,12 +322,16 @@ class PeerClient:
                 entry.task = trio.lowlevel.current_task()
                 reply = await trio.lowlevel.wait_task_rescheduled(entry.abort)
         finally:
-            entry.table.discard(entry.key)
+            if not entry.done:  # a resolved entry has left the table already
+                entry.table.discard(entry.key)
         if counts is not None:
-            now = router.now()
-            if reply is not None:  # started at deadline - timeout: no clock read at the start
-                counts.observe(now - entry.deadline + float(timeout))
-            elif now >= entry.deadline:
+            if reply is not None:
+                if reply.sender_node == router.node_id:
+                    # both ends stamped by this node's clock: no clock read to time it
+                    counts.observe(reply.timestamp - msg.timestamp)
+                else:  # started at deadline - timeout: no clock read at the start either
+                    counts.observe(router.now() - entry.deadline + float(timeout))
+            elif router.now() >= entry.deadline:
                 counts.timed_out += 1
             else:
                 counts.failed += 1
@@ -357,7 +361,17 @@ class PeerClient:
         if entry is None:
             router.stats.request_failed += 1
             return None
-        msg = self._outgoing(REQUEST, data, request_id, ctx, info.agent_id, traceparent)
+        msg = IncomingMessage(
+            self._agent_id,
+            router.node_id,
+            REQUEST,
+            data,
+            request_id,
+            time.time(),
+            ctx,
+            info.agent_id,
+            traceparent,
+        )
         return entry, msg, inbox, info
 
     def _outgoing(
@@ -383,13 +397,14 @@ class PeerClient:
         )
 
     def _checked(
-        self, message: dict[str, Any], context: dict[str, Any] | None
+        self, message: dict[str, Any], context: dict[str, Any] | None, what: str = "message"
     ) -> tuple[dict[str, Any], dict[str, Any]]:
         """Copies of a message and its context that every route (local or wire) accepts;
         raises :class:`~jarvis_trio.errors.PayloadError` otherwise."""
-        data = checked_copy(message)
+        data = checked_copy(message, what=what)
         ctx: dict[str, Any] = {} if context is None else checked_context(context)
-        self._router.check_size(data, ctx)
+        if ctx or len(self._router.encode(data)) > self._router.max_message_size:
+            self._router.check_size(data, ctx)  # the full check only when it could fail
         return data, ctx
 
     @trio_side
@@ -412,12 +427,19 @@ class PeerClient:
         if not isinstance(message, IncomingMessage) or not message.is_request:
             raise ValueError("respond() needs a request message received from peers")
         router = self._router
-        data = checked_copy(response, what="response")
-        if context is None:
-            context = message.context
-        ctx = checked_context(context) if context else {}
-        router.check_size(data, ctx)
-        reply = self._outgoing(RESPONSE, data, message.correlation_id, ctx, message.sender)
+        data, ctx = self._checked(
+            response, message.context if context is None else context, "response"
+        )
+        reply = IncomingMessage(
+            self._agent_id,
+            router.node_id,
+            RESPONSE,
+            data,
+            message.correlation_id,
+            time.time(),
+            ctx,
+            message.sender,
+        )
         if message.sender_node == router.node_id:  # same node: never blocks
             return router.pending.resolve(reply)
         return await router.send_response(reply, message.sender_node)

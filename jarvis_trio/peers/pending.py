@@ -103,6 +103,7 @@ class PendingTable:
         self._tombstones: OrderedDict[str, None] = OrderedDict()
         self._buckets: dict[int, set[str]] = {}
         self._ticks: list[int] = []
+        self._newest = 0  # the latest tick armed: its bucket is kept even when empty
         self._reaper_scope: trio.CancelScope | None = None
 
     def __len__(self) -> int:
@@ -115,7 +116,14 @@ class PendingTable:
 
     def open_request(self, request_id: str, node_id: str, deadline: float) -> PendingEntry | None:
         """A new entry for a waiting ``request()``; ``None`` when full or closed."""
-        return self._open(request_id, node_id, deadline, False)
+        entries = self._entries  # _open, inlined: this is every request's path
+        if self.closed or len(entries) >= self.limit or request_id in entries:
+            self.refused += 1
+            return None
+        entry = entries[request_id] = PendingEntry(self, request_id, node_id, deadline, False)
+        if deadline < math.inf:
+            self._arm(request_id, entry, deadline)
+        return entry
 
     def open_async(self, request_id: str, node_id: str, deadline: float) -> PendingEntry | None:
         """A new ``ask_async()`` entry, reaped at ``deadline``; ``None`` when full or closed."""
@@ -134,25 +142,36 @@ class PendingTable:
 
     def _arm(self, key: str, entry: PendingEntry, deadline: float) -> None:
         tick = entry.tick = math.ceil(deadline / TICK)
-        bucket = self._buckets.get(tick)
+        buckets = self._buckets
+        bucket = buckets.get(tick)
         if bucket is None:
-            bucket = self._buckets[tick] = set()
+            bucket = buckets[tick] = set()
             heapq.heappush(self._ticks, tick)
             scope = self._reaper_scope
             if scope is not None and tick * TICK < scope.deadline:
                 scope.deadline = tick * TICK
+            newest = self._newest
+            if tick > newest:
+                self._newest = tick
+                if not buckets.get(newest, True):  # the previous newest, kept empty
+                    del buckets[newest]
+                    self._compact_ticks()
         bucket.add(key)
 
     def _remove(self, key: str, entry: PendingEntry) -> None:
         if self._entries.pop(key, None) is None:
             return
-        bucket = self._buckets.get(entry.tick)
+        tick = entry.tick
+        bucket = self._buckets.get(tick)
         if bucket is not None:
             bucket.discard(key)
-            if not bucket:
+            if not bucket and tick != self._newest:
                 # An answered request must not leave its bucket behind until the deadline:
-                # with long timeouts that is one bucket per tick for the whole timeout.
-                del self._buckets[entry.tick]
+                # with long timeouts that is one bucket per tick for the whole timeout. The
+                # newest bucket alone is kept while empty (the next request most likely
+                # lands in it: sequential requests then never rebuild it), and dropped as
+                # soon as a newer one is made.
+                del self._buckets[tick]
                 self._compact_ticks()
 
     def _compact_ticks(self) -> None:

@@ -6,8 +6,10 @@ however many agents and messages pass: at most :data:`MAX_ROLES` roles get their
 entry, later ones share :data:`OTHER_ROLE`.
 
 The counting sits on the request hot path, so it is a few attribute increments and one
-``bisect`` on a short tuple; the start time of a request is not read from the clock but
-derived from its pending entry's deadline (``deadline - timeout``). ``enabled = False`` turns
+``bisect`` on a short tuple, and it reads no clock of its own: a same-node request is timed
+from the wall-clock stamps its request and its reply carry anyway (the reply is stamped when
+the handler answers), a cross-node one from its pending entry's deadline
+(``deadline - timeout``) to the moment the caller wakes. ``enabled = False`` turns
 the per-role accounting off (the benchmark's *metrics off*).
 """
 
@@ -67,7 +69,10 @@ class RoleTraffic:
         self.buckets = [0] * (len(LATENCY_BUCKETS) + 1)
 
     def observe(self, seconds: float) -> None:
-        """One answered request that took ``seconds``."""
+        """One answered request that took ``seconds`` (a negative span -- the wall clock
+        stepped back between the two stamps -- counts as zero)."""
+        if seconds < 0.0:
+            seconds = 0.0
         self.answered += 1
         self.latency_sum += seconds
         self.buckets[bisect_left(LATENCY_BUCKETS, seconds)] += 1

@@ -11,7 +11,7 @@ import trio.testing
 
 from jarvis_trio.peers.messages import RESPONSE, IncomingMessage
 from jarvis_trio.peers.pending import TICK, PendingTable
-from jarvis_trio.peers.router import Router
+from jarvis_trio.peers.router import Router, _after_fork
 
 
 def reply(correlation_id: str, value: int = 1) -> IncomingMessage:
@@ -178,7 +178,8 @@ async def test_the_deadline_wheel_is_bounded_by_pending_requests_not_timeouts(
             peak = max(peak, table.timer_buckets)
         nursery.cancel_scope.cancel()
     assert len(table) == 0
-    assert peak <= 2 + 64  # one live bucket, its tick, and the heap's compaction slack
+    # the newest bucket (kept while empty), one live bucket, its tick, the heap's slack
+    assert peak <= 3 + 64
     assert table.timer_buckets <= 64
 
 
@@ -190,13 +191,19 @@ def test_request_ids_come_from_the_os_csprng(monkeypatch: pytest.MonkeyPatch) ->
 
     def token_hex(nbytes: int) -> str:
         drawn.append(nbytes)
-        return "ab" * nbytes
+        batch = len(drawn)
+        return "".join(f"{batch:x}{n:011x}" for n in range(nbytes * 2 // 12)).ljust(nbytes * 2, "f")
 
     monkeypatch.setattr(secrets, "token_hex", token_hex)
-    assert router.new_id("req-") == "req-abababababab"
-    assert router.new_id("async-") == "async-abababababab"
-    assert router.random_hex(8) == "abababab"
-    assert drawn == [6, 6, 4]
+    # one draw of 2 KiB serves 341 ids; every id takes digits no other id had
+    ids = [router.new_id("req-") for _ in range(341)]
+    assert ids[0] == "req-100000000000" and ids[340] == "req-100000000154"
+    assert drawn == [2048]
+    assert router.new_id("async-") == "async-200000000000"  # the next batch
+    assert router.random_hex(8) == "20000000"
+    assert drawn == [2048, 2048]
+    _after_fork()  # a forked child never reuses the parent's batch
+    assert router.new_id("req-") == "req-300000000000"
     monkeypatch.undo()
     random.seed(7)
     first = router.new_id("req-")
