@@ -7,6 +7,7 @@ command such as ``jarvis-trio members`` never imports the runtime (Trio, ZeroMQ,
     inspect.py   members, agents, stats, monitor        through a node's admin endpoint
     send.py      request, notify                        as a short-lived client node
     dlq.py       dlq list / show / replay / purge       dead letters, straight from Redis
+    keys.py      keys list / install / use / remove     a node's keyring, through its admin
     bench.py     bench                                  the installed benchmarks
 
 Adding a command: write ``jarvis_trio/cli/<group>.py`` with a ``click.command`` (give its
@@ -40,6 +41,7 @@ COMMANDS: dict[str, str] = {
     "request": "send:request",
     "notify": "send:notify",
     "dlq": "dlq:dlq",
+    "keys": "keys:keys",
     "bench": "bench:bench",
 }
 """command name -> ``module:function`` inside this package."""
@@ -78,6 +80,10 @@ def _command_module(name: str) -> ModuleType:
         from . import dlq
 
         return dlq
+    if name == "keys":
+        from . import keys
+
+        return keys
     if name == "bench":
         from . import bench
 

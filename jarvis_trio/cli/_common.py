@@ -47,7 +47,7 @@ def _admin_address(value: str | None) -> tuple[str, int]:
 
 
 class AdminClient:
-    """GET requests to one node's admin endpoint; every failure becomes a :class:`CliError`."""
+    """Requests to one node's admin endpoint; every failure becomes a :class:`CliError`."""
 
     def __init__(self, address: str | None, token: str | None, timeout: float) -> None:
         self.host, self.port = _admin_address(address)
@@ -58,13 +58,17 @@ class AdminClient:
     def where(self) -> str:
         return f"{self.host}:{self.port}"
 
-    def _open(self, path: str) -> tuple[http.client.HTTPConnection, http.client.HTTPResponse]:
+    def _open(
+        self, path: str, body: bytes | None = None
+    ) -> tuple[http.client.HTTPConnection, http.client.HTTPResponse]:
         conn = http.client.HTTPConnection(self.host, self.port, timeout=self.timeout)
         headers = {"Accept": "application/json"}
         if self.token:
             headers["Authorization"] = f"Bearer {self.token}"
+        if body is not None:
+            headers["Content-Type"] = "application/json"
         try:
-            conn.request("GET", path, headers=headers)
+            conn.request("GET" if body is None else "POST", path, body=body, headers=headers)
             response = conn.getresponse()
         except ConnectionRefusedError:
             conn.close()
@@ -87,14 +91,21 @@ class AdminClient:
                 "set JC_ADMIN_TOKEN"
             )
         if response.status >= 400 and path != "/readyz":
-            body = response.read(2048).decode("utf-8", "replace")
+            text = response.read(2048).decode("utf-8", "replace")
             conn.close()
-            raise CliError(f"{self.where}{path} answered {response.status}: {body.strip()}")
+            raise CliError(f"{self.where}{path} answered {response.status}: {_reason(text)}")
         return conn, response
 
     def get_json(self, path: str) -> Any:
         """The decoded JSON answer of ``path``."""
-        conn, response = self._open(path)
+        return self._json(path, None)
+
+    def post_json(self, path: str, payload: Any) -> Any:
+        """POST ``payload`` as JSON to ``path``; the decoded JSON answer."""
+        return self._json(path, json.dumps(payload).encode())
+
+    def _json(self, path: str, request_body: bytes | None) -> Any:
+        conn, response = self._open(path, request_body)
         try:
             body = response.read()
         except (OSError, http.client.HTTPException) as error:
@@ -129,6 +140,16 @@ class AdminClient:
             raise CliError(f"the event stream from {self.where} broke: {error}") from None
         finally:
             conn.close()
+
+
+def _reason(text: str) -> str:
+    """The ``error`` of a JSON error answer, else the answer's text."""
+    try:
+        payload = json.loads(text)
+    except ValueError:
+        return text.strip()
+    error = payload.get("error") if isinstance(payload, dict) else None
+    return error if isinstance(error, str) else text.strip()
 
 
 def admin_options(command: F) -> F:

@@ -9,6 +9,7 @@ in-process mailbox keeps its dead letters inside its node: reach those through
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 from collections.abc import Awaitable, Callable
@@ -53,6 +54,29 @@ def _redis_option(command: Callable[..., Any]) -> Callable[..., Any]:
     return click.option(
         "--redis-url", metavar="URL", help="Redis of the mailboxes [env REDIS_URL]"
     )(command)
+
+
+Selected = Callable[[str, "list[str] | None", "str | None"], None]
+
+
+def _selected_letters(verb: str) -> Callable[[Selected], Callable[..., None]]:
+    """AGENT_ID, then DEAD_IDS or ``--all``, and ``--redis-url``: the command is called with
+    the chosen dead ids (``None`` for all of them)."""
+
+    def decorate(command: Selected) -> Callable[..., None]:
+        @functools.wraps(command)
+        def chosen(
+            agent_id: str, dead_ids: tuple[str, ...], everything: bool, redis_url: str | None
+        ) -> None:
+            command(agent_id, _chosen(dead_ids, everything), redis_url)
+
+        every = f"{verb} every dead letter"
+        wrapped: Callable[..., None] = _redis_option(chosen)
+        wrapped = click.option("--all", "everything", is_flag=True, help=every)(wrapped)
+        wrapped = click.argument("dead_ids", nargs=-1)(wrapped)
+        return click.argument("agent_id")(wrapped)
+
+    return decorate
 
 
 def _letter_json(letter: Any) -> dict[str, Any]:
@@ -125,13 +149,8 @@ def show(agent_id: str, dead_id: str, redis_url: str | None) -> None:
 
 
 @dlq.command()
-@click.argument("agent_id")
-@click.argument("dead_ids", nargs=-1)
-@click.option("--all", "everything", is_flag=True, help="replay every dead letter")
-@_redis_option
-def replay(
-    agent_id: str, dead_ids: tuple[str, ...], everything: bool, redis_url: str | None
-) -> None:
+@_selected_letters("replay")
+def replay(agent_id: str, chosen: list[str] | None, redis_url: str | None) -> None:
     """Send dead letters of AGENT_ID to its mailbox again (new messages, same sender) and
     remove them from the dead-letter stream.
 
@@ -139,7 +158,6 @@ def replay(
     Example:
       jarvis-trio dlq replay billing-1a2b3c4d --all
     """
-    chosen = _chosen(dead_ids, everything)
     sent = _with_hub(redis_url, lambda hub: _replay_and_flush(hub, agent_id, chosen))
     click.echo(f"replayed {len(sent)} dead letter(s) to {agent_id}")
 
@@ -151,20 +169,14 @@ async def _replay_and_flush(hub: Any, agent_id: str, chosen: list[str] | None) -
 
 
 @dlq.command()
-@click.argument("agent_id")
-@click.argument("dead_ids", nargs=-1)
-@click.option("--all", "everything", is_flag=True, help="purge every dead letter")
-@_redis_option
-def purge(
-    agent_id: str, dead_ids: tuple[str, ...], everything: bool, redis_url: str | None
-) -> None:
+@_selected_letters("purge")
+def purge(agent_id: str, chosen: list[str] | None, redis_url: str | None) -> None:
     """Delete dead letters of AGENT_ID for good.
 
     \b
     Example:
       jarvis-trio dlq purge billing-1a2b3c4d 1733119200000-0
     """
-    chosen = _chosen(dead_ids, everything)
     count = _with_hub(redis_url, lambda hub: hub.purge_dead_letters(agent_id, chosen))
     click.echo(f"purged {count} dead letter(s) of {agent_id}")
 

@@ -63,45 +63,30 @@ def _common(command: Any) -> Any:
 
 @click.command()
 @_common
-def request(
-    target: str,
-    message: str,
-    seeds: tuple[str, ...],
-    host: str,
-    timeout: float,
-    context: str | None,
-) -> None:
+def request(**options: Any) -> None:
     """Send a request to TARGET (a role or an agent id) and print the reply as JSON.
 
     \b
     Example:
       jarvis-trio request billing '{"invoice": 42}' --seed 127.0.0.1:7946 --timeout 5
     """
-    reply = _send("request", target, message, seeds, host, timeout, context)
+    reply = _send("request", **options)
     click.echo(json.dumps(reply))
     if isinstance(reply, dict) and reply.get("status") == "failure" and "error_type" in reply:
-        raise CliError(
-            f"{target} answered with a failure: {reply['error_type']}: {reply.get('error')}"
-        )
+        failure = f"{reply['error_type']}: {reply.get('error')}"
+        raise CliError(f"{options['target']} answered with a failure: {failure}")
 
 
 @click.command()
 @_common
-def notify(
-    target: str,
-    message: str,
-    seeds: tuple[str, ...],
-    host: str,
-    timeout: float,
-    context: str | None,
-) -> None:
+def notify(**options: Any) -> None:
     """Send a notification to TARGET (a role or an agent id); prints {"delivered": true}.
 
     \b
     Example:
       jarvis-trio notify monitor '{"event": "deploy"}' --seed 127.0.0.1:7946
     """
-    click.echo(json.dumps(_send("notify", target, message, seeds, host, timeout, context)))
+    click.echo(json.dumps(_send("notify", **options)))
 
 
 def _send(
@@ -111,10 +96,11 @@ def _send(
     seeds: tuple[str, ...],
     host: str,
     timeout: float,
-    context_text: str | None,
+    context: str | None,
 ) -> Any:
+    """Send one message as a client node (the options of :func:`_common` as keywords)."""
     data = parse_json_object(message, "MESSAGE")
-    context = parse_json_object(context_text, "--context") if context_text is not None else None
+    sent_context = parse_json_object(context, "--context") if context is not None else None
     if not timeout > 0 or math.isinf(timeout):
         raise CliError(f"--timeout {timeout}: expected a positive number of seconds")
     from ..config import MeshConfig
@@ -141,7 +127,7 @@ def _send(
         import trio
 
         try:
-            return trio.run(_exchange, config, kind, target, data, context, timeout)
+            return trio.run(_exchange, config, kind, target, data, sent_context, timeout)
         except JarvisError as error:
             raise CliError(f"{type(error).__name__}: {error}") from None
 

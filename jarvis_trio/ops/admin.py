@@ -12,6 +12,8 @@ Routes (``GET``; JSON unless said otherwise)::
     /metrics   Prometheus text format (needs the ``metrics`` extra; 501 saying so without it)
     /events    newline-delimited JSON: a ``snapshot`` line with the members, then membership
                and agent events as they happen, until the client hangs up or the node stops
+    /keys      the cluster keyring, as fingerprints; ``POST /keys/install|use|remove`` change
+               it (:mod:`jarvis_trio.ops.admin_keys`; these always need the token)
 
 Bound to ``admin_host`` (127.0.0.1 by default). With ``admin_token`` -- or, failing that, a
 ``cluster_key`` -- every route but the probes needs ``Authorization: Bearer <token>`` (401
@@ -31,6 +33,7 @@ from typing import Any
 import trio
 
 from .._http import HttpLimits, HttpServer, Request, Response, json_response
+from .admin_keys import KEY_ROUTES, handle_keys
 from .stats import OperatedNode, snapshot
 
 __all__ = ["ADMIN_LIMITS", "AdminApp", "serve_admin"]
@@ -40,7 +43,7 @@ log = logging.getLogger("jarvis_trio.ops.admin")
 ADMIN_LIMITS = HttpLimits(
     max_clients=64,
     max_header=8192,
-    max_body=4096,  # every route is a GET
+    max_body=4096,  # every route is a GET but the keyring's, whose body is one key
     idle_timeout=15.0,
     request_timeout=5.0,
     write_timeout=10.0,
@@ -73,7 +76,7 @@ class AdminApp:
     async def handle(self, request: Request) -> Response:
         """Answer one request (total: anything unexpected is a 4xx, never an exception)."""
         path = request.path.rstrip("/") or "/"
-        if request.method not in ("GET", "HEAD"):
+        if request.method not in ("GET", "HEAD") and path not in KEY_ROUTES:
             return json_response(405, {"error": f"{request.method} is not allowed; use GET"})
         if path not in PROBES and not self._authorized(request):
             self.unauthorized += 1
@@ -83,6 +86,8 @@ class AdminApp:
                 [("www-authenticate", 'Bearer realm="jarvis-trio"')],
             )
         mesh = self.mesh
+        if path in KEY_ROUTES:
+            return handle_keys(request, path, mesh.node_id, mesh.keyring, self._token is not None)
         if path == "/healthz":
             return json_response(200, {"status": "ok", "node": mesh.node_id})
         if path == "/readyz":
@@ -127,7 +132,16 @@ class AdminApp:
                 yield _line(event.as_dict())
 
 
-_ROUTES = ("/healthz", "/readyz", "/members", "/agents", "/stats", "/metrics", "/events")
+_ROUTES = (
+    "/healthz",
+    "/readyz",
+    "/members",
+    "/agents",
+    "/stats",
+    "/metrics",
+    "/events",
+    *KEY_ROUTES,
+)
 
 
 def _line(payload: dict[str, Any]) -> bytes:

@@ -20,6 +20,7 @@ if TYPE_CHECKING:
     from ..peers.membership import EventHub, EventStream, MemberInfo
     from ..peers.router import Router
     from ..services import NodeServices
+    from ..swim.keyring import Keyring
 
 __all__ = ["OperatedNode", "snapshot"]
 
@@ -36,6 +37,7 @@ class OperatedNode(Protocol):
     router: Router
     events: EventHub
     peer_hooks_dropped: int
+    keyring: Keyring | None
 
     @property
     def state(self) -> str: ...

@@ -99,22 +99,39 @@ class Keyring:
         self._state = (primary, (*keys, raw))
         return True
 
+    def _installed(self, key: str | bytes) -> bytes:
+        """The installed key that ``key`` is, or whose fingerprint it is; else ``key`` itself.
+
+        Accepting a fingerprint lets an operator name the key to retire without holding it
+        (``jarvis-trio keys remove 1f9137939a822081``); a fingerprint is no secret.
+        """
+        keys = self._state[1]
+        raw = key.encode() if isinstance(key, str) else bytes(key)
+        if raw in keys:
+            return raw
+        named = [k for k in keys if fingerprint(k) == raw.decode("ascii", "replace")]
+        return named[0] if named else _as_bytes(raw)
+
     def use(self, key: str | bytes) -> None:
-        """Make an installed key the primary: every datagram from now on is sealed with it."""
-        raw = _as_bytes(key)
+        """Make an installed key (given as itself or its fingerprint) the primary: every
+        datagram from now on is sealed with it."""
+        raw = self._installed(key)
         _, keys = self._state
         if raw not in keys:
             raise ValueError(f"key {fingerprint(raw)} is not installed; install it first")
         self._state = (raw, (raw, *(k for k in keys if k != raw)))
 
     def remove(self, key: str | bytes) -> bool:
-        """Stop accepting ``key``. False if it was not installed; the primary cannot go."""
-        raw = _as_bytes(key)
+        """Stop accepting ``key`` (itself or its fingerprint). False if it was not installed;
+        the primary cannot go."""
+        raw = self._installed(key)
         primary, keys = self._state
         if raw not in keys:
             return False
         if raw == primary:
-            raise ValueError(f"key {fingerprint(raw)} is the primary key; use another first")
+            raise ValueError(
+                f"key {fingerprint(raw)} is the primary key: make another key primary first"
+            )
         self._state = (primary, tuple(k for k in keys if k != raw))
         self._verified.pop(raw, None)
         return True

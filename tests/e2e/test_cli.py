@@ -59,9 +59,14 @@ def test_a_three_process_cluster_seen_asked_and_one_node_killed(cluster: list[No
     alive = {"n1": "alive", "n2": "alive", "n3": "alive"}
     wait_for(lambda: members(n1.admin) == alive, "three members alive", 15)
 
-    listed = cli("agents", "--admin", n1.admin, "--format", "json")
-    assert listed.returncode == 0, listed.stderr
-    where = sorted((a["role"], a["node_id"], a["location"]) for a in json.loads(listed.stdout))
+    def four_agents() -> list[tuple[str, str, str]] | None:
+        listed = cli("agents", "--admin", n1.admin, "--format", "json")
+        assert listed.returncode == 0, listed.stderr
+        found = sorted((a["role"], a["node_id"], a["location"]) for a in json.loads(listed.stdout))
+        return found if len(found) == 4 else None
+
+    # members are alive before all their agent records have arrived: wait for the four
+    where = wait_for(four_agents, "4 agents listed", 15)
     assert where == [
         ("billing", "n1", "local"),
         ("billing", "n3", "remote"),

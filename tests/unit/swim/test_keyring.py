@@ -71,3 +71,15 @@ def test_a_mesh_has_a_keyring_only_with_a_cluster_key() -> None:
     assert Mesh({}, env_file=None, environ={}).keyring is None
     with pytest.raises(ConfigError, match="cluster_name"):
         Mesh({"cluster_key": OLD, "cluster_name": "x" * 256}, env_file=None, environ={})
+
+
+def test_use_and_remove_take_a_fingerprint() -> None:
+    ring = Keyring([OLD], "prod")
+    ring.install(NEW)
+    ring.use(fingerprint(NEW))
+    assert ring.primary_fingerprint == fingerprint(NEW)
+    assert ring.remove(fingerprint(OLD))
+    assert [k.fingerprint for k in ring.list()] == [fingerprint(NEW)]
+    assert not ring.remove(fingerprint(OLD))  # gone: no longer names anything
+    with pytest.raises(ValueError, match="not installed"):
+        ring.use(fingerprint(OLD))
