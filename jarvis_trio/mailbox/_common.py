@@ -9,6 +9,7 @@ import itertools
 import math
 import os
 import threading
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Generic, TypeVar
@@ -18,7 +19,7 @@ import trio
 from .._sides import HostSlot
 from ..config import MeshConfig
 from ..errors import MailboxError
-from .contracts import MailboxMessage
+from .contracts import DeadLetter, MailboxMessage
 
 __all__ = [
     "Claims",
@@ -28,6 +29,7 @@ __all__ = [
     "Pacer",
     "Redeliveries",
     "TrioCaller",
+    "buried",
     "check_limit",
     "check_target",
     "error_fields",
@@ -287,6 +289,22 @@ def error_fields(error: BaseException | str) -> tuple[str, str]:
     else:
         text, kind = error, "Undelivered"
     return text[:4096], kind
+
+
+def buried(message: MailboxMessage, dead_id: str, error: str, error_type: str) -> DeadLetter:
+    """``message`` as a dead letter, failed now after its ``delivery_count`` deliveries."""
+    return DeadLetter(
+        dead_id=dead_id,
+        message_id=message.message_id,
+        sender=message.sender,
+        target=message.target,
+        payload=message.payload,
+        timestamp=message.timestamp,
+        deliveries=message.delivery_count,
+        error=error,
+        error_type=error_type,
+        failed_at=time.time(),
+    )
 
 
 class Redeliveries(Generic[C]):

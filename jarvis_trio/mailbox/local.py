@@ -51,6 +51,7 @@ from ._common import (
     Pacer,
     Redeliveries,
     TrioCaller,
+    buried,
     check_limit,
     check_target,
     error_fields,
@@ -374,20 +375,7 @@ class InProcessHub(HubBase):
                 self.settings.dead_letter_size,
                 dropped.message_id,
             )
-        letters.append(
-            DeadLetter(
-                dead_id=f"dl-{next(self._dead_ids)}",
-                message_id=entry.message_id,
-                sender=entry.sender,
-                target=entry.target,
-                payload=decode_payload(entry.data),
-                timestamp=entry.timestamp,
-                deliveries=entry.delivery_count,
-                error=error,
-                error_type=error_type,
-                failed_at=time.time(),
-            )
-        )
+        letters.append(buried(entry.message(), f"dl-{next(self._dead_ids)}", error, error_type))
         self.counters["dead_lettered"] += 1
         log.warning(
             "mailbox message %s to %s moved to the dead-letter list after %d deliveries: %s: %s",

@@ -20,7 +20,7 @@ from typing import Any
 import trio
 
 from ...errors import BlobNotFound, StorageError
-from ...mailbox._common import error_fields
+from ...mailbox._common import buried, error_fields
 from ...mailbox.contracts import DeadLetter, MailboxMessage
 from ...payload import checked_copy
 from ...storage.blob import DEFAULT_LIST_LIMIT
@@ -176,20 +176,7 @@ class MockMailbox:
         if message.delivery_count < self.max_deliveries:
             self._again(message)
             return False
-        self.buried.append(
-            DeadLetter(
-                dead_id=f"dead-{len(self.buried) + 1}",
-                message_id=message.message_id,
-                sender=message.sender,
-                target=message.target,
-                payload=message.payload,
-                timestamp=message.timestamp,
-                deliveries=message.delivery_count,
-                error=text,
-                error_type=kind,
-                failed_at=time.time(),
-            )
-        )
+        self.buried.append(buried(message, f"dead-{len(self.buried) + 1}", text, kind))
         return True
 
     async def dead_letters(self, limit: int = 100) -> list[DeadLetter]:
