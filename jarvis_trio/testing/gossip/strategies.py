@@ -9,18 +9,7 @@ from __future__ import annotations
 
 from hypothesis import strategies as st
 
-from .schedule import (
-    Advance,
-    Crash,
-    Heal,
-    Join,
-    Leave,
-    Network,
-    Partition,
-    Restart,
-    Stall,
-    Step,
-)
+from .schedule import Advance, Crash, Heal, Join, Leave, Network, Partition, Restart, Stall, Step
 
 __all__ = [
     "advances",
