@@ -81,4 +81,15 @@ def new_mesh(tmp_path: Path, seed: int) -> Callable[..., Mesh]:
     return factory
 
 
+@asynccontextmanager
+async def full_inbox(make_mesh: MeshFactory) -> AsyncIterator[tuple[Mesh, Idle, Idle]]:
+    """``async with full_inbox(make_mesh) as (mesh, sender, receiver)``: a node whose inboxes
+    hold one message, the receiver's already taken by the sender's ``{"fill": True}``."""
+    async with make_mesh(inbox_size=1) as mesh:
+        sender = await mesh.start_agent(Idle)
+        receiver = await mesh.start_agent(Idle)
+        assert await sender.peers.notify(receiver.agent_id, {"fill": True})
+        yield mesh, sender, receiver
+
+
 _MESH_OPTIONS = {"restart_policy", "rng", "notify_timeout", "max_pending"}

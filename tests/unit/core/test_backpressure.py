@@ -18,7 +18,7 @@ import trio.testing
 
 from jarvis_trio.peers.messages import NOTIFY, IncomingMessage
 
-from .conftest import Echo, Idle, MeshFactory
+from .conftest import Echo, Idle, MeshFactory, full_inbox
 
 
 async def test_notify_waits_for_space_then_gives_up(
@@ -51,10 +51,7 @@ async def test_notify_waits_for_space_then_gives_up(
 async def test_request_waits_within_its_timeout_then_none(
     make_mesh: MeshFactory, autojump_clock: trio.abc.Clock
 ) -> None:
-    async with make_mesh(inbox_size=1) as mesh:
-        sender = await mesh.start_agent(Idle)
-        receiver = await mesh.start_agent(Idle)
-        assert await sender.peers.notify(receiver.agent_id, {"fill": True})
+    async with full_inbox(make_mesh) as (mesh, sender, receiver):
         start = trio.current_time()
         assert await sender.peers.request(receiver.agent_id, {"q": 1}, timeout=4) is None
         assert trio.current_time() - start == pytest.approx(4)
@@ -65,10 +62,7 @@ async def test_request_waits_within_its_timeout_then_none(
 async def test_request_gets_in_when_space_frees_and_is_answered(
     make_mesh: MeshFactory, autojump_clock: trio.abc.Clock
 ) -> None:
-    async with make_mesh(inbox_size=1) as mesh:
-        sender = await mesh.start_agent(Idle)
-        server = await mesh.start_agent(Idle)
-        assert await sender.peers.notify(server.agent_id, {"fill": True})
+    async with full_inbox(make_mesh) as (_, sender, server):
         replies: list[Any] = []
         async with trio.open_nursery() as nursery:
 
@@ -87,10 +81,7 @@ async def test_request_gets_in_when_space_frees_and_is_answered(
 async def test_ask_async_into_a_full_inbox_is_delivered_by_the_node(
     make_mesh: MeshFactory, autojump_clock: trio.abc.Clock
 ) -> None:
-    async with make_mesh(inbox_size=1) as mesh:
-        sender = await mesh.start_agent(Idle)
-        server = await mesh.start_agent(Idle)
-        assert await sender.peers.notify(server.agent_id, {"fill": True})
+    async with full_inbox(make_mesh) as (_, sender, server):
         start = trio.current_time()
         first = await sender.peers.ask_async(server.agent_id, {"q": 1}, timeout=30)
         assert trio.current_time() == start  # returned at once

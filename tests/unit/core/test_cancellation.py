@@ -21,7 +21,7 @@ from jarvis_trio.agent import Agent, CustomAgent
 from jarvis_trio.mesh import Mesh
 from jarvis_trio.peers.messages import IncomingMessage
 
-from .conftest import Idle, MeshFactory
+from .conftest import Idle, MeshFactory, full_inbox
 
 MAX_STEPS = 40
 
@@ -144,12 +144,9 @@ async def test_request_cancelled_at_every_step(make_mesh: MeshFactory, server: t
 async def test_request_cancelled_while_waiting_for_inbox_space(
     make_mesh: MeshFactory, autojump_clock: trio.abc.Clock
 ) -> None:
-    async with make_mesh(inbox_size=1) as mesh:
+    async with full_inbox(make_mesh) as (mesh, _, blocked):  # blocked never reads
         caller = await mesh.start_agent(Idle)
-        filler = await mesh.start_agent(Idle)
-        blocked = await mesh.start_agent(Idle)  # never reads: its inbox stays full
         await settle(mesh)
-        assert await filler.peers.notify(blocked.agent_id, {"fill": 1})
         tasks_before = task_count()
         outcomes = []
         for steps in range(1, 4):
@@ -164,7 +161,7 @@ async def test_request_cancelled_while_waiting_for_inbox_space(
         assert outcomes == [True, False, False]
         assert mesh.stats.backpressure_waits == 3
         message = await blocked.peers.receive(timeout=0)
-        assert message is not None and message.data == {"fill": 1}
+        assert message is not None and message.data == {"fill": True}
         assert await blocked.peers.receive(timeout=0) is None  # no abandoned request got in
 
 
