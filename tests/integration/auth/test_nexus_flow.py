@@ -54,6 +54,25 @@ async def manager_for(url: str, **settings: Any) -> AsyncIterator[Authentication
         yield manager
 
 
+@asynccontextmanager
+async def flow_awaiting_consent(
+    gw: NexusGateway, manager: AuthenticationManager
+) -> AsyncIterator[list[str]]:
+    """``get_connection_id("github")`` in the background, already polling the gateway for
+    consent; leaving the block consents its one connection, whose id then is in the list."""
+    result: list[str] = []
+    async with trio.open_nursery() as nursery:
+
+        async def call() -> None:
+            result.append(await manager.get_connection_id("github"))
+
+        nursery.start_soon(call)
+        await gw.wait_for(lambda: gw.calls["check-connection"] >= 1)
+        yield result
+        (cid,) = gw.connections
+        gw.consent(cid)
+
+
 def user_opens_link() -> Any:
     """A consent handler acting like the user: it opens the authUrl over HTTP."""
     prompts: list[ConsentPrompt] = []
@@ -375,19 +394,10 @@ async def test_transient_5xx_while_polling_is_tolerated(gw: NexusGateway) -> Non
     gw.default.auto_consent_after = None
     async with manager_for(gw.url, max_poll_errors=3) as manager:
         with trio.fail_after(10):
-            async with trio.open_nursery() as nursery:
-                result: list[str] = []
-
-                async def call() -> None:
-                    result.append(await manager.get_connection_id("github"))
-
-                nursery.start_soon(call)
-                await gw.wait_for(lambda: gw.calls["check-connection"] >= 1)
+            async with flow_awaiting_consent(gw, manager) as result:
                 gw.switches.fail_next = 2
                 await gw.wait_for(lambda: gw.switches.fail_next == 0)
-                (cid,) = gw.connections
-                gw.consent(cid)
-    assert result == [cid]
+    assert result == list(gw.connections)
 
 
 async def test_persistent_5xx_while_polling_gives_up(gw: NexusGateway) -> None:
@@ -532,19 +542,10 @@ async def test_flows_in_progress_are_bounded(gw: NexusGateway) -> None:
     gw.default.auto_consent_after = None
     async with manager_for(gw.url, max_connections=1) as manager:
         with trio.fail_after(10):
-            async with trio.open_nursery() as nursery:
-                outcome: list[str] = []
-
-                async def first() -> None:
-                    outcome.append(await manager.get_connection_id("github"))
-
-                nursery.start_soon(first)
-                await gw.wait_for(lambda: gw.calls["check-connection"] >= 1)
+            async with flow_awaiting_consent(gw, manager) as outcome:
                 with pytest.raises(AuthError, match="more than 1 Nexus connection flows"):
                     await manager.get_connection_id("gitlab")
-                (cid,) = gw.connections
-                gw.consent(cid)
-    assert outcome == [cid]
+    assert outcome == list(gw.connections)
 
 
 async def test_waiters_get_a_clear_error_when_the_manager_closes(gw: NexusGateway) -> None:
