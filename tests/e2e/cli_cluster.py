@@ -1,5 +1,5 @@
-"""Helpers of the command-line tests: nodes started with ``jarvis-trio run`` as real
-processes, and ``jarvis-trio`` commands run the way a user runs them."""
+"""Helpers of the end-to-end tests: nodes started with ``jarvis-trio run`` as real processes,
+and ``jarvis-trio`` commands and example programs run the way a user runs them."""
 
 from __future__ import annotations
 
@@ -27,26 +27,33 @@ def clean_env(**extra: str) -> dict[str, str]:
     env = {
         key: value
         for key, value in os.environ.items()
-        if not key.startswith(("JC_", "P2P_", "REDIS_", "NEXUS_", "OTEL_"))
+        if not key.startswith(("JC_", "P2P_", "REDIS_", "NEXUS_", "OTEL_", "AWS_"))
     }
     env["PYTHONUNBUFFERED"] = "1"
     env.update(extra)
     return env
 
 
-def cli(
-    *args: str, env: dict[str, str] | None = None, timeout: float = 30
+def python(
+    *args: str, cwd: Path, env: dict[str, str] | None, timeout: float
 ) -> subprocess.CompletedProcess[str]:
-    """``jarvis-trio ARGS`` (as ``python -m jarvis_trio``), from the repository root."""
+    """``python ARGS`` in ``cwd``, its output captured (``env``: :func:`clean_env` if none)."""
     return subprocess.run(
-        [sys.executable, "-m", "jarvis_trio", *args],
-        cwd=ROOT,
+        [sys.executable, *args],
+        cwd=cwd,
         env=env or clean_env(),
         capture_output=True,
         text=True,
         timeout=timeout,
         check=False,
     )
+
+
+def cli(
+    *args: str, env: dict[str, str] | None = None, timeout: float = 30
+) -> subprocess.CompletedProcess[str]:
+    """``jarvis-trio ARGS`` (as ``python -m jarvis_trio``), from the repository root."""
+    return python("-m", "jarvis_trio", *args, cwd=ROOT, env=env, timeout=timeout)
 
 
 class Node:

@@ -3,7 +3,6 @@ output, its exit status and the records it leaves behind."""
 
 from __future__ import annotations
 
-import os
 import re
 import subprocess
 import sys
@@ -20,6 +19,8 @@ from jarvis_trio.testing.redis_cluster import RedisClusterServers
 from jarvis_trio.testing.redis_server import RedisServer
 from jarvis_trio.testing.s3_server import MotoS3Server
 
+from .cli_cluster import clean_env, python
+
 EXAMPLE = Path(__file__).resolve().parents[2] / "examples" / "support_swarm.py"
 EXPECTED_ROUTES = {
     "cust-001": "technical_support",
@@ -29,31 +30,11 @@ EXPECTED_ROUTES = {
 }
 
 
-def clean_env(**extra: str) -> dict[str, str]:
-    """The caller's environment without any jarvis_trio setting, plus ``extra``."""
-    env = {
-        key: value
-        for key, value in os.environ.items()
-        if not key.startswith(("JC_", "P2P_", "REDIS_", "NEXUS_", "AWS_"))
-    }
-    env["PYTHONUNBUFFERED"] = "1"
-    env.update(extra)
-    return env
-
-
 def run_example(
     tmp_path: Path, *args: str, env: dict[str, str] | None = None, timeout: float = 60
 ) -> subprocess.CompletedProcess[str]:
-    port = free_swim_port()
-    result = subprocess.run(
-        [sys.executable, str(EXAMPLE), "--port", str(port), *args],
-        cwd=tmp_path,
-        env=env or clean_env(),
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-        check=False,
-    )
+    port = str(free_swim_port())
+    result = python(str(EXAMPLE), "--port", port, *args, cwd=tmp_path, env=env, timeout=timeout)
     print(result.stdout)
     print(result.stderr, file=sys.stderr)
     return result
