@@ -7,27 +7,28 @@ Where the coroutine runs:
 * **native Trio**: on an asyncio loop the node owns - one thread running an asyncio loop,
   started on first use and stopped (its leftover tasks cancelled) when the node stops.
 
-The Trio side waits on a :class:`trio.Event` set through the Trio token when the asyncio task
-finishes, so neither thread ever touches the other's objects directly. Cancellation crosses
-both ways: cancelling the Trio caller cancels the asyncio task and waits until it has unwound
-(its ``finally`` blocks ran); an asyncio task that ends cancelled (its loop shut down, or the
-library cancelled itself) raises :class:`~jarvis_trio.errors.AsyncioCallCancelled` on the Trio
-side, since a Trio caller must not see a foreign cancellation exception. Cancelling the asyncio
+Both run the call through an :class:`~._crossing.AsyncioCrossing`: the start reaches the loop
+with ``call_soon_threadsafe`` (one wake-up for a burst of calls), the outcome comes back through
+an eventfd doorbell on which a waiting Trio task itself sleeps, so neither thread ever touches
+the other's objects. Cancellation crosses both ways: cancelling the Trio caller cancels the
+asyncio task and waits until it has unwound (its ``finally`` blocks ran); an asyncio task that
+ends cancelled (its loop shut down, or the library cancelled itself) raises
+:class:`~jarvis_trio.errors.AsyncioCallCancelled` on the Trio side, since a Trio caller must
+not see a foreign cancellation exception. Cancelling the asyncio
 caller of a hosted call cancels its Trio side (the host's rule), and so the asyncio task.
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import threading
 from collections.abc import Awaitable, Callable, Coroutine
 from contextvars import ContextVar, Token
-from typing import Any, Protocol, TypeVar, cast
+from typing import Any, Protocol, TypeVar
 
 import trio
 
-from ..errors import AsyncioCallCancelled
+from ._crossing import AsyncioCrossing
 
 __all__ = [
     "AsyncioPortal",
@@ -47,68 +48,20 @@ class AsyncioPortal(Protocol):
     async def run(self, coro: Coroutine[Any, Any, T]) -> T: ...
 
 
-async def _run_on(loop: asyncio.AbstractEventLoop, coro: Coroutine[Any, Any, T]) -> T:
-    """Run ``coro`` as a task of ``loop`` (another thread's) and wait for it from Trio.
-
-    The asyncio side is touched only through ``loop.call_soon_threadsafe``; the task's outcome
-    is copied into a plain list on the asyncio thread and read here after the Trio token said
-    it is there. On cancellation the task is cancelled and waited for (shielded) until it has
-    unwound, so no asyncio work outlives its Trio caller.
-    """
-    token = trio.lowlevel.current_trio_token()
-    done = trio.Event()
-    tasks: list[asyncio.Task[T]] = []
-    result: list[tuple[str, Any]] = []
-    what = getattr(coro, "__qualname__", repr(coro))
-
-    def finished(task: asyncio.Task[T]) -> None:  # asyncio thread
-        if task.cancelled():
-            result.append(("cancelled", None))
-        elif task.exception() is not None:
-            result.append(("error", task.exception()))
-        else:
-            result.append(("value", task.result()))
-        with contextlib.suppress(trio.RunFinishedError):  # nobody waits any more
-            token.run_sync_soon(done.set)
-
-    def start() -> None:  # asyncio thread
-        task = loop.create_task(coro)
-        tasks.append(task)
-        task.add_done_callback(finished)
-
-    def cancel() -> None:  # asyncio thread; runs after start() (FIFO)
-        if tasks:
-            tasks[0].cancel()
-
-    try:
-        loop.call_soon_threadsafe(start)
-    except RuntimeError:  # the loop is closed
-        coro.close()
-        raise
-    try:
-        await done.wait()
-    except BaseException:
-        with contextlib.suppress(RuntimeError):
-            loop.call_soon_threadsafe(cancel)
-        with trio.CancelScope(shield=True):
-            await done.wait()
-        raise
-    kind, value = result[0]
-    if kind == "value":
-        return cast(T, value)
-    if kind == "error":
-        raise value
-    raise AsyncioCallCancelled(f"{what} was cancelled on the asyncio side")
-
-
 class HostLoopPortal:
-    """The asyncio loop of the program that hosts the mesh."""
+    """The asyncio loop of the program that hosts the mesh (one per loop and host: the
+    host closes it when its Trio run has ended)."""
 
     def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
         self.loop = loop
+        self.crossing = AsyncioCrossing(loop)
 
     async def run(self, coro: Coroutine[Any, Any, T]) -> T:
-        return await _run_on(self.loop, coro)
+        return await self.crossing.run(coro)
+
+    def close(self) -> None:
+        """Release the crossing's descriptor (the host's Trio run has ended)."""
+        self.crossing.close()
 
 
 class OwnedLoopPortal:
@@ -121,11 +74,12 @@ class OwnedLoopPortal:
     def __init__(self, name: str = "jarvis-trio-asyncio") -> None:
         self.name = name
         self.loop: asyncio.AbstractEventLoop | None = None
+        self._crossing: AsyncioCrossing | None = None
         self._thread: threading.Thread | None = None
         self._lock = threading.Lock()
         self._closed = False
 
-    def _ensure_loop(self) -> asyncio.AbstractEventLoop:
+    def _ensure_crossing(self) -> AsyncioCrossing:
         with self._lock:
             if self._closed:
                 raise RuntimeError(f"{self.name}: the node that owned this loop has stopped")
@@ -142,22 +96,24 @@ class OwnedLoopPortal:
                 self._thread.start()
                 ready.wait()
                 self.loop = loop
-            return self.loop
+                self._crossing = AsyncioCrossing(loop)
+            assert self._crossing is not None
+            return self._crossing
 
     async def run(self, coro: Coroutine[Any, Any, T]) -> T:
         try:
-            loop = self._ensure_loop()
+            crossing = self._ensure_crossing()
         except BaseException:
             coro.close()
             raise
-        return await _run_on(loop, coro)
+        return await crossing.run(coro)
 
     async def aclose(self) -> None:
         """Cancel the loop's remaining tasks, stop it and join its thread."""
         with self._lock:
             self._closed = True
-            loop, thread = self.loop, self._thread
-        if loop is None or thread is None:
+            loop, thread, crossing = self.loop, self._thread, self._crossing
+        if loop is None or thread is None or crossing is None:
             await trio.lowlevel.checkpoint()
             return
 
@@ -173,6 +129,9 @@ class OwnedLoopPortal:
             await trio.to_thread.run_sync(done.result)
             loop.call_soon_threadsafe(loop.stop)
             await trio.to_thread.run_sync(thread.join)
+            # every call came back cancelled at the latest with the loop's shutdown
+            await crossing.wait_idle()
+        crossing.close()
         loop.close()
 
 

@@ -158,12 +158,14 @@ class _Lane:
         "in_flight",
         "limit",
         "loop",
+        "portal",
         "waiting",
     )
 
     def __init__(self, host: TrioHost, loop: asyncio.AbstractEventLoop, max_in_flight: int):
         self.host = host
         self.loop = loop
+        self.portal = HostLoopPortal(loop)  # run_asyncio() of this lane's calls
         self.limit = max_in_flight
         self.in_flight = 0
         self.waiting: collections.deque[asyncio.Future[None]] = collections.deque()
@@ -318,6 +320,7 @@ class TrioHost:
         self._lock = threading.Lock()
         self._state = _State.NEW
         self._lanes: dict[asyncio.AbstractEventLoop, _Lane] = {}
+        self._retired: list[_Lane] = []  # lanes of closed loops, until the run ends
         self._hooks: dict[int, tuple[object, Callable[[], Awaitable[object]]]] = {}
         self._stop_waiters: list[tuple[asyncio.AbstractEventLoop, asyncio.Future[None]]] = []
         self._stopped = threading.Event()
@@ -507,6 +510,7 @@ class TrioHost:
         with self._lock:
             self._state = _State.STOPPED
             lanes = list(self._lanes.values())
+            retired, self._retired = self._retired, []
             waiters, self._stop_waiters = self._stop_waiters, []
             self._ready_lanes.clear()  # the sweep below takes every lane's posts
             if self._doorbell is not None:  # rung only under this lock, never once STOPPED
@@ -528,6 +532,8 @@ class TrioHost:
                     )
                     self._finished.append(call)
         self._deliver_finished()
+        for lane in lanes + retired:  # the run has ended: nobody waits on their doorbells
+            lane.portal.close()
         self._nursery = None
         self._stop_event = None
         if self._started is not None:  # wakes a start() that is still waiting, if any
@@ -589,7 +595,8 @@ class TrioHost:
             lane = self._lanes.get(loop)
             if lane is None:
                 for stale in [other for other in self._lanes if other.is_closed()]:
-                    del self._lanes[stale]
+                    # its portal is closed with the others: a Trio task may still wait on it
+                    self._retired.append(self._lanes.pop(stale))
                 lane = self._lanes[loop] = _Lane(self, loop, self.max_in_flight)
             return lane
 
@@ -717,7 +724,7 @@ class TrioHost:
         self._active.add(call)
         call.scope = scope
         # run_asyncio() in what this call runs (and in tasks it starts) uses the caller's loop
-        portal = enter_portal(HostLoopPortal(call.lane.loop))
+        portal = enter_portal(call.lane.portal)
         try:
             call.outcome = await call.fn(*call.args, **call.kwargs)
         except BaseException as exc:
