@@ -8,9 +8,12 @@
 * ``stream``: ``PeerClient.notify`` to a sink agent of that node, back to back;
 * ``asyncio``: sequential in-process ``request`` from an ``asyncio.run`` program (the shim);
 * ``asyncio64``: the same from 64 concurrent asyncio tasks;
+* ``run_asyncio``: sequential ``run_asyncio(noop)`` from an agent of a mesh hosted from asyncio;
 * ``local``: sequential in-process ``request`` from Trio.
 
-and prints the number of operations. Profile it with, for example::
+and prints the number of operations; the asyncio paths also print the CPU time each of the two
+threads spent per operation (``time.thread_time``), which a wall-clock profile cannot separate
+from waiting for the GIL. Profile it with, for example::
 
     py-spy record --threads --idle --format raw -o /tmp/cross.txt -- \\
         python -m benchmarks.profile_paths cross
@@ -26,15 +29,18 @@ import asyncio
 import collections
 import re
 import time
+from typing import Any
 
 import trio
 
+from jarvis_trio import CustomAgent, run_asyncio
 from jarvis_trio.bench.questions._agents import Caller, Echo
 from jarvis_trio.bench.questions.bench_transport import (
     _discoverable,
     _near_config,
     _PeerProcess,
 )
+from jarvis_trio.compat import TrioHost
 from jarvis_trio.mesh import Mesh, open_mesh
 
 PAYLOAD = {"need": "clarification", "entity": "Entity_X", "n": [1, 2, 3]}
@@ -90,11 +96,31 @@ async def _local_trio(seconds: float) -> int:
         return done
 
 
-async def _local_asyncio(seconds: float, callers: int = 1) -> int:
+class _Looper(CustomAgent):
+    """Calls ``run_asyncio(noop)`` back to back until the deadline."""
+
+    role = "looper"
+
+    async def run(self, task: float, context: dict[str, Any]) -> int:
+        done = 0
+        while time.perf_counter() < task:
+            await run_asyncio(_noop)
+            done += 1
+        return done
+
+
+async def _noop() -> None:
+    return None
+
+
+async def _local_asyncio(seconds: float, what: str) -> int:
     mesh = Mesh(config={"p2p_enabled": False}, env_file=None, environ={})
     mesh.add(Echo)
     caller = mesh.add(Caller)
+    looper = mesh.add(_Looper)
     await mesh.start()
+    host = mesh._host_slot.host
+    assert isinstance(host, TrioHost)
     done = 0
     deadline = time.perf_counter() + seconds
 
@@ -104,10 +130,22 @@ async def _local_asyncio(seconds: float, callers: int = 1) -> int:
             await caller.peers.request("echo", PAYLOAD)
             done += 1
 
+    async def trio_thread_time() -> float:
+        return time.thread_time()
+
     try:
-        await asyncio.gather(*(one() for _ in range(callers)))
+        here, there = time.thread_time(), await host.call(trio_thread_time)
+        if what == "run_asyncio":
+            done = await looper.execute_task(deadline, {})
+        else:
+            await asyncio.gather(*(one() for _ in range(64 if what == "asyncio64" else 1)))
+        here, there = time.thread_time() - here, await host.call(trio_thread_time) - there
     finally:
         await mesh.stop()
+    print(
+        f"CPU per operation: asyncio thread {here / done * 1e6:.1f} us, "
+        f"Trio thread {there / done * 1e6:.1f} us"
+    )
     return done
 
 
@@ -141,7 +179,9 @@ def fold(path: str, top: int = 25) -> None:
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument(
-        "path", nargs="?", choices=["cross", "cross64", "stream", "asyncio", "asyncio64", "local"]
+        "path",
+        nargs="?",
+        choices=["cross", "cross64", "stream", "asyncio", "asyncio64", "run_asyncio", "local"],
     )
     parser.add_argument("--seconds", type=float, default=5.0)
     parser.add_argument("--fold")
@@ -155,8 +195,7 @@ def main() -> None:
     elif args.path == "local":
         done = trio.run(_local_trio, args.seconds)
     else:
-        callers = 64 if args.path == "asyncio64" else 1
-        done = asyncio.run(_local_asyncio(args.seconds, callers))
+        done = asyncio.run(_local_asyncio(args.seconds, args.path))
     elapsed = time.perf_counter() - started
     print(f"{args.path}: {done} operations in {elapsed:.1f} s")
 
