@@ -11,37 +11,17 @@ from __future__ import annotations
 import socket
 import threading
 import time
-from types import TracebackType
+from collections.abc import Iterator
+from contextlib import contextmanager
 
-__all__ = ["ThreadEcho"]
+__all__ = ["ThreadEcho", "thread_echo"]
 
 
 class ThreadEcho:
-    """An echo thread on a socket pair; ``with ThreadEcho() as echo: echo.round_trips(n)``."""
+    """The calling side of an echo thread on a socket pair (see :func:`thread_echo`)."""
 
-    def __init__(self) -> None:
-        self._left, self._right = socket.socketpair()
-        self._thread = threading.Thread(target=self._echo, name="bare-echo", daemon=True)
-
-    def _echo(self) -> None:
-        right = self._right
-        while (data := right.recv(1)) not in (b"q", b""):
-            right.send(data)
-
-    def __enter__(self) -> ThreadEcho:
-        self._thread.start()
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self._left.send(b"q")
-        self._thread.join(5)
-        self._left.close()
-        self._right.close()
+    def __init__(self, left: socket.socket) -> None:
+        self._left = left
 
     def round_trips(self, count: int) -> list[float]:
         """``count`` one-byte round trips, each timed (seconds). Blocks the calling thread."""
@@ -53,3 +33,23 @@ class ThreadEcho:
             left.recv(1)
             samples.append(time.perf_counter() - started)
         return samples
+
+
+@contextmanager
+def thread_echo() -> Iterator[ThreadEcho]:
+    """``with thread_echo() as echo: echo.round_trips(n)``; the thread ends with the block."""
+    left, right = socket.socketpair()
+
+    def echo() -> None:
+        while (data := right.recv(1)) not in (b"q", b""):
+            right.send(data)
+
+    thread = threading.Thread(target=echo, name="bare-echo", daemon=True)
+    thread.start()
+    try:
+        yield ThreadEcho(left)
+    finally:
+        left.send(b"q")
+        thread.join(5)
+        left.close()
+        right.close()

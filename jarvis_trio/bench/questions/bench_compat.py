@@ -25,7 +25,7 @@ import trio
 
 from jarvis_trio.agent import Agent
 from jarvis_trio.bench.questions._agents import Caller, Echo
-from jarvis_trio.bench.questions._threads import ThreadEcho
+from jarvis_trio.bench.questions._threads import thread_echo
 from jarvis_trio.bench.results import Result, median, percentile
 from jarvis_trio.compat import TrioHost
 from jarvis_trio.mesh import Mesh
@@ -75,7 +75,7 @@ async def _latency_run(rounds: int, per_round: int) -> tuple[float, float, float
     shim: list[float] = []
     bare: list[float] = []
     try:
-        with ThreadEcho() as echo:
+        with thread_echo() as echo:
             await _latencies(caller.peers, per_round)  # warm-up, both sides
             await host.call(_latencies, caller.peers, per_round)
             for _ in range(rounds):

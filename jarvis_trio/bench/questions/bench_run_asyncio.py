@@ -21,7 +21,7 @@ from typing import Any
 import trio
 
 from jarvis_trio.agent import CustomAgent
-from jarvis_trio.bench.questions._threads import ThreadEcho
+from jarvis_trio.bench.questions._threads import thread_echo
 from jarvis_trio.bench.results import Result, median, percentile, step
 from jarvis_trio.compat import run_asyncio
 from jarvis_trio.mesh import Mesh
@@ -55,7 +55,7 @@ async def _measure(count: int) -> tuple[list[float], list[float]]:
     bare: list[float] = []
     await mesh.start()
     try:
-        with ThreadEcho() as echo:
+        with thread_echo() as echo:
             await timer.execute_task(BLOCK, {})  # warm-up
             echo.round_trips(BLOCK)
             for _ in range(max(1, count // BLOCK)):
