@@ -41,6 +41,7 @@ import trio
 from trio_util import AsyncValue
 
 from ._logcontext import CURRENT_AGENT, CURRENT_NODE, install_record_factory
+from ._roster import AgentRoster
 from ._sides import HostSlot, on_trio, trio_side, trio_side_sync
 from ._supervision import DEFAULT_RESTART, RestartPolicy, supervise
 from .agent import Agent, AgentLogger, has_task_entry
@@ -95,7 +96,7 @@ def _unwrap(group: BaseExceptionGroup[BaseException]) -> BaseException:
     return exc
 
 
-class Mesh:
+class Mesh(AgentRoster):
     """One node: its agents, their routing and its services.
 
     Usable from Trio directly and from asyncio programs: ``start()``, ``stop()`` and ``async
@@ -178,19 +179,6 @@ class Mesh:
     def state(self) -> State:
         """``new``, ``starting``, ``running``, ``stopping`` or ``stopped``."""
         return self._state
-
-    @property
-    def agents(self) -> list[Agent]:
-        """The node's agents, in registration order."""
-        return list(self._agents.values())
-
-    def get_agent(self, key: str) -> Agent | None:
-        """A local agent by id, or else the first local agent of role ``key`` (in registration
-        order, as JarvisCore's ``get_agent(role)``); ``None`` if neither matches."""
-        agent = self._agents.get(key)
-        if agent is not None:
-            return agent
-        return next((a for a in self._agents.values() if a.role == key), None)
 
     def get_diagnostics(self) -> dict[str, Any]:
         """A snapshot of this node for people and health checks (JSON-compatible).

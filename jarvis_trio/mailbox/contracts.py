@@ -113,6 +113,13 @@ class MailboxHub(Protocol):
         as ``pending_writes``, ...)."""
         ...
 
+    async def consumer_lag(self, agent_ids: Sequence[str]) -> dict[str, int]:
+        """Per agent, the messages in its mailbox not yet acknowledged: waiting to be
+        delivered, plus delivered and not acknowledged yet (being handled, given back, or
+        waiting out a retry backoff). An agent whose figure cannot be read right now (Redis
+        unreachable) is left out."""
+        ...
+
     async def dead_letters(self, agent_id: str, limit: int = 100) -> list[DeadLetter]:
         """The dead letters of ``agent_id``, oldest first (at most ``limit``)."""
         ...

@@ -301,6 +301,21 @@ class InProcessHub(HubBase):
             waiting = sum(len(queue.waiting) for queue in self._queues.values())
         return {**self.counters, "waiting": waiting}
 
+    @trio_side
+    async def consumer_lag(self, agent_ids: Sequence[str]) -> dict[str, int]:
+        """Per agent: messages queued for it and not claimed, plus those it claimed and has
+        not acknowledged (see :meth:`MailboxHub.consumer_lag`); read from memory."""
+        await trio.lowlevel.checkpoint()
+        lag: dict[str, int] = {}
+        with self._lock:
+            for agent_id in agent_ids:
+                queue = self._queues.get(agent_id)
+                mailbox = self._mailboxes.get(agent_id)
+                lag[agent_id] = (0 if queue is None else len(queue.waiting)) + (
+                    0 if mailbox is None else len(mailbox._claims)
+                )
+        return lag
+
     def mailbox_for(self, agent_id: str) -> LocalMailbox:
         """The mailbox of ``agent_id`` (the same object until :meth:`release`)."""
         check_target(agent_id)

@@ -475,6 +475,28 @@ class RedisHub(HubBase):
         return await self.client.run(lambda r: read_dead(r, agent_id, limit))
 
     @trio_side
+    async def consumer_lag(self, agent_ids: Sequence[str]) -> dict[str, int]:
+        """Per agent: the length of its stream (``XLEN``, one O(1) call each) less the
+        acknowledgements still in this hub's outbox -- an acknowledged entry is deleted from
+        the stream, so what remains is waiting or delivered and not acknowledged (see
+        :meth:`MailboxHub.consumer_lag`). Empty while Redis is unreachable."""
+        keys = {agent_id: stream_key(agent_id) for agent_id in agent_ids}
+
+        def lengths(r: redis.Redis) -> dict[str, int]:
+            return {agent_id: int(r.xlen(key)) for agent_id, key in keys.items()}
+
+        try:
+            found = await self.client.run(lengths)
+        except Exception as error:
+            if not is_transient(error):
+                raise
+            return {}
+        return {
+            agent_id: max(0, length - len(self.acks_pending_for(keys[agent_id])))
+            for agent_id, length in found.items()
+        }
+
+    @trio_side
     async def dead_letter(self, agent_id: str, dead_id: str) -> DeadLetter | None:
         """One dead letter of ``agent_id`` by its ``dead_id``, or ``None``."""
         found = await self.client.run(lambda r: read_dead(r, agent_id, 1, dead_id))

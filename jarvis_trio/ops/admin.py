@@ -34,7 +34,7 @@ import trio
 
 from .._http import HttpLimits, HttpServer, Request, Response, json_response
 from .admin_keys import KEY_ROUTES, handle_keys
-from .stats import OperatedNode, snapshot
+from .stats import OperatedNode, mailbox_lag, snapshot
 
 __all__ = ["ADMIN_LIMITS", "AdminApp", "serve_admin"]
 
@@ -101,22 +101,22 @@ class AdminApp:
         if path == "/agents":
             return json_response(200, [info.as_dict() for info in mesh.directory.matching()])
         if path == "/stats":
-            stats = snapshot(mesh)
+            stats = snapshot(mesh, await mailbox_lag(mesh))
             if self.server is not None:
                 stats["admin"] = {**self.server.counters, "unauthorized": self.unauthorized}
             return json_response(200, stats)
         if path == "/metrics":
-            return self._metrics()
+            return await self._metrics()
         if path == "/events":
             return Response(200, content_type="application/x-ndjson", stream=self._events())
         return json_response(404, {"error": f"no route {path}", "routes": sorted(_ROUTES)})
 
-    def _metrics(self) -> Response:
+    async def _metrics(self) -> Response:
         if importlib.util.find_spec("prometheus_client") is None:
             return Response(501, METRICS_HINT.encode(), "text/plain; charset=utf-8")
         from . import metrics  # prometheus-client is installed: safe to import now
 
-        body, content_type = metrics.render(self.mesh)
+        body, content_type = metrics.render(self.mesh, await mailbox_lag(self.mesh))
         return Response(200, body, content_type)
 
     async def _events(self) -> AsyncIterator[bytes]:

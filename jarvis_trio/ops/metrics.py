@@ -40,11 +40,12 @@ _NODE_COUNTERS = {
 class NodeCollector(Collector):
     """Reads one node's counters at every scrape."""
 
-    def __init__(self, mesh: OperatedNode) -> None:
+    def __init__(self, mesh: OperatedNode, mailbox_lag: dict[str, int] | None = None) -> None:
         self.mesh = mesh
+        self.mailbox_lag = mailbox_lag
 
     def collect(self) -> Iterator[Metric]:
-        stats = snapshot(self.mesh)
+        stats = snapshot(self.mesh, self.mailbox_lag)
         yield from _requests(stats["requests"])
         for name, help_text in _NODE_COUNTERS.items():
             metric = CounterMetricFamily(f"jarvis_{name}", help_text)
@@ -91,6 +92,11 @@ class NodeCollector(Collector):
         cluster = stats.get("cluster")
         if cluster is not None:
             yield from _cluster(cluster, stats["swim"])
+            yield _histogram(
+                "jarvis_swim_probe_rtt_seconds",
+                "Round trip of this node's SWIM probes, ping to ack (direct or relayed)",
+                stats["swim_probe_rtt"],
+            )
 
 
 def _requests(traffic: dict[str, Any]) -> Iterator[Metric]:
@@ -128,14 +134,9 @@ def _requests(traffic: dict[str, Any]) -> Iterator[Metric]:
     for role, counts in sorted(by_role.items()):
         for key, family in families.items():
             family.add_metric([role], counts[key])
-        cumulative = 0
-        buckets = []
-        for bound, count in zip(
-            [*map(str, bounds), "+Inf"], counts["latency_buckets"], strict=True
-        ):
-            cumulative += count
-            buckets.append((bound, cumulative))
-        latency.add_metric([role], buckets, counts["latency_sum"])
+        latency.add_metric(
+            [role], _cumulative(bounds, counts["latency_buckets"]), counts["latency_sum"]
+        )
     yield from families.values()
     yield latency
     broadcasts = CounterMetricFamily("jarvis_broadcasts", "broadcast() calls")
@@ -148,14 +149,41 @@ def _requests(traffic: dict[str, Any]) -> Iterator[Metric]:
     yield fanout
 
 
-_MAILBOX_COUNTERS = ("sent", "acked", "redelivered", "written", "dropped")
+_MAILBOX_COUNTERS = (
+    "sent",
+    "acked",
+    "redelivered",
+    "retried",
+    "dead_lettered",
+    "dead_letters_dropped",
+    "written",
+    "dropped",
+)
 _MAILBOX_BACKLOG = ("waiting", "pending_writes")
+
+
+def _cumulative(bounds: list[float], counts: list[int]) -> list[tuple[str, float]]:
+    """Prometheus' cumulative ``(le, count)`` pairs from non-cumulative bucket counts."""
+    total = 0
+    buckets: list[tuple[str, float]] = []
+    for bound, count in zip([*map(str, bounds), "+Inf"], counts, strict=True):
+        total += count
+        buckets.append((bound, total))
+    return buckets
+
+
+def _histogram(name: str, help_text: str, histogram: dict[str, Any]) -> Metric:
+    metric = HistogramMetricFamily(name, help_text)
+    metric.add_metric([], _cumulative(histogram["bounds"], histogram["buckets"]), histogram["sum"])
+    return metric
 
 
 def _mailbox(mailbox: dict[str, Any]) -> Iterator[Metric]:
     messages = CounterMetricFamily(
         "jarvis_mailbox_messages",
-        "Mailbox messages sent, acknowledged, delivered again, written to / dropped by Redis",
+        "Mailbox messages sent, acknowledged, given back, retried after a failure, moved to "
+        "the dead letters (and dead letters dropped beyond dead_letter_size), written to / "
+        "dropped by Redis",
         labels=["counter"],
     )
     backlog = GaugeMetricFamily(
@@ -172,6 +200,17 @@ def _mailbox(mailbox: dict[str, Any]) -> Iterator[Metric]:
             backlog.add_metric([name], mailbox[name])
     yield messages
     yield backlog
+    lag = mailbox.get("consumer_lag")
+    if lag is not None:
+        consumer_lag = GaugeMetricFamily(
+            "jarvis_mailbox_consumer_lag",
+            "Messages in the mailboxes of local agents not yet acknowledged (waiting, or "
+            "delivered and not acknowledged), by role",
+            labels=["role"],
+        )
+        for role, count in sorted(lag.items()):
+            consumer_lag.add_metric([role], count)
+        yield consumer_lag
 
 
 def _inboxes(inboxes: dict[str, dict[str, Any]]) -> Iterator[Metric]:
@@ -240,8 +279,9 @@ def _cluster(cluster: dict[str, int], swim: dict[str, int]) -> Iterator[Metric]:
     yield health
 
 
-def render(mesh: OperatedNode) -> tuple[bytes, str]:
-    """The Prometheus text exposition of ``mesh`` and its content type."""
+def render(mesh: OperatedNode, mailbox_lag: dict[str, int] | None = None) -> tuple[bytes, str]:
+    """The Prometheus text exposition of ``mesh`` and its content type; ``mailbox_lag`` is
+    what :func:`~jarvis_trio.ops.stats.mailbox_lag` read (awaited by the caller)."""
     registry = CollectorRegistry(auto_describe=False)
-    registry.register(NodeCollector(mesh))
+    registry.register(NodeCollector(mesh, mailbox_lag))
     return generate_latest(registry), CONTENT_TYPE_LATEST

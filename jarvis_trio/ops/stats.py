@@ -22,7 +22,7 @@ if TYPE_CHECKING:
     from ..services import NodeServices
     from ..swim.keyring import Keyring
 
-__all__ = ["OperatedNode", "snapshot"]
+__all__ = ["OperatedNode", "mailbox_lag", "snapshot"]
 
 
 class OperatedNode(Protocol):
@@ -57,8 +57,27 @@ class OperatedNode(Protocol):
     def membership_events(self, *, maxlen: int = ..., agents: bool = ...) -> EventStream: ...
 
 
-def snapshot(mesh: OperatedNode) -> dict[str, Any]:
-    """Every counter of ``mesh`` (JSON-compatible), grouped by the layer that keeps it."""
+async def mailbox_lag(mesh: OperatedNode) -> dict[str, int] | None:
+    """The consumer lag of the node's local agents, summed by role (see
+    :meth:`~jarvis_trio.mailbox.contracts.MailboxHub.consumer_lag`); ``None`` while the
+    mailboxes are not open. Asked of the hub at each read: an in-process hub answers from
+    memory, a Redis one with one ``XLEN`` per local agent."""
+    services = mesh.services
+    if services is None:
+        return None
+    roles = {agent.agent_id: agent.role for agent in mesh.agents}
+    lag = await services.mailboxes.consumer_lag(list(roles))
+    by_role: dict[str, int] = {}
+    for agent_id, count in lag.items():
+        role = roles[agent_id]
+        by_role[role] = by_role.get(role, 0) + count
+    return by_role
+
+
+def snapshot(mesh: OperatedNode, mailbox_lag: dict[str, int] | None = None) -> dict[str, Any]:
+    """Every counter of ``mesh`` (JSON-compatible), grouped by the layer that keeps it;
+    ``mailbox_lag`` (from :func:`mailbox_lag`, which must be awaited) is reported under
+    ``mailbox.consumer_lag``."""
     router = mesh.router
     inboxes = {}
     for agent in mesh.agents:
@@ -90,12 +109,15 @@ def snapshot(mesh: OperatedNode) -> dict[str, Any]:
     services = mesh.services
     if services is not None:
         out["mailbox"] = {"kind": services.mailboxes.kind, **services.mailboxes.stats()}
+        if mailbox_lag is not None:
+            out["mailbox"]["consumer_lag"] = mailbox_lag
         if services.auth_manager is not None:
             out["nexus"] = services.auth_manager.nexus_calls()
     cluster = mesh.cluster_node
     if cluster is not None:
         out["cluster"] = cluster.stats()
         out["swim"] = cluster.swim.stats()
+        out["swim_probe_rtt"] = cluster.swim.probe_rtt.as_dict()
         states: dict[str, int] = {"alive": 0, "suspect": 0, "dead": 0, "left": 0}
         for member in cluster.members():
             states[member.state] += 1

@@ -5,40 +5,25 @@ Labels are *roles*, never agent ids or message ids, so what an operator scrapes 
 however many agents and messages pass: at most :data:`MAX_ROLES` roles get their own
 entry, later ones share :data:`OTHER_ROLE`.
 
-The counting sits on the request hot path, so it is a few attribute increments and one
-``bisect`` on a short tuple, and it reads no clock of its own: a same-node request is timed
-from the wall-clock stamps its request and its reply carry anyway (the reply is stamped when
-the handler answers), a cross-node one from its pending entry's deadline
-(``deadline - timeout``) to the moment the caller wakes. ``enabled = False`` turns
-the per-role accounting off (the benchmark's *metrics off*).
+The counting sits on the request hot path, so it is a few attribute increments and one list
+append (:class:`~jarvis_trio._histogram.Histogram` folds the latencies in batches), and it
+reads no clock of its own: a same-node request is timed from the wall-clock stamps its
+request and its reply carry anyway (the reply is stamped when the handler answers), a
+cross-node one from its pending entry's deadline (``deadline - timeout``) to the moment the
+caller wakes. ``enabled = False`` turns the per-role accounting off (the benchmark's
+*metrics off*).
 """
 
 from __future__ import annotations
 
-from bisect import bisect_left
+from collections.abc import Callable
 from typing import Any
+
+from .._histogram import SECONDS, Histogram
 
 __all__ = ["LATENCY_BUCKETS", "MAX_ROLES", "OTHER_ROLE", "RoleTraffic", "Traffic"]
 
-LATENCY_BUCKETS: tuple[float, ...] = (
-    0.0001,
-    0.00025,
-    0.0005,
-    0.001,
-    0.0025,
-    0.005,
-    0.01,
-    0.025,
-    0.05,
-    0.1,
-    0.25,
-    0.5,
-    1.0,
-    2.5,
-    5.0,
-    10.0,
-    30.0,
-)
+LATENCY_BUCKETS = SECONDS
 """Upper bounds (seconds) of the request latency histogram; one more bucket is +Inf."""
 MAX_ROLES = 64
 OTHER_ROLE = "_other"
@@ -48,46 +33,42 @@ class RoleTraffic:
     """The counters of one target role."""
 
     __slots__ = (
-        "answered",
-        "buckets",
         "failed",
-        "latency_sum",
+        "latency",
         "notified",
         "notify_failed",
+        "observe",
         "sent",
         "timed_out",
     )
 
     def __init__(self) -> None:
         self.sent = 0
-        self.answered = 0
         self.failed = 0
         self.timed_out = 0
         self.notified = 0
         self.notify_failed = 0
-        self.latency_sum = 0.0
-        self.buckets = [0] * (len(LATENCY_BUCKETS) + 1)
+        self.latency = Histogram(LATENCY_BUCKETS)
+        self.observe: Callable[[float], None] = self.latency.observe
+        """One answered request that took so many seconds (counted as ``answered``)."""
 
-    def observe(self, seconds: float) -> None:
-        """One answered request that took ``seconds`` (a negative span -- the wall clock
-        stepped back between the two stamps -- counts as zero)."""
-        if seconds < 0.0:
-            seconds = 0.0
-        self.answered += 1
-        self.latency_sum += seconds
-        self.buckets[bisect_left(LATENCY_BUCKETS, seconds)] += 1
+    @property
+    def answered(self) -> int:
+        """Requests answered (each one timed in :attr:`latency`)."""
+        return self.latency.count
 
     def as_dict(self) -> dict[str, Any]:
         """JSON form: counters plus the (non-cumulative) bucket counts."""
+        latency = self.latency.as_dict()
         return {
             "sent": self.sent,
-            "answered": self.answered,
+            "answered": latency["count"],
             "failed": self.failed,
             "timed_out": self.timed_out,
             "notified": self.notified,
             "notify_failed": self.notify_failed,
-            "latency_sum": self.latency_sum,
-            "latency_buckets": list(self.buckets),
+            "latency_sum": latency["sum"],
+            "latency_buckets": latency["buckets"],
         }
 
 

@@ -55,6 +55,7 @@ from typing import Any
 
 import trio
 
+from .._histogram import Histogram
 from ..config import MeshConfig
 from ..errors import ConfigError
 from .config import SwimConfig
@@ -235,6 +236,11 @@ class SwimNode:
         """Snapshot of the members currently believed alive (suspects included)."""
         live = (MemberState.ALIVE, MemberState.SUSPECT)
         return [m for m in self.protocol.members() if m.state in live]
+
+    @property
+    def probe_rtt(self) -> Histogram:
+        """Round trips of this node's probes, ping to ack (seconds), as SWIM measures them."""
+        return self.protocol.probe_rtt
 
     def stats(self) -> dict[str, int]:
         """Counters: datagrams and bytes in and out, drops by reason (``drop_*``), refutations,

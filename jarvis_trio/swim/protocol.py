@@ -51,6 +51,7 @@ import random
 from collections import Counter, OrderedDict, deque
 from collections.abc import Iterable, Sequence
 
+from .._histogram import SECONDS, Histogram
 from . import codec
 from .broadcasts import BroadcastQueue, retransmit_limit
 from .codec import DecodeError, Packet, Update
@@ -72,7 +73,10 @@ from .members import (
     version,
 )
 
-__all__ = ["Address", "Effects", "SwimProtocol", "TimerToken"]
+__all__ = ["PROBE_RTT_BUCKETS", "Address", "Effects", "SwimProtocol", "TimerToken"]
+
+PROBE_RTT_BUCKETS = SECONDS
+"""Upper bounds (seconds) of the probe round-trip histogram: the runtime's duration buckets."""
 
 Address = tuple[str, int]
 # (kind, member name or "", number): hashable, cheap, compared by value.
@@ -204,6 +208,9 @@ class SwimProtocol:
         self.tx_datagrams = 0
         self.tx_bytes = 0
         self.probes = 0
+        self.probe_rtt = Histogram(PROBE_RTT_BUCKETS)
+        """Seconds from each probe's ping to its ack (direct, or relayed by a ping-req
+        helper): the round trips this node measures anyway, read by ``/metrics``."""
         self.leaving = False
         self.started = False
         if keyring is None and key:
@@ -227,6 +234,7 @@ class SwimProtocol:
         self._probe_target: _Record | None = None
         self._probe_inc = 0
         self._probe_acked = True
+        self._probe_sent = 0.0
         self._probe_expected_nacks = 0
         self._probe_nacks = 0
         self._relays: dict[int, tuple[Address, int]] = {}
@@ -623,6 +631,7 @@ class SwimProtocol:
             seq = packet.seq
             if seq == self._probe_seq and not self._probe_acked:
                 self._probe_acked = True
+                self.probe_rtt.observe(now - self._probe_sent)
                 if self.config.lifeguard:
                     self.health.apply(-1)
             else:
@@ -1049,6 +1058,7 @@ class SwimProtocol:
             self._probe_target = target
             self._probe_inc = target.inc
             self._probe_acked = False
+            self._probe_sent = now
             self._probe_expected_nacks = 0
             self._probe_nacks = 0
             if self.on_probe is not None:

@@ -31,6 +31,7 @@ LAYERS: dict[str, int] = {
     "jarvis_trio._throttle": 1,
     "jarvis_trio._logcontext": 1,
     "jarvis_trio._tracing": 1,
+    "jarvis_trio._histogram": 1,
     # 2: protocols and services that know nothing of agents
     "jarvis_trio.swim": 2,
     "jarvis_trio.transport": 2,
@@ -47,6 +48,7 @@ LAYERS: dict[str, int] = {
     # 4: what users subclass and how it is kept alive
     "jarvis_trio.agent": 4,
     "jarvis_trio._supervision": 4,
+    "jarvis_trio._roster": 4,
     # 5: the composition root
     "jarvis_trio.mesh": 5,
     # the operator's side of a node, started by the mesh: it reads the node through a protocol

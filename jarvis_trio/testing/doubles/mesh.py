@@ -15,6 +15,7 @@ from contextlib import AsyncExitStack
 from types import TracebackType
 from typing import Any
 
+from ..._roster import AgentRoster
 from ...agent import Agent
 from ...errors import MeshError
 from .harness import AgentHarness, agent_under_test
@@ -24,7 +25,7 @@ from .storage import MockBlobStorage, MockMailbox
 __all__ = ["MockMesh"]
 
 
-class MockMesh:
+class MockMesh(AgentRoster):
     """A mesh of doubles (see the module doc)."""
 
     def __init__(self, config: dict[str, Any] | None = None, *, node_id: str = "mock-node") -> None:
@@ -40,18 +41,6 @@ class MockMesh:
     def state(self) -> str:
         """``new``, ``running`` or ``stopped``."""
         return self._state
-
-    @property
-    def agents(self) -> list[Agent]:
-        """The agents, in registration order."""
-        return list(self._agents.values())
-
-    def get_agent(self, key: str) -> Agent | None:
-        """An agent by id, or else the first of role ``key``."""
-        agent = self._agents.get(key)
-        if agent is not None:
-            return agent
-        return next((a for a in self._agents.values() if a.role == key), None)
 
     def add(self, agent: type[Agent] | Agent, agent_id: str | None = None) -> Agent:
         """Register an agent class (or instance) before :meth:`start`; returns the agent."""

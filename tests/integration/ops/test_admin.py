@@ -163,6 +163,10 @@ async def test_members_agents_stats_metrics_and_events_of_a_two_node_cluster(
                     assert stats["messages"]["request_failed"] == 1  # the unresolved target
                     assert stats["members"] == {"alive": 2, "suspect": 0, "dead": 0, "left": 0}
 
+                    b_cluster = b.cluster_node
+                    assert b_cluster is not None
+                    rtt = b_cluster.swim.probe_rtt
+                    await b_cluster.swim.wait_until(lambda: rtt.count > 0)  # b probed a once
                     scraped = await web_b.get("/metrics")
                     assert scraped.status_code == 200
                     assert scraped.headers["content-type"].startswith("text/plain")
@@ -183,6 +187,12 @@ async def test_members_agents_stats_metrics_and_events_of_a_two_node_cluster(
                     sent = ("jarvis_mailbox_messages_total", (("counter", "sent"),))
                     assert samples[sent] == 1
                     assert samples[("jarvis_transport_total", (("counter", "frames_out"),))] >= 10
+                    # SWIM's own probe round trips: every acked probe, none invented
+                    probes = samples[("jarvis_swim_probe_rtt_seconds_count", ())]
+                    assert 1 <= probes <= samples[("jarvis_swim_total", (("counter", "probes"),))]
+                    inf = ("jarvis_swim_probe_rtt_seconds_bucket", (("le", "+Inf"),))
+                    assert samples[inf] == probes
+                    assert 0 < samples[("jarvis_swim_probe_rtt_seconds_sum", ())] < probes
                     assert not any("agent_id" in dict(labels) for _, labels in samples)
                     assert not any(
                         dict(labels).get("role", "").startswith("echo-") for _, labels in samples

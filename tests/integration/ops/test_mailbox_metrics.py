@@ -1,0 +1,103 @@
+"""``/metrics`` and ``/stats`` report mailbox dead letters and consumer lag, read from the
+hub's own counters, with both mailbox backends (in-process, and a real redis-server)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+import trio
+import trio.testing
+from prometheus_client.parser import text_string_to_metric_families
+
+from jarvis_trio.agent import CustomAgent
+from jarvis_trio.mailbox.contracts import MailboxMessage
+from jarvis_trio.mesh import open_mesh
+
+
+class Poison(CustomAgent):
+    """Fails every mailbox message but the marker, which tells the test all came through."""
+
+    role = "poison"
+
+    def __init__(self, agent_id: str | None = None) -> None:
+        super().__init__(agent_id)
+        self.marker = trio.Event()
+
+    async def on_mailbox_message(self, message: MailboxMessage) -> None:
+        if message.payload.get("marker"):
+            self.marker.set()
+            return
+        raise RuntimeError("poison")
+
+
+class Idle(CustomAgent):
+    """Never reads its mailbox: whatever is sent to it is lag."""
+
+    role = "idle"
+
+
+class Sender(CustomAgent):
+    role = "sender"
+
+    async def run(self) -> None:
+        return None
+
+
+def samples(text: str) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
+    return {
+        (s.name, tuple(sorted(s.labels.items()))): s.value
+        for family in text_string_to_metric_families(text)
+        for s in family.samples
+    }
+
+
+@pytest.mark.parametrize("backend", ["in-process", "redis"])
+async def test_dead_letters_and_consumer_lag_in_metrics_and_stats(
+    tmp_path: Path, backend: str, request: pytest.FixtureRequest
+) -> None:
+    config: dict[str, Any] = {
+        "node_name": "mail",
+        "admin_port": 0,
+        "blob_storage_path": str(tmp_path),
+        "mailbox_max_deliveries": 1,  # the first failure dead-letters
+    }
+    if backend == "redis":
+        config["redis_url"] = request.getfixturevalue("redis_server").url
+    with trio.fail_after(20):
+        async with open_mesh(config, agents=[Poison, Idle, Sender], env_file=None) as mesh:
+            poison, idle, sender = mesh.agents
+            assert isinstance(poison, Poison)
+            for n in range(2):
+                sender.mailbox.send(poison.agent_id, {"n": n})
+            for n in range(3):
+                sender.mailbox.send(idle.agent_id, {"n": n})
+            sender.mailbox.send(poison.agent_id, {"marker": True})
+            await poison.marker.wait()  # delivered in order: both failures were handled
+            await trio.testing.wait_all_tasks_blocked()  # and the marker acknowledged
+            hub = mesh.mailboxes
+            assert hub.stats()["dead_lettered"] == 2
+            assert len(await hub.dead_letters(poison.agent_id)) == 2
+
+            assert mesh.admin_address is not None
+            host, port = mesh.admin_address
+            async with httpx.AsyncClient(base_url=f"http://{host}:{port}") as web:
+                stats = (await web.get("/stats")).json()
+                scraped = samples((await web.get("/metrics")).text)
+            assert stats["mailbox"]["dead_lettered"] == 2
+            assert stats["mailbox"]["consumer_lag"] == {"poison": 0, "idle": 3, "sender": 0}
+            dead = ("jarvis_mailbox_messages_total", (("counter", "dead_lettered"),))
+            assert scraped[dead] == 2
+            lag = "jarvis_mailbox_consumer_lag"
+            assert scraped[(lag, (("role", "idle"),))] == 3
+            assert scraped[(lag, (("role", "poison"),))] == 0
+            assert scraped[(lag, (("role", "sender"),))] == 0
+
+            idle_box = idle.mailbox
+            taken = await idle_box.read(2)  # delivered, not acknowledged: still lag
+            assert (await hub.consumer_lag([idle.agent_id])) == {idle.agent_id: 3}
+            for message in taken:
+                await idle_box.ack(message)
+            assert (await hub.consumer_lag([idle.agent_id])) == {idle.agent_id: 1}
