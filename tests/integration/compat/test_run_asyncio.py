@@ -25,6 +25,7 @@ class Library:
 
     def __init__(self) -> None:
         self.cancelled = threading.Event()
+        self.started = threading.Event()
         self.loops: list[asyncio.AbstractEventLoop] = []
 
     async def fetch(self, key: str) -> dict[str, Any]:
@@ -34,6 +35,7 @@ class Library:
         return {"key": key, "thread": threading.current_thread().name}
 
     async def hang(self) -> None:
+        self.started.set()
         try:
             await asyncio.sleep(3600)
         except asyncio.CancelledError:
@@ -145,3 +147,50 @@ async def test_run_asyncio_outside_a_running_mesh_says_so() -> None:
     async with mesh:
         with pytest.raises(TypeError, match="needs an async function"):
             await run_asyncio(lambda: 1)  # type: ignore[arg-type, return-value]
+
+
+def test_a_program_ending_mid_call_cancels_the_library_call_and_stops_the_runtime() -> None:
+    """``asyncio.run``'s main returns while an agent waits in run_asyncio(): the loop's
+    shutdown cancels the library call, the Trio side unwinds and the runtime thread ends."""
+    LIB.cancelled.clear()
+    LIB.started.clear()
+
+    async def main() -> None:
+        mesh = _mesh()
+        fetcher = mesh.get_agent("fetcher")
+        assert fetcher is not None
+        await mesh.start()
+        asyncio.get_running_loop().create_task(fetcher.execute_task("hang", {}))
+        await asyncio.to_thread(LIB.started.wait, LIMIT)
+        # returns with the mesh running and the call in flight
+
+    run_main("asyncio", main)
+    assert LIB.cancelled.is_set()
+    assert not [t for t in threading.enumerate() if t.name.startswith("jarvis-trio-runtime")]
+
+
+async def test_a_node_stopping_mid_call_shuts_its_loop_down_under_the_call() -> None:
+    """Under trio.run the node's own loop stops with the node: a call still running on it is
+    cancelled there, and its Trio caller learns so (AsyncioCallCancelled) instead of hanging."""
+    LIB.cancelled.clear()
+    LIB.started.clear()
+    mesh = _mesh()
+    fetcher = mesh.get_agent("fetcher")
+    assert fetcher is not None
+    raised: list[BaseException] = []
+
+    async def hang() -> None:
+        try:
+            await fetcher.execute_task("hang", {})
+        except Exception as exc:
+            raised.append(exc)
+
+    with trio.fail_after(LIMIT):
+        async with trio.open_nursery() as nursery:
+            await mesh.start()
+            nursery.start_soon(hang)
+            await trio.to_thread.run_sync(LIB.started.wait, LIMIT)
+            await mesh.stop()
+    assert LIB.cancelled.is_set()
+    assert [type(exc) for exc in raised] == [AsyncioCallCancelled]
+    assert not [t for t in threading.enumerate() if t.name.endswith("-asyncio")]
