@@ -14,8 +14,8 @@ the other's objects. Cancellation crosses both ways: cancelling the Trio caller 
 asyncio task and waits until it has unwound (its ``finally`` blocks ran); an asyncio task that
 ends cancelled (its loop shut down, or the library cancelled itself) raises
 :class:`~jarvis_trio.errors.AsyncioCallCancelled` on the Trio side, since a Trio caller must
-not see a foreign cancellation exception. Cancelling the asyncio
-caller of a hosted call cancels its Trio side (the host's rule), and so the asyncio task.
+not see a foreign cancellation exception. Cancelling the asyncio caller of a hosted call
+cancels its Trio side (the host's rule), and so the asyncio task.
 """
 
 from __future__ import annotations
