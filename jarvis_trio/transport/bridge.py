@@ -4,16 +4,17 @@
 bound, and on exit stops it: the thread closes every socket with a bounded linger and is
 joined with a deadline through ``trio.to_thread``, so leaving the block never hangs.
 
-Flow control is by credit. Each connected peer gets ``peer_credits`` frames that may be in
-flight between a Trio sender and ZeroMQ; the I/O thread returns a credit for every frame
-ZeroMQ accepted or that was dropped. A sender out of credit waits (its caller's timeout
-bounds the wait), so a slow or unreachable peer pushes back on the tasks sending to it and on
-nobody else. Inbound frames wait in a bounded inbox; when it is full the thread stops reading
-and ZeroMQ's high-water marks push back on the remote senders.
+Outbound frames leave on DEALERs the Trio thread owns (:mod:`.outlets`); the I/O thread
+polls the inbound ROUTER (and answers ZAP). While the bridge is open it keeps a Trio
+instrument in the run (:class:`~.outlets.FlushBeforeWait`): the frames a scheduling batch
+queued leave, packed per peer, when the batch ends and the Trio thread is about to sleep.
 
-While the bridge is open it keeps a Trio instrument in the run
-(:class:`~.handoff.RingBeforeWait`): frames queued during a scheduling batch wake the I/O
-thread once, when the batch ends and the Trio thread is about to sleep.
+Flow control is by credit. Each connected peer gets ``peer_credits`` frames that may be
+queued or waiting for ZeroMQ; a credit returns when ZeroMQ accepted the frame or it was
+dropped. A sender out of credit waits (its caller's timeout bounds the wait), so a slow or
+unreachable peer pushes back on the tasks sending to it and on nobody else. Inbound frames
+wait in a bounded inbox; when it is full the thread stops reading and ZeroMQ's high-water
+marks push back on the remote senders.
 
 The node a frame came from is what the transport authenticated: the ZAP ``User-Id`` of the
 CURVE connection with a cluster key, the connection's routing id (the peer's node name,
@@ -29,16 +30,15 @@ from contextlib import asynccontextmanager
 from dataclasses import dataclass
 
 import trio
+import zmq
 
 from .._throttle import ThrottledLog
 from ..config import MeshConfig
 from ..errors import FrameError, PayloadTooLarge, PeerUnavailable, TransportError
 from .envelope import Envelope, decode_frame, encode_envelope
-from .handoff import Credits, Doorbell, Inbox, Outbox, RingBeforeWait
+from .handoff import Doorbell, Inbox, Outbox
 from .iothread import (
     Command,
-    Connect,
-    Disconnect,
     IOSettings,
     IOThread,
     Received,
@@ -46,6 +46,7 @@ from .iothread import (
     Stop,
     format_endpoint,
 )
+from .outlets import FlushBeforeWait, Outlets, socket_budget
 from .security import KeyPair, decode_public_key
 
 __all__ = ["Bridge", "BridgeSettings", "open_bridge"]
@@ -67,8 +68,9 @@ class BridgeSettings:
     """Tunables of one node's bridge. :meth:`from_config` derives them from ``MeshConfig``.
 
     ``peer_credits`` bounds frames per peer between Trio and ZeroMQ; ``pack_limit`` the size
-    of the ZeroMQ messages the frames of one turn are packed into; ``inbox_capacity`` the
-    received frames Trio has not taken yet (exceeded by at most one packed message);
+    of the ZeroMQ messages the frames of one scheduling batch are packed into;
+    ``inbox_capacity`` the received frames Trio has not taken yet (exceeded by at most one
+    packed message);
     ``sndhwm``/``rcvhwm`` ZeroMQ's own per-connection queues (in messages); ``max_peers`` the
     outbound connections open at once (opened on demand, least recently used closed beyond
     it) and ``peer_idle`` the seconds after which an unused one is closed; ``linger`` how
@@ -176,8 +178,9 @@ class Bridge:
         self._doorbell = Doorbell()
         self._outbox: Outbox[Command] = Outbox(self._doorbell)
         self._inbox: Inbox[Received] = Inbox(settings.inbox_capacity, self._doorbell.ring)
-        self._ring_before_wait = RingBeforeWait(self._outbox)
-        self._credits: Credits | None = None
+        self._ctx: zmq.Context[zmq.Socket[bytes]] | None = None
+        self._outlets: Outlets | None = None
+        self._flush_before_wait: FlushBeforeWait | None = None
         self._thread: IOThread | None = None
         self._peers: dict[str, tuple[str, bytes | None]] = {}
         self._failure: BaseException | None = None
@@ -219,7 +222,8 @@ class Bridge:
         if self._peers.get(peer) == (endpoint, key):
             return
         self._peers[peer] = (endpoint, key)
-        self._outbox.put(Connect(peer, endpoint, key))
+        assert self._outlets is not None
+        self._outlets.connect(peer, endpoint, key, fresh=False)
 
     def reset(self, peer: str) -> None:
         """Replace the connection to ``peer`` by a new one (same address and key), keeping
@@ -230,17 +234,16 @@ class Bridge:
         if known is None:
             raise PeerUnavailable(peer)
         self._counters["resets"] += 1
-        self._outbox.put(Connect(peer, known[0], known[1], fresh=True))
+        assert self._outlets is not None
+        self._outlets.connect(peer, known[0], known[1], fresh=True)
 
     def disconnect(self, peer: str) -> None:
         """Close the connection to ``peer``; its unsent frames are dropped (``peer_gone``)
         and every task waiting to send to it gets :class:`PeerUnavailable`."""
         if self._peers.pop(peer, None) is None or self._closed:
             return
-        self._outbox.put(Disconnect(peer))
-        assert self._credits is not None
-        self._credits.wake([peer])
-        self._credits.forget(peer)
+        assert self._outlets is not None
+        self._outlets.disconnect(peer)
 
     def set_members(self, members: Mapping[bytes, str]) -> None:
         """With CURVE: the public keys (raw or Z85) -> node names admitted to connect."""
@@ -270,11 +273,8 @@ class Bridge:
             raise PayloadTooLarge(len(frame), self.settings.max_frame)
         if peer not in self._peers:
             raise PeerUnavailable(peer)
-        assert self._credits is not None
-        if not self._credits.try_take(peer):
-            return False
-        self._outbox.put((peer, frame))
-        return True
+        assert self._outlets is not None
+        return self._outlets.try_put(peer, frame)
 
     async def send(self, peer: str, frame: bytes) -> None:
         """Queue ``frame`` for ``peer``, waiting for credit while the peer is backed up.
@@ -285,9 +285,9 @@ class Bridge:
         """
         await trio.lowlevel.checkpoint_if_cancelled()
         while not self.send_nowait(peer, frame):
-            assert self._credits is not None
+            assert self._outlets is not None
             self._counters["credit_waits"] = self._counters.get("credit_waits", 0) + 1
-            await self._credits.wait(peer)
+            await self._outlets.wait_credit(peer)
 
     async def send_envelope(self, peer: str, envelope: Envelope) -> None:
         """Encode and :meth:`send` ``envelope``; oversize raises :class:`PayloadTooLarge`."""
@@ -334,6 +334,8 @@ class Bridge:
     def stats(self) -> dict[str, int]:
         """Counters: frames and bytes in/out, connects, ZAP decisions, drops by reason."""
         merged = dict(self._counters)
+        if self._outlets is not None:
+            merged.update(self._outlets.counters)
         if self._thread is not None:
             merged.update(self._thread.counters.copy())
         return merged
@@ -345,17 +347,14 @@ class Bridge:
         if self._closed:
             raise TransportError("the bridge is closed")
 
-    def _wake_all_senders(self) -> None:
-        if self._credits is not None:
-            self._credits.wake(list(self._peers))
-
     def _on_ready(self, port: int) -> None:
         self.port = port
         self._ready.set()
 
     def _on_failed(self, exc: BaseException) -> None:
         self._failure = exc
-        self._wake_all_senders()
+        if self._outlets is not None:
+            self._outlets.close()  # wakes every waiting sender: they see the failure
         self._inbox.close()
         self._ready.set()
 
@@ -363,22 +362,32 @@ class Bridge:
         self._stopped.set()
         self._ready.set()
 
-    async def _start(self) -> None:
+    async def _start(self, nursery: trio.Nursery) -> None:
         token = trio.lowlevel.current_trio_token()
-        self._credits = Credits(token, self.settings.peer_credits)
+        settings = self.settings.io_settings()
+        ctx: zmq.Context[zmq.Socket[bytes]] = zmq.Context(io_threads=1)
+        self._ctx = ctx
+        wanted = socket_budget(settings.max_peers)
+        ctx.set(zmq.MAX_SOCKETS, wanted)
+        if ctx.get(zmq.MAX_SOCKETS) < wanted:
+            raise TransportError(
+                f"ZeroMQ allows {ctx.get(zmq.MAX_SOCKETS)} sockets, fewer than the {wanted} "
+                f"that max_peer_connections={settings.max_peers} needs"
+            )
+        self._outlets = Outlets(settings, ctx, self.settings.peer_credits, nursery, log)
         self._thread = IOThread(
-            self.settings.io_settings(),
+            settings,
+            ctx,
             token,
             self._outbox,
             self._doorbell,
             self._inbox,
-            self._credits,
             self._on_ready,
             self._on_failed,
             self._on_stopped,
         )
-        trio.lowlevel.add_instrument(self._ring_before_wait)
-        self._outbox.defer_rings(True)
+        self._flush_before_wait = FlushBeforeWait(self._outlets)
+        trio.lowlevel.add_instrument(self._flush_before_wait)
         self._thread.start()
         with trio.move_on_after(self.settings.start_timeout) as scope:
             await self._ready.wait()
@@ -390,22 +399,22 @@ class Bridge:
                 f": {self._failure}"
             ) from self._failure
 
-    def _ring_at_once(self) -> None:
-        """Back to immediate rings (owed ones rung now), the instrument removed."""
-        self._outbox.defer_rings(False)
-        with contextlib.suppress(KeyError):  # never added (start failed early) or removed
-            trio.lowlevel.remove_instrument(self._ring_before_wait)
-
     async def _stop(self) -> None:
         self._closed = True
-        self._ring_at_once()
-        self._wake_all_senders()
+        outlets = self._outlets
+        if outlets is not None:
+            outlets.flush()  # what was accepted before the close still leaves (bounded linger)
+            outlets.close()
+        if self._flush_before_wait is not None:
+            with contextlib.suppress(KeyError):  # removed already
+                trio.lowlevel.remove_instrument(self._flush_before_wait)
         self._peers.clear()
         self._inbox.close()
         thread = self._thread
         if thread is None:
             self._inbox.release()
             self._doorbell.close()
+            self._term()
             return
         self._outbox.put(Stop())
         with trio.move_on_after(self.settings.stop_timeout):
@@ -416,17 +425,37 @@ class Bridge:
         if joined:
             self._inbox.release()
             self._doorbell.close()
+            # every socket is closed: terminating waits only for the DEALERs' linger
+            with trio.move_on_after(self.settings.stop_timeout):
+                await trio.to_thread.run_sync(self._term, abandon_on_cancel=True)
         else:  # keep the descriptors: the thread may still use them
             log.warning("the ZeroMQ I/O thread of %s did not stop in time", self.node_name)
+
+    def _term(self) -> None:
+        if self._ctx is not None:
+            self._ctx.term()
 
 
 @asynccontextmanager
 async def open_bridge(settings: BridgeSettings) -> AsyncIterator[Bridge]:
-    """Start a bridge, yield it, and stop it (bounded) when the block is left."""
+    """Start a bridge, yield it, and stop it (bounded) when the block is left.
+
+    The bridge's own tasks (writers of backed-up peers, the idle sweeper) run in a nursery
+    of this block; they never raise, so an exception leaving the block is the body's own,
+    and it leaves as itself, not wrapped in a group.
+    """
     bridge = Bridge(settings)
     try:
-        await bridge._start()
-        yield bridge
-    finally:
-        with trio.CancelScope(shield=True):
-            await bridge._stop()
+        async with trio.open_nursery() as nursery:
+            try:
+                await bridge._start(nursery)
+                yield bridge
+            finally:
+                with trio.CancelScope(shield=True):
+                    await bridge._stop()
+                nursery.cancel_scope.cancel()
+    except BaseExceptionGroup as group:
+        if len(group.exceptions) == 1:
+            only = group.exceptions[0]
+            raise only from only.__cause__
+        raise

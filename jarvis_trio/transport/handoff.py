@@ -1,43 +1,36 @@
 """The two hand-off points between Trio and the bridge's I/O thread.
 
 Each direction is a list guarded by a lock plus one wake-up, rung only when the list goes from
-empty to non-empty (or, thread to Trio, when no wake-up is already pending), so that a burst of
-a thousand frames costs one wake-up, and the receiving side takes the whole list in one swap:
+empty to non-empty (or, thread to Trio, when no wake-up is already pending), so that a burst
+costs one wake-up, and the receiving side takes the whole list in one swap:
 
 * Trio -> thread: :class:`Outbox` + :class:`Doorbell` (an ``eventfd``, or a socket pair where
   there is none), whose file descriptor the I/O thread polls together with its ZeroMQ sockets.
-  The bridge defers that ring to the end of Trio's scheduling batch (:class:`RingBeforeWait`):
-  the thread then wakes as the Trio thread goes to sleep, instead of fighting it for the GIL
-  through every system call the batch still makes. (Measured, two processes on loopback:
-  64 concurrent PeerClient requesters about twice as fast; sequential round trips unchanged.)
-  A task that queues frames and then computes without yielding delays them until it yields
-  -- as it delays everything else on the Trio thread.
+  Only commands travel this way (the members ZAP admits, stop, a resume of reading): frames
+  leave on DEALERs the Trio thread owns (:mod:`.outlets`), with no wake-up of the thread.
 * thread -> Trio: :class:`Inbox` and a doorbell of its own, on whose descriptor the Trio
   consumer waits with ``trio.lowlevel.wait_readable``: the thread never touches a Trio object.
   (Measured on the 2-core development VM: a thread -> Trio wake-up through
   ``TrioToken.run_sync_soon`` costs ~55 µs round trip, through ``wait_readable`` ~14 µs,
   because the former goes through Trio's entry-queue task first.)
-* :class:`Credits`: per-peer flow control that costs no wake-up unless a sender must wait;
-  then, and for lifecycle events, the thread uses ``TrioToken.run_sync_soon``.
 
 Neither side ever sleeps in a loop or polls: each blocks in its own event loop until rung.
-Bounds are the caller's business on the Trio -> thread side (the bridge grants per-peer
-credits) and enforced here on the other (:meth:`Inbox.room`: the thread stops reading when
-the inbox is full, and the Trio consumer's swap re-arms it).
+Bounds: the Trio -> thread side carries a handful of commands; the other is enforced here
+(:meth:`Inbox.room`: the thread stops reading when the inbox is full, and the Trio consumer's
+swap re-arms it).
 """
 
 from __future__ import annotations
 
-import contextlib
 import os
 import socket
 import threading
 from collections.abc import Callable
-from typing import Any, Generic, TypeVar
+from typing import Generic, TypeVar
 
 import trio
 
-__all__ = ["Credits", "Doorbell", "Inbox", "Outbox", "RingBeforeWait"]
+__all__ = ["Doorbell", "Inbox", "Outbox"]
 
 T = TypeVar("T")
 
@@ -101,29 +94,13 @@ class Doorbell:
 
 
 class Outbox(Generic[T]):
-    """Items from Trio to the I/O thread; the doorbell rings on empty -> non-empty only.
-
-    With :meth:`defer_rings` on, a put that must ring only marks the ring as due and
-    :meth:`flush` (called by :class:`RingBeforeWait` when Trio is about to wait for I/O) rings
-    it. Why: ringing wakes the I/O thread, which then needs the GIL while the Trio thread
-    still holds it; every system call Trio makes before it blocks hands the GIL over and
-    back, each hand-over a thread switch. Rung as Trio goes to sleep, the thread finds the
-    GIL free, and everything queued in the same scheduling batch travels with one ring.
-    """
+    """Items from Trio to the I/O thread; the doorbell rings on empty -> non-empty only."""
 
     def __init__(self, doorbell: Doorbell) -> None:
         self._lock = threading.Lock()
         self._items: list[T] = []
         self._armed = True  # True: the next put must ring (the thread may be asleep)
         self._doorbell = doorbell
-        self._defer = False
-        self._due = False  # a deferred ring is owed (Trio side only)
-
-    def defer_rings(self, on: bool) -> None:
-        """Defer rings to :meth:`flush` (on) or ring at once again (off: flushes first)."""
-        self._defer = on
-        if not on:
-            self.flush()
 
     def put(self, item: T) -> None:
         """Queue one item (Trio side)."""
@@ -132,54 +109,17 @@ class Outbox(Generic[T]):
             ring = self._armed
             self._armed = False
         if ring:
-            if self._defer:
-                self._due = True
-            else:
-                self._doorbell.ring()
-
-    def flush(self) -> None:
-        """Ring the doorbell if a deferred ring is owed (Trio side)."""
-        if self._due:
-            self._due = False
             self._doorbell.ring()
 
     def take(self) -> list[T]:
-        """Take everything queued so far and re-arm the doorbell (thread side)."""
+        """Clear the doorbell, then take everything queued so far and re-arm it (thread
+        side): a put after the clear rings again, so none is missed."""
         self._doorbell.clear()
-        return self.take_unrung()
-
-    def take_unrung(self) -> list[T]:
-        """Take everything queued so far and re-arm, leaving the doorbell readable (thread
-        side). The caller acts on the items first -- before the GIL-releasing system call
-        that clears the doorbell hands the GIL to the Trio thread -- and then calls
-        :meth:`clear_if_idle`, taking again until it says nothing was queued meanwhile."""
         with self._lock:
             items = self._items
             self._items = []
             self._armed = True
         return items
-
-    def clear_if_idle(self) -> bool:
-        """Clear the doorbell; True if nothing was queued since the last take, False if
-        something was (its ring may have been cleared with the rest: take it now)."""
-        self._doorbell.clear()
-        with self._lock:
-            return not self._items
-
-
-class RingBeforeWait(trio.abc.Instrument):
-    """Rings an :class:`Outbox`'s deferred doorbell each time Trio is about to wait for I/O.
-
-    Trio calls ``before_io_wait`` once per scheduling batch, so queued items wait at most
-    for the batch that queued them to end. Never raises (Trio would disable it).
-    """
-
-    def __init__(self, outbox: Outbox[Any]) -> None:
-        self._outbox = outbox
-
-    def before_io_wait(self, timeout: float) -> None:
-        """Ring what the batch owes the I/O thread."""
-        self._outbox.flush()
 
 
 class Inbox(Generic[T]):
@@ -294,80 +234,3 @@ class Inbox(Generic[T]):
         """Close the descriptor; only once no thread can ring it any more."""
         self._closed = True
         self._doorbell.close()
-
-
-class Credits:
-    """Per-peer flow control between Trio senders and the I/O thread.
-
-    Trio counts frames it handed over (``sent``); the thread counts frames ZeroMQ accepted or
-    that were dropped (``settled``), so a peer's frames in flight are ``sent - settled`` and
-    reading them costs no wake-up at all. Only a sender that finds no credit asks to be woken
-    (:meth:`wait`); the thread then wakes that peer's waiters through ``run_sync_soon`` when
-    it settles frames for it -- the slow path, taken only under backpressure.
-    """
-
-    def __init__(self, token: trio.lowlevel.TrioToken, limit: int) -> None:
-        if limit < 1:
-            raise ValueError(f"credit limit must be at least 1, got {limit}")
-        self.limit = limit
-        self._token = token
-        self._lock = threading.Lock()
-        self._sent: dict[str, int] = {}
-        self._settled: dict[str, int] = {}
-        self._watched: set[str] = set()
-        self._lots: dict[str, trio.lowlevel.ParkingLot] = {}
-
-    # -- Trio side --------------------------------------------------------------------------
-    def in_flight(self, peer: str) -> int:
-        """Frames for ``peer`` handed over and not yet settled."""
-        return self._sent.get(peer, 0) - self._settled.get(peer, 0)
-
-    def try_take(self, peer: str) -> bool:
-        """Take one credit for ``peer`` if it has any (once per frame sent: kept inline)."""
-        sent = self._sent.get(peer, 0)
-        if sent - self._settled.get(peer, 0) >= self.limit:
-            return False
-        self._sent[peer] = sent + 1
-        return True
-
-    async def wait(self, peer: str) -> None:
-        """Wait until ``peer`` may have credit again (or :meth:`wake` is called for it)."""
-        with self._lock:
-            self._watched.add(peer)
-        if self.in_flight(peer) < self.limit:  # settled between our check and the watch
-            await trio.lowlevel.checkpoint()
-            return
-        lot = self._lots.get(peer)
-        if lot is None:
-            lot = self._lots[peer] = trio.lowlevel.ParkingLot()
-        await lot.park()
-
-    def wake(self, peers: list[str] | set[str] | frozenset[str]) -> None:
-        """Wake every sender waiting on ``peers`` (Trio side; also the thread's callback)."""
-        for peer in peers:
-            lot = self._lots.get(peer)
-            if lot is not None:
-                lot.unpark_all()
-                if not lot:
-                    del self._lots[peer]
-
-    def forget(self, peer: str) -> None:
-        """Drop a peer's counters once nothing of it is in flight (bounded tables)."""
-        with self._lock:
-            if self.in_flight(peer) == 0 and peer not in self._lots:
-                self._sent.pop(peer, None)
-                self._settled.pop(peer, None)
-
-    # -- thread side ------------------------------------------------------------------------
-    def settle(self, counts: dict[str, int]) -> None:
-        """Record frames ZeroMQ took (or that were dropped) and wake waiting senders."""
-        if not counts:
-            return
-        with self._lock:
-            for peer, count in counts.items():
-                self._settled[peer] = self._settled.get(peer, 0) + count
-            wake = self._watched.intersection(counts)
-            self._watched.difference_update(wake)
-        if wake:
-            with contextlib.suppress(trio.RunFinishedError):  # the run ended under us
-                self._token.run_sync_soon(self.wake, wake)

@@ -1,14 +1,13 @@
-"""The hand-off lists between Trio and the I/O thread: one wake-up per burst, bounds, credit."""
+"""The hand-off lists between Trio and the I/O thread: one wake-up per burst, bounds."""
 
 from __future__ import annotations
 
 import select
-import threading
 
 import pytest
 import trio
 
-from jarvis_trio.transport.handoff import Credits, Doorbell, Inbox, Outbox, RingBeforeWait
+from jarvis_trio.transport.handoff import Doorbell, Inbox, Outbox
 
 
 def readable(bell: Doorbell) -> bool:
@@ -41,58 +40,15 @@ def test_outbox_rings_once_per_burst_and_take_rearms() -> None:
     bell.close()
 
 
-def test_deferred_outbox_rings_only_when_flushed() -> None:
+def test_a_put_after_the_take_cleared_the_doorbell_rings_again() -> None:
     bell = Doorbell()
     outbox: Outbox[int] = Outbox(bell)
-    outbox.defer_rings(True)
     outbox.put(1)
+    assert outbox.take() == [1] and not readable(bell)
     outbox.put(2)
-    assert not readable(bell)  # owed, not rung
-    outbox.flush()
     assert readable(bell)
-    assert outbox.take() == [1, 2]
-    outbox.flush()  # nothing owed: no ring
-    assert not readable(bell)
-    outbox.put(3)
-    outbox.defer_rings(False)  # switching back rings what is owed
-    assert readable(bell)
-    assert outbox.take() == [3]
-    outbox.put(4)  # immediate again
-    assert readable(bell)
+    assert outbox.take() == [2]
     bell.close()
-
-
-def test_outbox_take_unrung_then_clear_never_loses_a_ring() -> None:
-    bell = Doorbell()
-    outbox: Outbox[int] = Outbox(bell)
-    outbox.put(1)
-    assert outbox.take_unrung() == [1]
-    assert readable(bell)  # left for the caller to clear once it acted on the items
-    outbox.put(2)  # queued (and rung) between the take and the clear
-    assert not outbox.clear_if_idle()  # its ring is gone with the first: take it now
-    assert not readable(bell)
-    assert outbox.take_unrung() == [2]
-    assert outbox.clear_if_idle() and not readable(bell)
-    outbox.put(3)  # after the clear: rings as usual
-    assert readable(bell)
-    bell.close()
-
-
-async def test_ring_before_wait_rings_once_the_batch_yields() -> None:
-    bell = Doorbell()
-    outbox: Outbox[int] = Outbox(bell)
-    outbox.defer_rings(True)
-    instrument = RingBeforeWait(outbox)
-    trio.lowlevel.add_instrument(instrument)
-    try:
-        outbox.put(1)
-        assert not readable(bell)  # still inside the scheduling batch that queued it
-        await trio.lowlevel.checkpoint()  # the batch ends: Trio prepares to wait for I/O
-        assert readable(bell)
-        assert outbox.take() == [1]
-    finally:
-        trio.lowlevel.remove_instrument(instrument)
-        bell.close()
 
 
 async def test_inbox_take_survives_a_stale_ring_without_spinning() -> None:
@@ -157,45 +113,3 @@ async def test_full_inbox_pauses_and_the_consumers_take_resumes_it() -> None:
 def test_inbox_needs_room() -> None:
     with pytest.raises(ValueError, match="at least 1"):
         Inbox(0, lambda: None)
-
-
-async def test_credits_bound_in_flight_frames_per_peer() -> None:
-    credits = Credits(trio.lowlevel.current_trio_token(), 2)
-    assert credits.try_take("a") and credits.try_take("a")
-    assert not credits.try_take("a")
-    assert credits.try_take("b")  # another peer is not held back
-    assert credits.in_flight("a") == 2
-    credits.settle({"a": 1})
-    assert credits.in_flight("a") == 1 and credits.try_take("a")
-
-
-async def test_a_waiting_sender_is_woken_when_the_thread_settles() -> None:
-    credits = Credits(trio.lowlevel.current_trio_token(), 1)
-    assert credits.try_take("a")
-    woken = trio.Event()
-
-    async def sender() -> None:
-        await credits.wait("a")
-        assert credits.try_take("a")
-        woken.set()
-
-    with trio.fail_after(5):
-        async with trio.open_nursery() as nursery:
-            nursery.start_soon(sender)
-            await trio.testing.wait_all_tasks_blocked()
-            assert not woken.is_set()
-            thread = threading.Thread(target=credits.settle, args=({"a": 1},))
-            thread.start()
-            await woken.wait()
-            thread.join()
-
-
-async def test_forget_drops_balanced_counters_only() -> None:
-    credits = Credits(trio.lowlevel.current_trio_token(), 4)
-    credits.try_take("a")
-    credits.forget("a")
-    assert credits.in_flight("a") == 1
-    credits.settle({"a": 1})
-    credits.forget("a")
-    assert credits.in_flight("a") == 0
-    assert "a" not in credits._sent and "a" not in credits._settled
