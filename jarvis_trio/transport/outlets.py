@@ -382,23 +382,29 @@ class Outlets:
         """Close one DEALER to make room, least recently used first among: those with
         nothing waiting; then those towards peers that never accepted a frame (unreachable
         ones: with many members down, they must not push out the peers that work); then
-        any. A backlog closed with its socket is dropped and counted (``evicted``)."""
+        any. A backlog closed with its socket is dropped and counted (``evicted``); frames
+        queued in this batch stay queued and reopen the socket when shipped."""
         outlets = self._open.values()
-        victim = next((o for o in outlets if not o.backlog), None)
+        queued = self._queued
+        victim = next((o for o in outlets if not o.backlog and o.name not in queued), None)
         if victim is None:
             victim = next((o for o in outlets if o.name not in self._reached), None)
         if victim is None:
             victim = next(iter(outlets))
         self.counters["peers_evicted"] += 1
-        self._close(victim.name, "evicted")
+        self._close(victim.name, "evicted", keep_queued=True)
 
-    def _close(self, name: str, reason: str, linger_ms: int | None = None) -> None:
+    def _close(
+        self, name: str, reason: str, linger_ms: int | None = None, keep_queued: bool = False
+    ) -> None:
         """Close ``name``'s DEALER if open (the peer stays known unless forgotten: the next
-        frame reopens it); what waits for it is dropped as ``reason``."""
-        queued = self._queued.pop(name, None)
-        if queued is not None:
-            del self._queued_bytes[name]
-            self._drop_frames(name, reason, len(queued))
+        frame reopens it); its backlog -- and, unless ``keep_queued``, the frames queued
+        for it in this batch -- is dropped as ``reason``."""
+        if not keep_queued:
+            queued = self._queued.pop(name, None)
+            if queued is not None:
+                del self._queued_bytes[name]
+                self._drop_frames(name, reason, len(queued))
         outlet = self._open.pop(name, None)
         if outlet is None:
             return
