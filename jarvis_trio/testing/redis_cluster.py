@@ -19,64 +19,85 @@ diskless delay, so a six-node cluster is ready in about two seconds. The cluster
 with ``redis-cli --cluster create`` (package ``redis-tools``), exactly as an operator would.
 
 Readiness is a condition on the servers' own reports (``CLUSTER INFO``, ``INFO
-replication``, ``SENTINEL MASTER``) re-checked every 50 ms under a deadline: there is no
-event to wait on across processes. The methods block; from Trio call them through
-``trio.to_thread.run_sync``. ``close()`` (or leaving the ``with`` block) always stops every
-process it started, also after a failed start.
+replication``, ``SENTINEL MASTER``), checked again each time one of the group's servers logs a
+line, under a deadline: Redis logs every change these waits are for (a replica's sync done,
+``Cluster state changed``, a Sentinel's ``+slave``, ``+sentinel``, ``+switch-master``), so a
+wait lasts as long as the change and nothing polls. Replication catching up logs nothing:
+:meth:`RedisClusterServers.wait_replicated` writes a marker and blocks in ``WAIT`` instead.
+The methods block; from Trio call them through ``trio.to_thread.run_sync``. ``close()`` (or
+leaving the ``with`` block) always stops every process it started, also after a failed start.
 """
 
 from __future__ import annotations
 
 import contextlib
-import shutil
+import itertools
 import subprocess
 import time
 from collections.abc import Callable
-from pathlib import Path
 from typing import Any
 
 import redis
 
 from ._managed import Managed
 from .ports import free_port
-from .redis_server import RedisServer, RedisServerError
+from .redis_server import LogBell, RedisServer, RedisServerError, find_program
 
 __all__ = ["RedisClusterServers", "RedisSentinelServers", "find_redis_cli"]
-
-_POLL = 0.05
 
 
 def find_redis_cli() -> str | None:
     """Path of ``redis-cli`` (package ``redis-tools``), or ``None`` when it is missing."""
-    found = shutil.which("redis-cli")
-    if found:
-        return found
-    fallback = Path("/usr/bin/redis-cli")
-    return str(fallback) if fallback.exists() else None
+    return find_program("redis-cli")
 
 
-def _admin(port: int) -> redis.Redis:
-    return redis.Redis(host="127.0.0.1", port=port, socket_timeout=2.0, socket_connect_timeout=1.0)
+def _admin(port: int, timeout: float = 2.0) -> redis.Redis:
+    return redis.Redis(
+        host="127.0.0.1", port=port, socket_timeout=timeout, socket_connect_timeout=1.0
+    )
 
 
-def _until(condition: Callable[[], bool], timeout: float, what: str) -> None:
-    deadline = time.monotonic() + timeout
-    while True:
-        try:
-            if condition():
-                return
-        except (redis.RedisError, OSError):
-            pass  # a node still starting or just killed: ask again
-        if time.monotonic() >= deadline:
-            raise RedisServerError(f"timed out after {timeout:g} s waiting for {what}")
-        time.sleep(_POLL)
+def _replication(port: int) -> dict[str, Any]:
+    """``INFO replication`` of the server on ``port``."""
+    with _admin(port) as admin:
+        info: Any = admin.info("replication")
+    return dict(info)
+
+
+def _replicating(port: int) -> bool:
+    """The server on ``port`` is a replica whose link to its master is up."""
+    info = _replication(port)
+    return info.get("role") == "slave" and info.get("master_link_status") == "up"
 
 
 class _Group(Managed):
-    """Start/close bookkeeping shared by both fixtures."""
+    """Start/close bookkeeping shared by both fixtures, and the bell their servers ring."""
 
     def __init__(self) -> None:
         self.servers: list[RedisServer] = []
+        self.bell = LogBell()
+
+    def _server(self, **options: Any) -> RedisServer:
+        """A new member of the group, started."""
+        server = RedisServer(bell=self.bell, **options)
+        self.servers.append(server)
+        server.start()
+        return server
+
+    def _until(self, condition: Callable[[], bool], timeout: float, what: str) -> None:
+        """Return once ``condition()`` holds: checked now, then again after each line any
+        server of the group logs (or its exit). A Redis error counts as "not yet": a node
+        still starting or just killed."""
+        deadline = time.monotonic() + timeout
+        while True:
+            rung = self.bell.rung
+            try:
+                if condition():
+                    return
+            except (redis.RedisError, OSError):
+                pass
+            if not self.bell.wait_past(rung, deadline - time.monotonic()):
+                raise RedisServerError(f"timed out after {timeout:g} s waiting for {what}")
 
     def close(self) -> None:
         """Stop every process and remove its directory (safe to call twice)."""
@@ -139,9 +160,7 @@ class RedisClusterServers(_Group):
         ]  # fmt: skip
         for _ in range(self.masters * (1 + self.replicas)):
             # the bus port is chosen too: the default (port + 10000) may be taken or > 65535
-            server = RedisServer(extra_args=[*args, "--cluster-port", str(free_port())])
-            self.servers.append(server)
-            server.start()
+            self._server(extra_args=[*args, "--cluster-port", str(free_port())])
         create = [cli, "--cluster", "create"]
         create += [f"127.0.0.1:{server.port}" for server in self.servers]
         create += ["--cluster-replicas", str(self.replicas), "--cluster-yes"]
@@ -152,24 +171,20 @@ class RedisClusterServers(_Group):
             raise RedisServerError(
                 f"redis-cli --cluster create failed:\n{done.stdout}{done.stderr}"
             )
-        _until(self._healthy, self.start_timeout, "the cluster to serve every slot")
+        self._until(self._healthy, self.start_timeout, "the cluster to serve every slot")
 
     def _healthy(self) -> bool:
-        total = len(self.servers)
         for server in self.servers:
             if not server.running:
                 continue
-            with _admin(server.port) as admin:
-                info: Any = admin.execute_command("CLUSTER", "INFO")
-                text = info.decode() if isinstance(info, bytes) else str(info)
-                fields = dict(line.split(":", 1) for line in text.split() if ":" in line)
-                if fields.get("cluster_state") != "ok":
-                    return False
-                if int(fields.get("cluster_known_nodes", 0)) != total:
-                    return False
-                role: Any = admin.info("replication")
-                if role.get("role") == "slave" and role.get("master_link_status") != "up":
-                    return False
+            fields = _cluster_info(server.port)
+            if fields.get("cluster_state") != "ok":
+                return False
+            if int(fields.get("cluster_known_nodes", 0)) != len(self.servers):
+                return False
+            role = _replication(server.port)
+            if role.get("role") == "slave" and role.get("master_link_status") != "up":
+                return False
         return True
 
     def nodes(self) -> list[dict[str, Any]]:
@@ -178,7 +193,7 @@ class RedisClusterServers(_Group):
             if server.running:
                 with _admin(server.port) as admin:
                     raw: Any = admin.execute_command("CLUSTER", "NODES")
-                return _parse_nodes(raw.decode() if isinstance(raw, bytes) else str(raw))
+                return _parse_nodes(_text(raw))
         raise RedisServerError("no cluster node is running")
 
     def server_on(self, port: int) -> RedisServer:
@@ -197,11 +212,7 @@ class RedisClusterServers(_Group):
 
     def _master_serving(self, slot: int) -> RedisServer | None:
         for node in self.nodes():
-            if (
-                node["master"]
-                and not node["failed"]
-                and any(a <= slot <= b for a, b in node["slots"])
-            ):
+            if node["master"] and not node["failed"] and _serves(node, slot):
                 return self.server_on(node["port"])
         return None
 
@@ -221,13 +232,11 @@ class RedisClusterServers(_Group):
             for node in self.nodes():
                 if node["port"] == old_master.port or not node["master"] or node["failed"]:
                     continue
-                if any(a <= slot <= b for a, b in node["slots"]):
-                    with _admin(node["port"]) as admin:
-                        info: Any = admin.execute_command("CLUSTER", "INFO")
-                    return b"cluster_state:ok" in info
+                if _serves(node, slot):
+                    return _cluster_info(node["port"]).get("cluster_state") == "ok"
             return False
 
-        _until(promoted, timeout, f"a replica of port {old_master.port} to take its slots")
+        self._until(promoted, timeout, f"a replica of port {old_master.port} to take its slots")
         master = self._master_serving(slot)
         if master is None:
             raise RedisServerError("failover finished but no master serves the slot")
@@ -243,28 +252,46 @@ class RedisClusterServers(_Group):
         raise RedisServerError(f"port {master.port} has no live replica")
 
     def wait_replicated(self, master: RedisServer, timeout: float = 10.0) -> None:
-        """Return once every replica of ``master`` has all of its replication stream."""
-
-        def caught_up() -> bool:
-            with _admin(master.port) as admin:
-                info: Any = admin.info("replication")
-            offset = int(info["master_repl_offset"])
-            replicas = [v for k, v in info.items() if k.startswith("slave") and k[5:].isdigit()]
-            return bool(replicas) and all(int(r["offset"]) >= offset for r in replicas)
-
-        _until(caught_up, timeout, f"the replicas of port {master.port} to catch up")
+        """Return once every replica of ``master`` (at least one) has all of its replication
+        stream: a marker key is written and deleted, and ``WAIT`` blocks until each replica
+        acknowledged it."""
+        slots = next(node["slots"] for node in self.nodes() if node["port"] == master.port)
+        marker = next(
+            key
+            for key in (f"jarvis:testing:replicated:{n}" for n in itertools.count())
+            if any(low <= key_slot(key) <= high for low, high in slots)
+        )
+        with _admin(master.port, timeout=timeout + 2.0) as admin:
+            replicas = max(1, int(admin.info("replication")["connected_slaves"]))
+            admin.set(marker, 1)
+            admin.delete(marker)
+            acked = int(admin.execute_command("WAIT", replicas, int(timeout * 1000)))
+        if acked < replicas:
+            raise RedisServerError(
+                f"timed out after {timeout:g} s waiting for the replicas of port "
+                f"{master.port} to catch up ({acked} of {replicas})"
+            )
 
     def rejoin(self, old_master: RedisServer, timeout: float = 20.0) -> None:
         """Restart a killed node (same port, same ``nodes.conf``); return once it replicates
         the master that took its slots, as a restarted pod does."""
         old_master.start()
+        self._until(
+            lambda: _replicating(old_master.port),
+            timeout,
+            f"port {old_master.port} to rejoin as a replica",
+        )
 
-        def replicating() -> bool:
-            with _admin(old_master.port) as admin:
-                role: Any = admin.info("replication")
-            return bool(role.get("role") == "slave" and role.get("master_link_status") == "up")
 
-        _until(replicating, timeout, f"port {old_master.port} to rejoin as a replica")
+def _cluster_info(port: int) -> dict[str, str]:
+    """``CLUSTER INFO`` of the node on ``port``, as fields."""
+    with _admin(port) as admin:
+        info: Any = admin.execute_command("CLUSTER", "INFO")
+    return dict(line.split(":", 1) for line in _text(info).split() if ":" in line)
+
+
+def _serves(node: dict[str, Any], slot: int) -> bool:
+    return any(low <= slot <= high for low, high in node["slots"])
 
 
 def _parse_nodes(text: str) -> list[dict[str, Any]]:
@@ -329,14 +356,10 @@ class RedisSentinelServers(_Group):
     def _form(self) -> None:
         """Start master, replicas and Sentinels; return once every Sentinel knows them all."""
         quick = ["--repl-diskless-sync-delay", "0", "--repl-ping-replica-period", "1"]
-        master = self.master = RedisServer(extra_args=quick)
-        self.servers.append(master)
-        master.start()
+        master = self.master = self._server(extra_args=quick)
         for _ in range(self.replica_count):
-            replica = RedisServer(extra_args=[*quick, "--replicaof", "127.0.0.1", str(master.port)])
-            self.servers.append(replica)
-            self.replicas.append(replica)
-            replica.start()
+            follow = ["--replicaof", "127.0.0.1", str(master.port)]
+            self.replicas.append(self._server(extra_args=[*quick, *follow]))
         quorum = self.sentinel_count // 2 + 1
         conf = (
             f"sentinel monitor {self.service} 127.0.0.1 {master.port} {quorum}\n"
@@ -345,17 +368,12 @@ class RedisSentinelServers(_Group):
             f"sentinel parallel-syncs {self.service} 1\n"
         )
         for _ in range(self.sentinel_count):
-            sentinel = RedisServer(sentinel_config=conf)
-            self.servers.append(sentinel)
-            self.sentinels.append(sentinel)
-            sentinel.start()
-        _until(self._ready, self.start_timeout, "every Sentinel to know the replicas and peers")
+            self.sentinels.append(self._server(sentinel_config=conf))
+        self._until(self._ready, self.start_timeout, "every Sentinel to know replicas and peers")
 
     def _ready(self) -> bool:
-        for server in self.replicas:
-            with _admin(server.port) as admin:
-                if admin.info("replication").get("master_link_status") != "up":
-                    return False
+        if not all(_replicating(server.port) for server in self.replicas):
+            return False
         for sentinel in self.sentinels:
             with _admin(sentinel.port) as admin:
                 state: Any = admin.execute_command("SENTINEL", "MASTER", self.service)
@@ -370,12 +388,13 @@ class RedisSentinelServers(_Group):
         """The master's port as the first live Sentinel reports it."""
         for sentinel in self.sentinels:
             if sentinel.running:
-                with _admin(sentinel.port) as admin:
-                    reply: Any = admin.execute_command(
-                        "SENTINEL", "GET-MASTER-ADDR-BY-NAME", self.service
-                    )
-                return int(reply[1])
+                return self._master_port_of(sentinel)
         raise RedisServerError("no Sentinel is running")
+
+    def _master_port_of(self, sentinel: RedisServer) -> int:
+        with _admin(sentinel.port) as admin:
+            reply: Any = admin.execute_command("SENTINEL", "GET-MASTER-ADDR-BY-NAME", self.service)
+        return int(reply[1])
 
     def current_master(self) -> RedisServer:
         return next(s for s in self.servers if s.port == self.master_port())
@@ -390,19 +409,12 @@ class RedisSentinelServers(_Group):
         """Return the new master once every Sentinel names it and it accepts writes."""
 
         def moved() -> bool:
-            ports = set()
-            for sentinel in self.sentinels:
-                with _admin(sentinel.port) as admin:
-                    reply: Any = admin.execute_command(
-                        "SENTINEL", "GET-MASTER-ADDR-BY-NAME", self.service
-                    )
-                ports.add(int(reply[1]))
+            ports = {self._master_port_of(sentinel) for sentinel in self.sentinels}
             if len(ports) != 1 or old_master.port in ports:
                 return False
-            with _admin(ports.pop()) as admin:
-                return bool(admin.info("replication").get("role") == "master")
+            return _replication(ports.pop()).get("role") == "master"
 
-        _until(moved, timeout, f"Sentinel to fail over from port {old_master.port}")
+        self._until(moved, timeout, f"Sentinel to fail over from port {old_master.port}")
         return self.current_master()
 
 

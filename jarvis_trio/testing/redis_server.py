@@ -13,7 +13,9 @@ node); with ``sentinel_config`` the process is a Sentinel running that configura
 With ``persistent=True`` the server writes an append-only file with ``appendfsync always``
 (every acknowledged write is on disk before the reply); without it nothing is written to
 disk. Readiness is detected from the server's own log line ("Ready to accept connections"),
-read by a small thread from its stdout, so starting never sleeps-and-retries.
+read by a small thread from its stdout, so starting never sleeps-and-retries. The same thread
+rings a :class:`LogBell` (when one is given) on every line: a group of servers waits on it for
+the changes Redis reports in its log.
 
 The methods block (they start and stop a process); from Trio call them through
 ``trio.to_thread.run_sync``.
@@ -33,7 +35,7 @@ from pathlib import Path
 from ._managed import Managed, stop_process
 from .ports import free_port
 
-__all__ = ["RedisServer", "RedisServerError", "find_redis_server"]
+__all__ = ["LogBell", "RedisServer", "RedisServerError", "find_program", "find_redis_server"]
 
 _READY = "Ready to accept connections"
 _SENTINEL_READY = "+monitor master"
@@ -43,13 +45,42 @@ class RedisServerError(RuntimeError):
     """The redis-server binary is missing or the server did not start."""
 
 
-def find_redis_server() -> str | None:
-    """Path of the ``redis-server`` binary, or ``None`` when it is not installed."""
-    found = shutil.which("redis-server")
+def find_program(name: str) -> str | None:
+    """Path of the program ``name``: on ``PATH``, else in /usr/bin (where the distribution's
+    packages put it), else ``None``."""
+    found = shutil.which(name)
     if found:
         return found
-    fallback = Path("/usr/bin/redis-server")
+    fallback = Path("/usr/bin") / name
     return str(fallback) if fallback.exists() else None
+
+
+def find_redis_server() -> str | None:
+    """Path of the ``redis-server`` binary, or ``None`` when it is not installed."""
+    return find_program("redis-server")
+
+
+class LogBell:
+    """Rings each time one of the servers it was given to logs a line or exits.
+
+    Redis logs the changes of state a test waits for (a replica in sync, the cluster state,
+    what a Sentinel learns); a waiter notes :attr:`rung`, checks its condition, and if that
+    does not hold yet sleeps in :meth:`wait_past` until a server has something new to say.
+    """
+
+    def __init__(self) -> None:
+        self._changed = threading.Condition()
+        self.rung = 0
+
+    def ring(self) -> None:
+        with self._changed:
+            self.rung += 1
+            self._changed.notify_all()
+
+    def wait_past(self, rung: int, timeout: float) -> bool:
+        """Wait up to ``timeout`` seconds for a ring after the ``rung``-th; ``False`` if none."""
+        with self._changed:
+            return self._changed.wait_for(lambda: self.rung > rung, max(timeout, 0.0))
 
 
 class RedisServer(Managed):
@@ -65,6 +96,7 @@ class RedisServer(Managed):
         start_timeout: float = 10.0,
         extra_args: Sequence[str] = (),
         sentinel_config: str | None = None,
+        bell: LogBell | None = None,
     ) -> None:
         binary = executable or find_redis_server()
         if binary is None:
@@ -74,6 +106,7 @@ class RedisServer(Managed):
         self.start_timeout = start_timeout
         self.extra_args = list(extra_args)
         self.sentinel_config = sentinel_config
+        self.bell = bell
         self._own_dir = directory is None
         self.directory = Path(directory or tempfile.mkdtemp(prefix="jarvis-redis-"))
         self.port = port or free_port()
@@ -145,11 +178,16 @@ class RedisServer(Managed):
 
         def pump() -> None:
             assert process.stdout is not None
-            for line in process.stdout:
-                self._log.append(line.rstrip())
-                if (_SENTINEL_READY if self.sentinel_config is not None else _READY) in line:
-                    ready.set()
+            with contextlib.suppress(ValueError, OSError):  # closed by stop_process()
+                for line in process.stdout:
+                    self._log.append(line.rstrip())
+                    if self.bell is not None:
+                        self.bell.ring()
+                    if (_SENTINEL_READY if self.sentinel_config is not None else _READY) in line:
+                        ready.set()
             ready.set()  # the process ended: wake the waiter, which then sees it is gone
+            if self.bell is not None:
+                self.bell.ring()
 
         threading.Thread(target=pump, name=f"redis-server-{self.port}-log", daemon=True).start()
         if ready.wait(self.start_timeout) and process.poll() is None:
