@@ -10,15 +10,17 @@ import math
 import os
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import Generic, TypeVar
+from typing import Any, Generic, Protocol, TypeVar
 
 import trio
 
+from .. import _tracing
 from .._sides import HostSlot
 from ..config import MeshConfig
 from ..errors import MailboxError
+from ._codec import encode_payload
 from .contracts import DeadLetter, MailboxMessage
 
 __all__ = [
@@ -33,6 +35,7 @@ __all__ = [
     "check_limit",
     "check_target",
     "error_fields",
+    "send_encoded",
 ]
 
 C = TypeVar("C")
@@ -149,6 +152,29 @@ def check_target(target_id: object) -> str:
     if not isinstance(target_id, str) or not target_id:
         raise ValueError(f"mailbox target_id must be a non-empty agent id, got {target_id!r}")
     return target_id
+
+
+class _Sending(Protocol):
+    node_name: str
+    max_message_size: int
+
+
+def send_encoded(
+    hub: _Sending,
+    put: Callable[[str, str, bytes, str | None], str],
+    sender: str,
+    target_id: str,
+    message: Mapping[str, Any],
+) -> str:
+    """What ``send`` is on every backend: check the target, encode ``message`` within the
+    hub's size limit, hand it to ``put`` (the hub's own queueing) and return its id; while
+    tracing is on, inside a client span whose context travels with the message."""
+    target = check_target(target_id)
+    data = encode_payload(message, hub.max_message_size)
+    if not _tracing.active():
+        return put(sender, target, data, None)
+    with _tracing.client_span("mailbox", target, hub.node_name) as traceparent:
+        return put(sender, target, data, traceparent)
 
 
 def check_limit(limit: object) -> int:

@@ -38,7 +38,6 @@ from typing import Any
 
 import trio
 
-from .. import _tracing
 from .._sides import HostSlot, trio_side
 from ..config import MeshConfig
 from ..errors import MailboxError, MailboxFull
@@ -55,6 +54,7 @@ from ._common import (
     check_limit,
     check_target,
     error_fields,
+    send_encoded,
 )
 from .contracts import DeadLetter, MailboxMessage
 
@@ -136,12 +136,7 @@ class LocalMailbox:
         Raises ``PayloadError`` / ``PayloadTooLarge`` for a bad payload, ``MailboxFull`` when
         the target's queue (or the hub's table of queues) is full.
         """
-        target = check_target(target_id)
-        data = encode_payload(message, self._hub.max_message_size)
-        if _tracing.active():
-            with _tracing.client_span("mailbox", target, self._hub.node_name) as traceparent:
-                return self._hub.deliver(self.agent_id, target, data, traceparent)
-        return self._hub.deliver(self.agent_id, target, data)
+        return send_encoded(self._hub, self._hub.deliver, self.agent_id, target_id, message)
 
     @trio_side
     async def receive(self, timeout: float | None = None) -> MailboxMessage | None:

@@ -16,18 +16,17 @@ import redis
 import redis.exceptions
 import trio
 
-from .. import _tracing
 from .._redis import Backoff, RedisClient, is_transient
 from .._sides import HostSlot, trio_side
-from ._codec import decode_payload, encode_payload
+from ._codec import decode_payload
 from ._common import (
     Claims,
     MailboxSettings,
     Pacer,
     Redeliveries,
     check_limit,
-    check_target,
     error_fields,
+    send_encoded,
 )
 from ._dead import bury
 from ._stream import GROUP, Held, entry_message, id_order, stream_key
@@ -91,12 +90,7 @@ class RedisMailbox:
         Raises ``PayloadError`` / ``PayloadTooLarge`` for a bad payload and ``MailboxFull``
         when the hub's outbox is full (Redis slow or unreachable).
         """
-        target = check_target(target_id)
-        data = encode_payload(message, self._hub.max_message_size)
-        if _tracing.active():
-            with _tracing.client_span("mailbox", target, self._hub.node_name) as traceparent:
-                return self._hub.enqueue(self.agent_id, target, data, traceparent)
-        return self._hub.enqueue(self.agent_id, target, data)
+        return send_encoded(self._hub, self._hub.enqueue, self.agent_id, target_id, message)
 
     # receiving ---------------------------------------------------------------------------
 
