@@ -14,9 +14,9 @@ from __future__ import annotations
 
 import math
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Coroutine, Mapping
 from types import MappingProxyType
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import trio
 
@@ -32,7 +32,9 @@ if TYPE_CHECKING:
     from .inbox import AgentInbox
     from .router import Router
 
-__all__ = ["PeerClient"]
+__all__ = ["ClientCore", "PeerClient"]
+
+T = TypeVar("T")
 
 _ROUTE_CACHE = 64  # resolved targets remembered per client until the directory changes
 
@@ -51,7 +53,52 @@ def _checked_timeout(name: str, value: object, *, allow_none: bool) -> float | N
     return float(value)
 
 
-class PeerClient:
+class ClientCore:
+    """What :class:`PeerClient` and its test double (``jarvis_trio.testing.MockPeerClient``)
+    share, written once: who the agent is, and discovery ordered by a strategy over the
+    candidates each of them knows (:meth:`_candidates`, :meth:`_selection`)."""
+
+    __slots__ = ()
+    _agent_id: str
+    _role: str
+
+    @property
+    def my_id(self) -> str:
+        """This agent's agent_id."""
+        return self._agent_id
+
+    @property
+    def my_role(self) -> str:
+        """This agent's role."""
+        return self._role
+
+    def _candidates(self, role: str | None, capability: str | None) -> list[PeerInfo]:
+        raise NotImplementedError
+
+    def _selection(self) -> SelectionState:
+        raise NotImplementedError
+
+    def discover(
+        self, role: str | None = None, capability: str | None = None, strategy: str = "first"
+    ) -> list[PeerInfo]:
+        """Agents matching ``role`` and ``capability``, never the caller, ordered by
+        ``strategy`` (an unknown one is a ``ValueError``)."""
+        found = self._candidates(role, capability)
+        return self._selection().order(found, strategy, (role, capability), _agent_id)
+
+    def discover_one(
+        self, role: str | None = None, capability: str | None = None, strategy: str = "first"
+    ) -> PeerInfo | None:
+        """The first of :meth:`discover`, or ``None``."""
+        found = self.discover(role=role, capability=capability, strategy=strategy)
+        return found[0] if found else None
+
+    def record_peer_usage(self, peer_id: str) -> None:
+        """Note that ``peer_id`` was just used (feeds the ``least_recent`` strategy)."""
+        self._selection().record(peer_id)
+
+
+class PeerClient(ClientCore):
     """Discovery and messaging for one agent. Injected by the mesh; never built by users."""
 
     __slots__ = (
@@ -88,16 +135,6 @@ class PeerClient:
     # -- identity -----------------------------------------------------------------------
 
     @property
-    def my_id(self) -> str:
-        """This agent's agent_id."""
-        return self._agent_id
-
-    @property
-    def my_role(self) -> str:
-        """This agent's role."""
-        return self._role
-
-    @property
     def node_id(self) -> str:
         """The node this agent runs on."""
         return self._router.node_id
@@ -112,21 +149,9 @@ class PeerClient:
                 return info
         return None
 
-    def discover(
-        self, role: str | None = None, capability: str | None = None, strategy: str = "first"
-    ) -> list[PeerInfo]:
-        """Agents matching ``role`` and ``capability``, ordered by ``strategy`` (an unknown
-        one is a ``ValueError``)."""
+    def _candidates(self, role: str | None, capability: str | None) -> list[PeerInfo]:
         me = self._agent_id
-        found = [i for i in self._router.directory.matching(role, capability) if i.agent_id != me]
-        return self._selection().order(found, strategy, (role, capability), _agent_id)
-
-    def discover_one(
-        self, role: str | None = None, capability: str | None = None, strategy: str = "first"
-    ) -> PeerInfo | None:
-        """The first of :meth:`discover`, or ``None``."""
-        found = self.discover(role=role, capability=capability, strategy=strategy)
-        return found[0] if found else None
+        return [i for i in self._router.directory.matching(role, capability) if i.agent_id != me]
 
     def list_roles(self) -> list[str]:
         """Sorted roles present in the mesh, without the caller's own role."""
@@ -175,10 +200,6 @@ class PeerClient:
             self._reg_source = source
         return self._reg_view
 
-    def record_peer_usage(self, peer_id: str) -> None:
-        """Note that ``peer_id`` was just used (feeds the ``least_recent`` strategy)."""
-        self._selection().record(peer_id)
-
     def _selection(self) -> SelectionState:
         if self._select is None:
             self._select = SelectionState(self._router.rng)
@@ -217,10 +238,26 @@ class PeerClient:
     ) -> bool:
         """Fire and forget. ``True`` once handed to a live route, ``False`` if ``target``
         cannot be resolved or its inbox stays full for the node's ``notify_timeout``."""
+        return await self._traced("notify", target, self._notify, target, message, context)
+
+    def _traced(
+        self, operation: str, target: str, call: Callable[..., Coroutine[Any, Any, T]], *args: Any
+    ) -> Coroutine[Any, Any, T]:
+        """``call(*args, traceparent)``: inside a client span when tracing is on, else
+        directly (with ``None``) -- no extra coroutine on the untraced hot path."""
         if _tracing.active():
-            with _tracing.client_span("notify", target, self._router.node_id) as traceparent:
-                return await self._notify(target, message, context, traceparent)
-        return await self._notify(target, message, context, None)
+            return self._in_span(operation, target, call, args)
+        return call(*args, None)
+
+    async def _in_span(
+        self,
+        operation: str,
+        target: str,
+        call: Callable[..., Coroutine[Any, Any, T]],
+        args: tuple[Any, ...],
+    ) -> T:
+        with _tracing.client_span(operation, target, self._router.node_id) as traceparent:
+            return await call(*args, traceparent)
 
     async def _notify(
         self,
@@ -264,11 +301,8 @@ class PeerClient:
     ) -> dict[str, Any] | None:
         """Send a request and wait for the reply dict; ``None`` on an unresolved target, a
         send failure, a timeout, a dead target node or a stopping node."""
-        if _tracing.active():
-            with _tracing.client_span("request", target, self._router.node_id) as traceparent:
-                reply = await self._exchange(target, message, timeout, context, traceparent)
-        else:
-            reply = await self._exchange(target, message, timeout, context)
+        exchange = self._exchange
+        reply = await self._traced("request", target, exchange, target, message, timeout, context)
         return None if reply is None else reply.data
 
     @trio_side
@@ -280,10 +314,8 @@ class PeerClient:
         context: dict[str, Any] | None = None,
     ) -> IncomingMessage | None:
         """Like :meth:`request` but returns the whole response message (sender, context)."""
-        if _tracing.active():
-            with _tracing.client_span("request", target, self._router.node_id) as traceparent:
-                return await self._exchange(target, message, timeout, context, traceparent)
-        return await self._exchange(target, message, timeout, context)
+        exchange = self._exchange
+        return await self._traced("request", target, exchange, target, message, timeout, context)
 
     async def _exchange(
         self,
@@ -291,7 +323,7 @@ class PeerClient:
         message: dict[str, Any],
         timeout: float,
         context: dict[str, Any] | None,
-        traceparent: str | None = None,
+        traceparent: str | None,
     ) -> IncomingMessage | None:
         """Send a request and park until its response, its deadline or the node stopping;
         the pending entry is removed whichever way the call ends."""
@@ -450,10 +482,7 @@ class PeerClient:
     ) -> int:
         """Notify every other agent in the mesh (one message per agent, concurrently);
         returns how many were delivered."""
-        if _tracing.active():
-            with _tracing.client_span("broadcast", "*", self._router.node_id) as traceparent:
-                return await self._broadcast(message, context, traceparent)
-        return await self._broadcast(message, context, None)
+        return await self._traced("broadcast", "*", self._broadcast, message, context)
 
     async def _broadcast(
         self, message: dict[str, Any], context: dict[str, Any] | None, traceparent: str | None
@@ -523,10 +552,8 @@ class PeerClient:
         """Send a request without waiting; returns its id (``async-`` + 12 hex) for
         :meth:`check_inbox`. The entry expires ``timeout`` seconds from now. Raises
         ``ValueError`` when the target cannot be resolved or the message cannot be sent."""
-        if _tracing.active():
-            with _tracing.client_span("ask_async", target, self._router.node_id) as traceparent:
-                return await self._ask_async(target, message, timeout, context, traceparent)
-        return await self._ask_async(target, message, timeout, context, None)
+        ask = self._ask_async
+        return await self._traced("ask_async", target, ask, target, message, timeout, context)
 
     async def _ask_async(
         self,

@@ -24,6 +24,7 @@ from typing import Any, Literal
 import trio
 
 from ...payload import checked_context, checked_copy
+from ...peers.client import ClientCore, _checked_timeout
 from ...peers.directory import PeerInfo
 from ...peers.messages import NOTIFY, REQUEST, RESPONSE, IncomingMessage
 from ...peers.pending import Status
@@ -60,17 +61,7 @@ def _matches(sent: dict[str, Any], expected: Mapping[str, Any] | None) -> bool:
     return expected is None or all(k in sent and sent[k] == v for k, v in expected.items())
 
 
-def _checked_timeout(name: str, value: object, *, allow_none: bool) -> float | None:
-    if value is None and allow_none:
-        return None
-    if isinstance(value, bool) or not isinstance(value, int | float) or math.isnan(value):
-        raise ValueError(f"{name} must be a number of seconds, got {value!r}")
-    if value < 0:
-        raise ValueError(f"{name} must not be negative, got {value!r}")
-    return float(value)
-
-
-class MockPeerClient:
+class MockPeerClient(ClientCore):
     """A scripted, recording stand-in for ``self.peers``.
 
     >>> peers = MockPeerClient("scout-1", "scout")
@@ -157,23 +148,13 @@ class MockPeerClient:
     # -- identity -----------------------------------------------------------------------
 
     @property
-    def my_id(self) -> str:
-        """This agent's agent_id."""
-        return self._agent_id
-
-    @property
-    def my_role(self) -> str:
-        """This agent's role."""
-        return self._role
-
-    @property
     def node_id(self) -> str:
         """The node this agent runs on."""
         return self._node_id
 
     # -- discovery ----------------------------------------------------------------------
 
-    def _matching(self, role: str | None, capability: str | None) -> list[PeerInfo]:
+    def _candidates(self, role: str | None, capability: str | None) -> list[PeerInfo]:
         return [
             p
             for p in self._peers.values()
@@ -183,22 +164,11 @@ class MockPeerClient:
 
     def get_peer(self, role: str) -> PeerInfo | None:
         """The first declared peer of ``role``, never the caller."""
-        found = self._matching(role, None)
+        found = self._candidates(role, None)
         return found[0] if found else None
 
-    def discover(
-        self, role: str | None = None, capability: str | None = None, strategy: str = "first"
-    ) -> list[PeerInfo]:
-        """Declared peers matching ``role`` and ``capability``, ordered by ``strategy``."""
-        found = self._matching(role, capability)
-        return self._select.order(found, strategy, (role, capability), lambda p: p.agent_id)
-
-    def discover_one(
-        self, role: str | None = None, capability: str | None = None, strategy: str = "first"
-    ) -> PeerInfo | None:
-        """The first of :meth:`discover`, or ``None``."""
-        found = self.discover(role=role, capability=capability, strategy=strategy)
-        return found[0] if found else None
+    def _selection(self) -> SelectionState:
+        return self._select
 
     def list_roles(self) -> list[str]:
         """Sorted roles of the declared peers, without the caller's own role."""
@@ -219,16 +189,12 @@ class MockPeerClient:
         """``True`` if enough peers are declared; a double has no one joining later, so it
         never waits."""
         await trio.lowlevel.checkpoint()
-        return len(self._matching(role, capability)) >= count
+        return len(self._candidates(role, capability)) >= count
 
     @property
     def registry(self) -> Mapping[str, PeerInfo]:
         """Read-only mapping agent_id → PeerInfo of the declared peers."""
         return MappingProxyType(dict(self._peers))
-
-    def record_peer_usage(self, peer_id: str) -> None:
-        """Note that ``peer_id`` was just used (feeds the ``least_recent`` strategy)."""
-        self._select.record(peer_id)
 
     # -- messaging ----------------------------------------------------------------------
 
