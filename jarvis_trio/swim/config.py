@@ -41,6 +41,7 @@ class SwimConfig:
     pushpull_replies_per_period: int = 16  # bound on full-state replies (amplification)
     max_datagram: int = 1400  # UDP payload limit, tag included
     lifeguard: bool = True  # health multiplier, dynamic suspicion, buddy system, nacks
+    check_claims: bool = True  # a third party's dead/left about a live member is checked
     max_health: int = 8  # local health score is clamped to 0..max_health
     nack_fraction: float = 0.8  # a ping-req helper nacks after this share of probe_timeout
     dead_retention: float = 60.0  # dead/left records are reaped after this long

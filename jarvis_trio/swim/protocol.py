@@ -93,7 +93,8 @@ TimerToken = tuple[int, str, int]
     T_JOIN,
     T_FINAL,
     T_NAME,
-) = range(10)
+    T_CLAIM,
+) = range(11)
 # name checks in flight and confirmed name conflicts remembered (see SwimProtocol._claimed)
 MAX_NAME_CHECKS = 4
 MAX_NAME_CONFLICTS = 16
@@ -239,6 +240,10 @@ class SwimProtocol:
         self._probe_nacks = 0
         self._relays: dict[int, tuple[Address, int]] = {}
         self._final_checks: dict[int, tuple[str, int]] = {}  # seq -> (suspect, incarnation)
+        # dead/left claims about live members, being checked: seq -> (name, version, left,
+        # accuser), and name -> seq (one check per member; later claims join it)
+        self._claim_checks: dict[int, tuple[str, int, bool, str]] = {}
+        self._checking: dict[str, int] = {}
         self._dead_fifo: deque[tuple[float, str, int]] = deque()
         # reaped member -> (last version, it left): refuses replays of a life that ended
         self._graves: OrderedDict[str, tuple[int, bool]] = OrderedDict()
@@ -510,6 +515,8 @@ class SwimProtocol:
             self._final_check_expired(token[2], now)
         elif kind == T_NAME:
             self._name_check_expired(token[2])
+        elif kind == T_CLAIM:
+            self._claim_check_expired(token[2], now)
         elif kind == T_JOIN and not self._joined and not self.leaving:
             self.stats["join_requests"] += 1
             for seed in self._seeds:
@@ -622,7 +629,9 @@ class SwimProtocol:
                 self.stats["drop_misdirected"] += 1
                 return
             notice = None
-            if self._down:
+            if self.leaving:  # every ack says so first-hand: see _on_dead_claim
+                notice = codec.encode_left(self._self.name8, self._self.inc)
+            elif self._down:
                 down = self._down.get(addr)
                 if down is not None:  # it pings us, so it lives: tell it what we believe
                     notice = self._verdict_of(down)
@@ -640,6 +649,8 @@ class SwimProtocol:
                     self._send(relay[0], codec.header_seq(codec.ACK, relay[1]))
                 elif seq in self._final_checks:
                     self._final_check_answered(seq, now)
+                elif seq in self._claim_checks:
+                    self._claim_disproved(seq)
                 else:
                     self.stats["late_acks"] += 1
         elif kind == codec.NACK:
@@ -689,9 +700,9 @@ class SwimProtocol:
             elif kind == codec.SUSPECT:
                 self._on_suspect(name, inc, accuser, now)
             elif kind == codec.DEAD:
-                self._on_dead(name, inc, accuser, now, left=False)
+                self._on_dead_claim(name, inc, accuser, now, left=False)
             else:
-                self._on_dead(name, inc, name, now, left=True)
+                self._on_dead_claim(name, inc, name, now, left=True)
 
     def _merge_state(self, raw: bytes, pos: int, count: int, sender: str, now: float) -> None:
         """Merge a push/pull chunk, record by record (each record stands on its own).
@@ -762,7 +773,7 @@ class SwimProtocol:
             elif state == _DEAD:
                 self._on_suspect(name, inc, sender, now)
             else:
-                self._on_dead(name, inc, name, now, left=True)
+                self._on_dead_claim(name, inc, name, now, left=True)
         if pos != size:
             raise DecodeError("malformed")
 
@@ -959,6 +970,77 @@ class SwimProtocol:
             self._event(EventKind.SUSPECT, rec)
             accuser8 = codec.encode_name(accuser) if accuser else self._self.name8
             self._broadcast(name, codec.encode_suspect(rec.name8, inc, accuser8))
+
+    def _on_dead_claim(self, name: str, inc: int, accuser: str, now: float, *, left: bool) -> None:
+        """A *dead* or *left* record heard from someone else: checked before it is believed.
+
+        SWIM believes such a record from anyone, so one forged record (from anybody without
+        a key, from any key holder with one) takes a live member out of every view it
+        reaches, until the member hears of it and refutes. Here a claim about a member this
+        node holds alive or suspect is acted on only once the member fails a check: a ping
+        carrying the claim (so a live member refutes at once, as in Lifeguard's buddy
+        system) and ``indirect_probes`` ping-reqs. Any ack disproves the claim; silence for
+        ``2 · probe_timeout`` confirms it. A *left* heard first-hand, from the member's own
+        address, is believed at once (a leaving node puts its *left* record on every ack,
+        so a relayed *left* is confirmed within a round trip while the node is still up).
+
+        The price is that a member declared dead by another node is taken out here up to
+        ``2 · probe_timeout`` later than SWIM would (``swim claim check`` in the SWIM
+        benchmarks); the node's own verdicts (its suspicion timeouts) are unchanged.
+        ``SwimConfig.check_claims=False`` restores SWIM's rule.
+        """
+        rec = self._members.get(name)
+        if (
+            rec is None
+            or not self.config.check_claims
+            or rec is self._self
+            or (rec.state is not _ALIVE and rec.state is not _SUSPECT)
+            or inc < rec.inc
+            or (left and self._from == rec.meta.address)
+        ):
+            self._on_dead(name, inc, accuser, now, left=left)
+            return
+        seq = self._checking.get(name)
+        if seq is not None:  # a check is under way: the claim joins it
+            known = self._claim_checks[seq][1]
+            if inc > known:
+                self._claim_checks[seq] = (name, inc, left, accuser)
+            self.stats["claims_joined"] += 1
+            return
+        if len(self._claim_checks) >= self.config.max_relays:
+            self.stats["drop_claims_full"] += 1
+            return
+        seq = self._next_seq()
+        self._claim_checks[seq] = (name, inc, left, accuser)
+        self._checking[name] = seq
+        self.stats["claims_checked"] += 1
+        if left:
+            notice = codec.encode_left(rec.name8, inc)
+        else:
+            accuser8 = codec.encode_name(accuser) if accuser else rec.name8
+            notice = codec.encode_dead(rec.name8, inc, accuser8)
+        self._send(rec.meta.address, codec.header_ping(seq, rec.name8), notice)
+        header = codec.header_ping_req(seq, codec.encode_address(*rec.meta.address), rec.name8)
+        for helper in self._sample(self.config.indirect_probes, rec, alive_only=True):
+            self._send(helper.meta.address, header)
+        self._fx.timers.append(((T_CLAIM, "", seq), now + 2 * self.config.probe_timeout))
+
+    def _claim_disproved(self, seq: int) -> None:
+        """The member answered: the claim is dropped (it refutes it, having heard of it)."""
+        name = self._claim_checks.pop(seq)[0]
+        del self._checking[name]
+        self.stats["claims_disproved"] += 1
+
+    def _claim_check_expired(self, seq: int, now: float) -> None:
+        check = self._claim_checks.pop(seq, None)
+        if check is None:
+            return  # answered
+        name, inc, left, accuser = check
+        del self._checking[name]
+        rec = self._members.get(name)
+        if rec is not None and (rec.state is _ALIVE or rec.state is _SUSPECT) and inc >= rec.inc:
+            self.stats["claims_confirmed"] += 1
+        self._on_dead(name, inc, accuser, now, left=left)
 
     def _on_dead(self, name: str, inc: int, accuser: str, now: float, *, left: bool) -> None:
         rec = self._members.get(name)

@@ -352,6 +352,29 @@ def bench_lifeguard(quick: bool) -> list[Result]:
     ]
 
 
+def bench_claim_check(quick: bool) -> list[Result]:
+    """What checking a third party's dead/left claim before believing it costs a real crash:
+    the same crashes, detected with the check and with SWIM's blind belief."""
+    n, crashes = (64, 2) if quick else (256, 8)
+    checked = _crash_to_dead(n, crashes, seed=51, config=LAN)
+    blind = _crash_to_dead(n, crashes, seed=51, config=LAN.scaled(check_claims=False))
+    added = median(checked[0]) - median(blind[0])
+    added_p99 = percentile(checked[0], 99) - percentile(blind[0], 99)
+    bound = 2 * LAN.probe_timeout
+    return [
+        Result(
+            f"swim claim check: crash->dead median added, N={n}",
+            added,
+            "s",
+            f"<= {bound:g} s (2 probe timeouts)",
+            added <= bound,
+            f"median {median(checked[0]):.2f} s checked, {median(blind[0]):.2f} s blind; "
+            f"p99 {added_p99:+.2f} s; false deaths {checked[1]} checked, {blind[1]} blind "
+            f"({crashes} crashes x every node)",
+        )
+    ]
+
+
 # ---------------------------------------------------------------------- partition healing
 
 
@@ -483,6 +506,7 @@ def run(quick: bool) -> list[Result]:
         bench_false_suspicion,
         bench_false_deaths,
         bench_lifeguard,
+        bench_claim_check,
         bench_partition,
         bench_scale,
     ):

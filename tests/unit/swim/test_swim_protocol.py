@@ -11,6 +11,7 @@ from jarvis_trio.swim.codec import DecodeError
 from jarvis_trio.swim.config import SwimConfig
 from jarvis_trio.swim.members import EventKind, MemberState, NodeMeta
 from jarvis_trio.swim.protocol import (
+    T_CLAIM,
     T_FINAL,
     T_PROBE,
     T_PROBE_TIMEOUT,
@@ -49,6 +50,15 @@ def timers_of(fx: Effects, kind: int) -> list[tuple[TimerToken, float]]:
 def probe_tick(proto: SwimProtocol, fx: Effects, now: float) -> Effects:
     ((token, _),) = timers_of(fx, T_PROBE)
     return proto.handle_timer(token, now)
+
+
+def unanswered(proto: SwimProtocol, data: bytes, addr: Address, now: float) -> Effects:
+    """``proto`` handles ``data``; every dead/left claim it checks then meets silence."""
+    fx = proto.handle_datagram(data, addr, now)
+    for token, when in timers_of(fx, T_CLAIM):
+        after = proto.handle_timer(token, when)
+        fx.events += after.events
+    return fx
 
 
 # ---------------------------------------------------------------------- codec
@@ -383,12 +393,12 @@ def test_dead_members_are_reaped_after_the_retention() -> None:
     )
     proto = node(0, cfg, peers=4)
     dead = codec.encode_dead(codec.encode_name("n2"), 0, codec.encode_name("n1"))
-    proto.handle_datagram(codec.HEADER_GOSSIP + b"\x01" + dead, meta(1).address, 1.0)
+    unanswered(proto, codec.HEADER_GOSSIP + b"\x01" + dead, meta(1).address, 1.0)
     assert proto.state_of("n2") is MemberState.DEAD
-    fx = proto.start(1.0, phase=0.0)
-    fx = probe_tick(proto, fx, 2.0)
+    fx = proto.start(2.0, phase=0.0)
+    fx = probe_tick(proto, fx, 3.0)
     assert proto.state_of("n2") is MemberState.DEAD
-    for t in (3.0, 4.0, 5.0, 6.0):
+    for t in (4.0, 5.0, 6.0, 7.0):
         fx = probe_tick(proto, fx, t)
     assert proto.state_of("n2") is None
 
@@ -396,7 +406,7 @@ def test_dead_members_are_reaped_after_the_retention() -> None:
 def test_push_pull_reports_dead_as_suspect_and_the_victim_refutes() -> None:
     a = node(0, peers=4)
     dead = codec.encode_dead(codec.encode_name("n2"), 0, codec.encode_name("n0"))
-    a.handle_datagram(codec.HEADER_GOSSIP + b"\x01" + dead, meta(1).address, 1.0)
+    unanswered(a, codec.HEADER_GOSSIP + b"\x01" + dead, meta(1).address, 1.0)
     victim = node(2, peers=4)
     fx = victim.join([meta(0).address], 2.0)
     ((_addr, push),) = fx.datagrams
@@ -459,7 +469,7 @@ def test_a_member_held_down_that_pings_us_is_told_on_the_ack() -> None:
     proto = node(0, peers=3)
     n1 = codec.encode_name("n1")
     for forged in (codec.encode_left(n1, 0), codec.encode_dead(n1, 0, n1)):
-        proto.handle_datagram(codec.HEADER_GOSSIP + b"\x01" + forged, meta(2).address, 1.0)
+        unanswered(proto, codec.HEADER_GOSSIP + b"\x01" + forged, meta(2).address, 1.0)
     assert proto.state_of("n1") is MemberState.LEFT
     ping = codec.header_ping(77, codec.encode_name("n0")) + b"\x00"
     ((addr, ack),) = proto.handle_datagram(ping, meta(1).address, 1.1).datagrams

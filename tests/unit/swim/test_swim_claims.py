@@ -1,0 +1,124 @@
+"""A *dead* or *left* record heard from a third party about a member held alive is checked
+before it is believed: a forged one costs a ping, not a member."""
+
+from __future__ import annotations
+
+from jarvis_trio.swim import codec
+from jarvis_trio.swim.config import SwimConfig
+from jarvis_trio.swim.members import EventKind, MemberState
+from jarvis_trio.swim.protocol import T_CLAIM
+
+from .test_swim_protocol import CFG, decode, meta, node, timers_of
+
+N1 = codec.encode_name("n1")
+N2 = codec.encode_name("n2")
+
+
+def gossip(*updates: bytes) -> bytes:
+    return codec.HEADER_GOSSIP + bytes((len(updates),)) + b"".join(updates)
+
+
+def test_a_dead_claim_is_checked_and_an_ack_disproves_it() -> None:
+    proto = node(0, peers=4)
+    fx = proto.handle_datagram(gossip(codec.encode_dead(N1, 0, N2)), meta(3).address, 1.0)
+    assert proto.state_of("n1") is MemberState.ALIVE and fx.events == []
+    # the accused gets a ping carrying the claim, and ping-reqs go to helpers
+    pings = [(addr, decode(d)) for addr, d in fx.datagrams]
+    direct = [p for addr, p in pings if addr == meta(1).address]
+    assert len(direct) == 1 and direct[0].type == codec.PING and direct[0].target == "n1"
+    assert direct[0].updates is not None and direct[0].updates[0][:3] == (codec.DEAD, "n1", 0)
+    helpers = [p for addr, p in pings if addr != meta(1).address]
+    assert helpers and all(p.type == codec.PING_REQ and p.target == "n1" for p in helpers)
+    ((token, when),) = timers_of(fx, T_CLAIM)
+    assert when == 1.0 + 2 * CFG.probe_timeout
+
+    # the accused hears the claim on the ping and refutes on its ack
+    victim = node(1, peers=4)
+    (ack,) = victim.handle_datagram(
+        codec.header_ping(direct[0].seq, N1) + b"\x01" + codec.encode_dead(N1, 0, N2),
+        meta(0).address,
+        1.01,
+    ).datagrams
+    assert victim.incarnation == 1
+    back = proto.handle_datagram(ack[1], meta(1).address, 1.02)
+    assert proto.state_of("n1") is MemberState.ALIVE and proto.member("n1").incarnation == 1  # type: ignore[union-attr]
+    assert all(e.kind is not EventKind.DEAD for e in back.events)
+    assert proto.handle_timer(token, when).events == []  # answered: the timer is stale
+    assert proto.stats["claims_disproved"] == 1 and proto.stats["claims_confirmed"] == 0
+
+
+def test_silence_confirms_the_claim() -> None:
+    proto = node(0, peers=4)
+    fx = proto.handle_datagram(gossip(codec.encode_dead(N1, 0, N2)), meta(3).address, 1.0)
+    ((token, when),) = timers_of(fx, T_CLAIM)
+    out = proto.handle_timer(token, when)
+    assert [e.kind for e in out.events] == [EventKind.DEAD]
+    assert proto.state_of("n1") is MemberState.DEAD
+    assert proto.stats["claims_confirmed"] == 1
+
+
+def test_claims_during_a_check_join_it() -> None:
+    proto = node(0, peers=4)
+    first = proto.handle_datagram(gossip(codec.encode_dead(N1, 0, N2)), meta(3).address, 1.0)
+    again = proto.handle_datagram(
+        gossip(codec.encode_left(N1, 1), codec.encode_dead(N1, 0, N2)), meta(2).address, 1.1
+    )
+    assert timers_of(again, T_CLAIM) == [] and again.datagrams == []
+    assert proto.stats["claims_joined"] == 2
+    ((token, when),) = timers_of(first, T_CLAIM)
+    out = proto.handle_timer(token, when)  # the newest claim wins: left at incarnation 1
+    assert [e.kind for e in out.events] == [EventKind.LEFT]
+    assert proto.member("n1").incarnation == 1  # type: ignore[union-attr]
+
+
+def test_checks_are_bounded() -> None:
+    proto = node(0, SwimConfig(gossip_interval=None, max_relays=2), peers=6)
+    for j in (1, 2, 3):
+        proto.handle_datagram(
+            gossip(codec.encode_dead(codec.encode_name(f"n{j}"), 0, N2)), meta(5).address, 1.0
+        )
+    assert proto.stats["claims_checked"] == 2 and proto.stats["drop_claims_full"] == 1
+    assert proto.state_of("n3") is MemberState.ALIVE
+
+
+def test_a_left_heard_first_hand_is_believed_at_once() -> None:
+    proto = node(0, peers=4)
+    fx = proto.handle_datagram(gossip(codec.encode_left(N1, 0)), meta(1).address, 1.0)
+    assert [e.kind for e in fx.events] == [EventKind.LEFT]
+    assert timers_of(fx, T_CLAIM) == []
+
+
+def test_a_relayed_left_is_confirmed_by_the_leaving_nodes_ack() -> None:
+    """A leaving node puts its *left* record first on every ack: a relayed *left* is
+    confirmed within a round trip while the node is still up."""
+    proto = node(0, peers=4)
+    leaver = node(1, peers=4)
+    leaver.leave(1.0)
+    fx = proto.handle_datagram(gossip(codec.encode_left(N1, 0)), meta(2).address, 1.1)
+    assert proto.state_of("n1") is MemberState.ALIVE
+    ((_, ping),) = [(a, d) for a, d in fx.datagrams if a == meta(1).address]
+    (ack,) = leaver.handle_datagram(ping, meta(0).address, 1.11).datagrams
+    assert decode(ack[1]).updates[0][:2] == (codec.LEFT, "n1")  # type: ignore[index]
+    out = proto.handle_datagram(ack[1], meta(1).address, 1.12)
+    assert [e.kind for e in out.events] == [EventKind.LEFT]
+    assert proto.state_of("n1") is MemberState.LEFT
+
+
+def test_a_node_keeps_its_own_verdicts() -> None:
+    """Claims about members already down, or about this node, go the usual way."""
+    proto = node(0, peers=4)
+    fx = proto.handle_datagram(gossip(codec.encode_dead(N1, 0, N2)), meta(3).address, 1.0)
+    ((token, when),) = timers_of(fx, T_CLAIM)
+    proto.handle_timer(token, when)
+    again = proto.handle_datagram(gossip(codec.encode_left(N1, 0)), meta(3).address, 2.0)
+    assert timers_of(again, T_CLAIM) == [] and proto.state_of("n1") is MemberState.DEAD
+    me = proto.handle_datagram(
+        gossip(codec.encode_dead(codec.encode_name("n0"), 0, N2)), meta(3).address, 2.1
+    )
+    assert timers_of(me, T_CLAIM) == [] and proto.incarnation == 1  # refuted at once
+
+
+def test_check_claims_off_is_swims_blind_belief() -> None:
+    proto = node(0, SwimConfig(gossip_interval=None, check_claims=False), peers=4)
+    fx = proto.handle_datagram(gossip(codec.encode_dead(N1, 0, N2)), meta(3).address, 1.0)
+    assert [e.kind for e in fx.events] == [EventKind.DEAD] and timers_of(fx, T_CLAIM) == []
