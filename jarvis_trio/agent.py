@@ -272,7 +272,8 @@ class Agent:
         # messages; each message costs one helper coroutine (_dispatch), measured at under
         # 1 % of an in-process request
         inbox = self._inbox
-        respond = self.peers._respond
+        peers = self.peers
+        node = peers.node_id
         correlation = CURRENT_CORRELATION
         tracing = _tracing.active
         burst = 0
@@ -291,17 +292,12 @@ class Agent:
             correlation.set(message.correlation_id)  # log records name the message
             if tracing():
                 operation = "request" if message.type == REQUEST else "notify"
-                node = self.peers.node_id
                 with _tracing.server_span(operation, message.traceparent, self.agent_id, node):
-                    await self._dispatch(message, respond)
+                    await self._dispatch(message, peers, node)
             else:
-                await self._dispatch(message, respond)
+                await self._dispatch(message, peers, node)
 
-    async def _dispatch(
-        self,
-        message: IncomingMessage,
-        respond: Callable[[IncomingMessage, dict[str, Any]], Awaitable[bool]],
-    ) -> None:
+    async def _dispatch(self, message: IncomingMessage, peers: PeerClient, node: str) -> None:
         kind = message.type
         if kind == NOTIFY:
             try:
@@ -317,10 +313,13 @@ class Agent:
                 reply = self._failed_request(message, exc)
             if reply is not None:
                 try:
-                    await respond(message, reply)
+                    if message.sender_node == node:  # the requester is on this node
+                        peers._respond_here(message, reply)
+                    else:
+                        await peers._respond(message, reply)
                 except (PayloadError, PayloadTooLarge) as exc:
                     self._logger.exception("reply to %s refused", message.correlation_id)
-                    await respond(message, failure_reply(exc))
+                    await peers._respond(message, failure_reply(exc))
 
     def _failed_request(self, message: IncomingMessage, exc: Exception) -> dict[str, Any]:
         self._logger.warning(

@@ -334,7 +334,7 @@ class PeerClient(ClientCore):
         entry, msg, inbox, info = prepared
         router = self._router
         traffic = router.traffic
-        counts = traffic.role(info.role) if traffic.enabled else None
+        counts = traffic.by_role[info.role] if traffic.enabled else None
         if counts is not None:
             counts.sent += 1
         reply: IncomingMessage | None
@@ -456,13 +456,31 @@ class PeerClient(ClientCore):
         response: dict[str, Any],
         context: dict[str, Any] | None = None,
     ) -> bool:
+        reply = self._reply(message, response, context)
+        router = self._router
+        if message.sender_node == router.node_id:  # same node: never blocks
+            return router.pending.resolve(reply)
+        return await router.send_response(reply, message.sender_node)
+
+    def _respond_here(self, message: IncomingMessage, response: dict[str, Any]) -> bool:
+        """:meth:`respond` to a request sent from this node: nothing to wait for, so no
+        coroutine (the agent's loop calls it for every same-node request it answers)."""
+        return self._router.pending.resolve(self._reply(message, response))
+
+    def _reply(
+        self,
+        message: IncomingMessage,
+        response: dict[str, Any],
+        context: dict[str, Any] | None = None,
+    ) -> IncomingMessage:
+        """The checked response to ``message`` (the context defaults to the request's)."""
         if not isinstance(message, IncomingMessage) or not message.is_request:
             raise ValueError("respond() needs a request message received from peers")
         router = self._router
         data, ctx = self._checked(
             response, message.context if context is None else context, "response"
         )
-        reply = IncomingMessage(
+        return IncomingMessage(
             self._agent_id,
             router.node_id,
             RESPONSE,
@@ -472,9 +490,6 @@ class PeerClient(ClientCore):
             ctx,
             message.sender,
         )
-        if message.sender_node == router.node_id:  # same node: never blocks
-            return router.pending.resolve(reply)
-        return await router.send_response(reply, message.sender_node)
 
     @trio_side
     async def broadcast(

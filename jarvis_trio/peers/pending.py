@@ -24,7 +24,7 @@ from __future__ import annotations
 
 import heapq
 import math
-from collections import OrderedDict
+from collections import OrderedDict, deque
 from typing import TYPE_CHECKING, Literal
 
 import trio
@@ -38,6 +38,8 @@ __all__ = ["DEFAULT_MAX_PENDING", "PendingEntry", "PendingTable", "Status"]
 DEFAULT_MAX_PENDING = 65_536  # waiting requests per node; beyond it new ones are refused
 _TOMBSTONES = 4096  # expired ask_async ids remembered, oldest forgotten first
 TICK = 0.005  # resolution of request deadlines, seconds
+_IN_QUEUE = -1  # PendingEntry.tick of an entry whose deadline sits in the queue, not the wheel
+_QUEUE_SLACK = 48  # answered entries the deadline queue may hold beyond twice the live ones
 
 Status = Literal["pending", "ready", "expired", "unknown"]
 
@@ -70,7 +72,7 @@ class PendingEntry:
         self.reply: IncomingMessage | None = None
         self.task: trio.lowlevel.Task | None = None
         self.event: trio.Event | None = None
-        self.tick = 0
+        self.tick = _IN_QUEUE
 
     def abort(self, _: object) -> trio.lowlevel.Abort:
         """Abort function of a task parked on this entry: a cancelled wait removes the entry
@@ -83,10 +85,18 @@ class PendingEntry:
 class PendingTable:
     """Pending requests of one node; every method is called from the node's Trio thread.
 
-    Deadlines are kept in a timer wheel of :data:`TICK`-second buckets rather than one
-    cancel scope per request: arming and disarming are a set insertion and removal, and the
-    reaper sleeps until the earliest non-empty bucket. A timeout therefore fires up to one
-    tick late, never early.
+    Deadlines are kept without one cancel scope per request, in two places:
+
+    * a queue in arming order, for every deadline no earlier than the last one queued -- the
+      common case, since requests made with one timeout expire in the order they were made.
+      Arming is an append; an answered entry is not searched for but left there and skipped
+      when reached, and the queue is rebuilt from the live entries whenever the answered ones
+      outnumber them (amortised O(1)), so it stays within a constant factor of the entries;
+    * a timer wheel of :data:`TICK`-second buckets for the others (a short timeout after a
+      long one): arming and disarming are a set insertion and removal. Such a timeout fires
+      up to one tick late, never early.
+
+    The reaper sleeps until the earlier of the queue's head and the first non-empty bucket.
     """
 
     def __init__(self, limit: int = DEFAULT_MAX_PENDING) -> None:
@@ -104,6 +114,7 @@ class PendingTable:
         self._buckets: dict[int, set[str]] = {}
         self._ticks: list[int] = []
         self._newest = 0  # the latest tick armed: its bucket is kept even when empty
+        self._queue: deque[PendingEntry] = deque()  # deadlines in arming order (see above)
         self._reaper_scope: trio.CancelScope | None = None
 
     def __len__(self) -> int:
@@ -141,6 +152,21 @@ class PendingTable:
         return entry
 
     def _arm(self, key: str, entry: PendingEntry, deadline: float) -> None:
+        queue = self._queue
+        if not queue:
+            queue.append(entry)
+            scope = self._reaper_scope
+            if scope is not None and deadline < scope.deadline:
+                scope.deadline = deadline
+            return
+        if deadline >= queue[-1].deadline:
+            queue.append(entry)
+            if len(queue) > 2 * len(self._entries) + _QUEUE_SLACK:
+                entries = self._entries
+                live = [e for e in queue if entries.get(e.key) is e]
+                queue.clear()
+                queue.extend(live)
+            return
         tick = entry.tick = math.ceil(deadline / TICK)
         buckets = self._buckets
         bucket = buckets.get(tick)
@@ -162,6 +188,8 @@ class PendingTable:
         if self._entries.pop(key, None) is None:
             return
         tick = entry.tick
+        if tick == _IN_QUEUE:
+            return  # skipped when the queue reaches it
         bucket = self._buckets.get(tick)
         if bucket is not None:
             bucket.discard(key)
@@ -185,9 +213,9 @@ class PendingTable:
 
     @property
     def timer_buckets(self) -> int:
-        """Buckets and heap slots the deadline wheel holds now (bounded by the pending
-        entries, not by the timeout length)."""
-        return len(self._buckets) + len(self._ticks)
+        """Queue slots, buckets and heap slots the deadlines hold now (bounded by the
+        pending entries, not by the timeout length)."""
+        return len(self._queue) + len(self._buckets) + len(self._ticks)
 
     async def wait(self, request_id: str, entry: PendingEntry) -> IncomingMessage | None:
         """Park the calling task until the entry is resolved (a reply, its deadline, a
@@ -292,25 +320,40 @@ class PendingTable:
         """End entries at their deadlines: a ``request()`` gets ``None``, an ``ask_async()``
         entry is removed (and remembered as expired). Runs in the node's nursery."""
         ticks = self._ticks
+        queue = self._queue
+        entries = self._entries
         while True:
             now = trio.current_time()
             while ticks and ticks[0] * TICK <= now:
-                bucket = self._buckets.pop(heapq.heappop(ticks), ())
-                for key in bucket:
-                    entry = self._entries.get(key)
-                    if entry is None:
-                        continue
-                    if entry.is_async:
-                        self._expire(key, entry)
-                    elif not entry.done:
-                        self.timed_out += 1
-                        self._finish(key, entry, None)
-            with trio.CancelScope(deadline=ticks[0] * TICK if ticks else math.inf) as scope:
+                for key in self._buckets.pop(heapq.heappop(ticks), ()):
+                    entry = entries.get(key)
+                    if entry is not None:
+                        self._deadline_passed(key, entry)
+            while queue:
+                entry = queue[0]
+                if entries.get(entry.key) is not entry:
+                    queue.popleft()  # answered (or cancelled) meanwhile
+                elif entry.deadline <= now:
+                    queue.popleft()
+                    self._deadline_passed(entry.key, entry)
+                else:
+                    break
+            wake = min(
+                ticks[0] * TICK if ticks else math.inf, queue[0].deadline if queue else math.inf
+            )
+            with trio.CancelScope(deadline=wake) as scope:
                 self._reaper_scope = scope
                 try:
                     await trio.sleep_forever()
                 finally:
                     self._reaper_scope = None
+
+    def _deadline_passed(self, key: str, entry: PendingEntry) -> None:
+        if entry.is_async:
+            self._expire(key, entry)
+        elif not entry.done:
+            self.timed_out += 1
+            self._finish(key, entry, None)
 
     def _expire(self, key: str, entry: PendingEntry) -> None:
         del self._entries[key]

@@ -21,7 +21,7 @@ from typing import Any
 
 from .._histogram import SECONDS, Histogram
 
-__all__ = ["LATENCY_BUCKETS", "MAX_ROLES", "OTHER_ROLE", "RoleTraffic", "Traffic"]
+__all__ = ["LATENCY_BUCKETS", "MAX_ROLES", "OTHER_ROLE", "RoleTraffic", "RolesTraffic", "Traffic"]
 
 LATENCY_BUCKETS = SECONDS
 """Upper bounds (seconds) of the request latency histogram; one more bucket is +Inf."""
@@ -72,6 +72,21 @@ class RoleTraffic:
         }
 
 
+class RolesTraffic(dict[str, RoleTraffic]):
+    """Role -> :class:`RoleTraffic`, made on first use: ``by_role[role]`` is one C-level
+    look-up on the hot path. Past :data:`MAX_ROLES` roles, a new role reads (and counts
+    into) :data:`OTHER_ROLE`'s entry without being added."""
+
+    def __missing__(self, role: str) -> RoleTraffic:
+        if len(self) >= MAX_ROLES:
+            role = OTHER_ROLE
+            found = self.get(role)
+            if found is not None:
+                return found
+        found = self[role] = RoleTraffic()
+        return found
+
+
 class Traffic:
     """Every role's :class:`RoleTraffic`, plus broadcast counts, for one node."""
 
@@ -79,20 +94,13 @@ class Traffic:
 
     def __init__(self) -> None:
         self.enabled = True
-        self.by_role: dict[str, RoleTraffic] = {}
+        self.by_role = RolesTraffic()
         self.broadcasts = 0
         self.broadcast_deliveries = 0
 
     def role(self, role: str) -> RoleTraffic:
         """The counters of ``role`` (of :data:`OTHER_ROLE` past :data:`MAX_ROLES` roles)."""
-        found = self.by_role.get(role)
-        if found is None:
-            if len(self.by_role) >= MAX_ROLES:
-                role = OTHER_ROLE
-                found = self.by_role.get(role)
-            if found is None:
-                found = self.by_role[role] = RoleTraffic()
-        return found
+        return self.by_role[role]
 
     def as_dict(self) -> dict[str, Any]:
         """JSON form (``/stats`` ``requests``)."""

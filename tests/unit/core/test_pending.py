@@ -200,12 +200,64 @@ def test_request_ids_come_from_the_os_csprng(monkeypatch: pytest.MonkeyPatch) ->
     assert ids[0] == "req-100000000000" and ids[340] == "req-100000000154"
     assert drawn == [2048]
     assert router.new_id("async-") == "async-200000000000"  # the next batch
-    assert router.random_hex(8) == "20000000"
-    assert drawn == [2048, 2048]
+    assert router.random_hex(8) == "30000000"  # the ids took the whole second one
+    assert drawn == [2048, 2048, 2048]
     _after_fork()  # a forked child never reuses the parent's batch
-    assert router.new_id("req-") == "req-300000000000"
+    assert router.new_id("req-") == "req-400000000000"
     monkeypatch.undo()
     random.seed(7)
     first = router.new_id("req-")
     random.seed(7)
     assert router.new_id("req-") != first  # not the process PRNG
+
+
+async def test_deadlines_fire_in_order_whether_queued_or_in_the_wheel(
+    autojump_clock: trio.abc.Clock,
+) -> None:
+    """Long timeouts first go to the arming-order queue, a shorter one after them to the
+    wheel; answered entries in the queue are skipped; each waiter wakes at its own deadline
+    (the wheel's up to one tick late), never early."""
+    table = PendingTable()
+    start = trio.current_time()
+    timeouts = {"q1": 3.0, "q2": 3.0, "answered": 3.5, "q3": 4.0, "wheel": 1.0, "q4": 5.0}
+    woke: dict[str, float] = {}
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(table.reap_forever)
+        entries = {}
+        for key, timeout in timeouts.items():
+            entry = table.open_request(key, "n1", start + timeout)
+            assert entry is not None
+            entries[key] = entry
+
+        async def waiter(key: str) -> None:
+            assert await table.wait(key, entries[key]) is None
+            woke[key] = trio.current_time() - start
+
+        async with trio.open_nursery() as waiters:
+            for key in timeouts:
+                if key != "answered":
+                    waiters.start_soon(waiter, key)
+            await trio.testing.wait_all_tasks_blocked()
+            assert table.resolve(reply("answered"))
+            assert table.timer_buckets == 5 + 2  # five queued (one answered), a bucket, a tick
+        nursery.cancel_scope.cancel()
+    assert set(woke) == set(timeouts) - {"answered"}
+    for key, at in woke.items():
+        slack = TICK + 1e-9 if key == "wheel" else 1e-9
+        assert timeouts[key] <= at <= timeouts[key] + slack, key
+    assert table.timed_out == 5 and len(table) == 0 and table.timer_buckets <= 2
+
+
+async def test_the_queue_keeps_within_twice_the_live_entries(
+    autojump_clock: trio.abc.Clock,
+) -> None:
+    table = PendingTable()
+    start = trio.current_time()
+    live = [table.open_request(f"live-{n}", "n1", start + 60) for n in range(10)]
+    assert all(live)
+    for n in range(1000):  # answered at once, all with the same timeout
+        entry = table.open_request(f"req-{n}", "n1", start + 60 + n * 1e-3)
+        assert entry is not None
+        assert table.resolve(reply(f"req-{n}"))
+        assert table.timer_buckets <= 2 * (len(table) + 1) + 48 + 1
+    assert len(table) == 10
