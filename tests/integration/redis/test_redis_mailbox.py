@@ -12,6 +12,7 @@ import pytest
 import redis
 import trio
 import trio.testing
+from mailbox_waits import received_after
 
 from jarvis_trio.config import MeshConfig
 from jarvis_trio.errors import MailboxError, MailboxFull, PayloadError
@@ -95,18 +96,13 @@ async def test_blocking_receive_wakes_when_a_message_arrives(redis_server: Redis
         open_mailbox_hub(config, "node-a") as hub_a,
         open_mailbox_hub(config, "node-b") as hub_b,
     ):
-        bob = hub_b.mailbox_for(bob_id)
-        received: list[MailboxMessage | None] = []
+        alice = hub_a.mailbox_for("alice")
 
-        async def reader() -> None:
-            received.append(await bob.receive())
+        async def send() -> None:
+            alice.send(bob_id, {"wake": "up"})
 
-        with trio.fail_after(10):
-            async with trio.open_nursery() as nursery:
-                nursery.start_soon(reader)
-                await trio.testing.wait_all_tasks_blocked()
-                hub_a.mailbox_for("alice").send(bob_id, {"wake": "up"})
-        assert received[0] is not None and received[0].payload == {"wake": "up"}
+        message = await received_after(hub_b.mailbox_for(bob_id), send)
+        assert message is not None and message.payload == {"wake": "up"}
 
 
 async def test_receive_times_out_with_none(redis_server: RedisServer) -> None:

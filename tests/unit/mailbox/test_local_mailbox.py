@@ -7,6 +7,7 @@ from collections.abc import AsyncIterator
 import pytest
 import trio
 import trio.testing
+from mailbox_waits import received_after
 
 from jarvis_trio.config import MeshConfig
 from jarvis_trio.errors import MailboxError, MailboxFull, PayloadError, PayloadTooLarge
@@ -200,17 +201,10 @@ async def test_bad_sends_fail_at_the_call(hub: InProcessHub) -> None:
 async def test_send_from_another_thread_wakes_the_receiver() -> None:
     async with open_mailbox_hub(make_config(), "n1") as opened:
         alice, bob = opened.mailbox_for("alice"), opened.mailbox_for("bob")
-        received = []
-
-        async def reader() -> None:
-            received.append(await bob.receive())
-
-        with trio.fail_after(10):
-            async with trio.open_nursery() as nursery:
-                nursery.start_soon(reader)
-                await trio.testing.wait_all_tasks_blocked()
-                await trio.to_thread.run_sync(alice.send, "bob", {"from": "thread"})
-        assert received[0] is not None and received[0].payload == {"from": "thread"}
+        message = await received_after(
+            bob, lambda: trio.to_thread.run_sync(alice.send, "bob", {"from": "thread"})
+        )
+        assert message is not None and message.payload == {"from": "thread"}
 
 
 def test_settings_are_checked() -> None:
