@@ -17,6 +17,8 @@ import pytest
 
 from jarvis_trio import MeshConfig
 
+from .cli_cluster import python
+
 README = Path(__file__).resolve().parents[2] / "README.md"
 
 
@@ -36,14 +38,7 @@ def test_readme_agent_example_runs(tmp_path: Path, host: str) -> None:
         program = program.replace("trio.run(main)", "import asyncio\nasyncio.run(main())")
     script = tmp_path / "agent.py"
     script.write_text(program, encoding="utf-8")
-    result = subprocess.run(
-        [sys.executable, str(script)],
-        cwd=tmp_path,
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
+    result = python(str(script), cwd=tmp_path, env=None, timeout=60)
     assert result.returncode == 0, result.stderr
     assert "{'summary': '3 rows look fine'}" in result.stdout
 
