@@ -34,6 +34,7 @@ import trio
 import trio_util
 
 from jarvis_trio.agent import CustomAgent
+from jarvis_trio.bench.questions._agents import Caller
 from jarvis_trio.cluster import ClusterNode
 from jarvis_trio.mesh import Mesh, open_mesh
 from jarvis_trio.peers.messages import IncomingMessage
@@ -66,13 +67,6 @@ class Hang(CustomAgent):
     async def on_peer_request(self, message: IncomingMessage) -> None:
         # No reply: the requester waits until it learns that this node is gone.
         self.held.value += 1
-
-
-class Caller(CustomAgent):
-    role = "caller"
-
-    async def run(self) -> None:
-        return None
 
 
 class _State:
