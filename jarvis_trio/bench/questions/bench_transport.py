@@ -492,6 +492,39 @@ def run(quick: bool) -> list[Result]:
                 f"{lost:.0f} lost of {stream_n}, counted at the receiver",
             ),
         ]
+    # The targets, as ratios taken within each round (the three measurements of a
+    # round share the machine's load), then the median over rounds.
+    rounds = list(zip(raw_runs, bridge_runs, mesh_runs, strict=True))
+    p50_ratio = median([m["seq_p50_us"] / r[1] for r, _b, m in rounds])
+    conc_share = median([m["conc_rate"] / r[2] for r, _b, m in rounds])
+    stream_share = median([m["stream_rate"] / b["stream_rate"] for _r, b, m in rounds])
+    mesh_lost = max(m["stream_lost"] for m in mesh_runs)
+    results += [
+        Result(
+            "PeerClient sequential p50 / raw pyzmq p50 (same round)",
+            p50_ratio,
+            "x",
+            "<= 2",
+            p50_ratio <= 2,
+            f"median of {runs} round(s)",
+        ),
+        Result(
+            "PeerClient 64 requesters / raw pyzmq 64 in flight (same round)",
+            conc_share * 100,
+            "%",
+            ">= 80",
+            conc_share >= 0.8,
+            f"median of {runs} round(s)",
+        ),
+        Result(
+            "PeerClient notify stream / bridge-only stream (same round)",
+            stream_share * 100,
+            "%",
+            ">= 80, 0 lost",
+            stream_share >= 0.8 and mesh_lost == 0,
+            f"median of {runs} round(s); {mesh_lost:.0f} lost",
+        ),
+    ]
     start = fig(mesh_runs, "start_s")
     results.append(
         Result(
