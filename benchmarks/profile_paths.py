@@ -13,7 +13,9 @@
 
 and prints the number of operations; the asyncio paths also print the CPU time each of the two
 threads spent per operation (``time.thread_time``), which a wall-clock profile cannot separate
-from waiting for the GIL. Profile it with, for example::
+from waiting for the GIL, and the cross-node paths the CPU per operation of the requesting
+node's Trio thread and I/O thread and of the whole far process (from ``/proc``), plus the
+requesting process's context switches per operation. Profile it with, for example::
 
     py-spy record --threads --idle --format raw -o /tmp/cross.txt -- \\
         python -m benchmarks.profile_paths cross
@@ -27,7 +29,10 @@ from __future__ import annotations
 import argparse
 import asyncio
 import collections
+import os
 import re
+import resource
+import threading
 import time
 from typing import Any
 
@@ -46,6 +51,38 @@ from jarvis_trio.mesh import Mesh, open_mesh
 PAYLOAD = {"need": "clarification", "entity": "Entity_X", "n": [1, 2, 3]}
 
 
+def _proc_cpu(stat: str) -> float:
+    """utime + stime, in seconds, of a ``/proc/.../stat`` file."""
+    with open(stat, encoding="ascii") as file:
+        fields = file.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+class _CrossCPU:
+    """CPU per operation of the requesting Trio thread, its I/O thread and the far process."""
+
+    def __init__(self, far_pid: int) -> None:
+        io = next(t for t in threading.enumerate() if t.name == "jarvis-zmq-near")
+        self._stats = (f"/proc/self/task/{io.native_id}/stat", f"/proc/{far_pid}/stat")
+        self._start = self._read()
+
+    def _read(self) -> tuple[float, float, float, int, int]:
+        usage = resource.getrusage(resource.RUSAGE_SELF)
+        io, far = (_proc_cpu(stat) for stat in self._stats)
+        return time.thread_time(), io, far, usage.ru_nvcsw, usage.ru_nivcsw
+
+    def report(self, done: int) -> str:
+        end = self._read()
+        trio_s, io_s, far_s, vcsw, ivcsw = (b - a for a, b in zip(self._start, end, strict=True))
+        per = 1e6 / max(done, 1)
+        return (
+            f"CPU per operation: near Trio thread {trio_s * per:.1f} us, near I/O thread "
+            f"{io_s * per:.1f} us, far process {far_s * per:.1f} us; near context switches "
+            f"per operation {vcsw / max(done, 1):.2f} voluntary, {ivcsw / max(done, 1):.2f} "
+            "involuntary"
+        )
+
+
 async def _cross(seconds: float, what: str) -> int:
     far = await trio.to_thread.run_sync(_PeerProcess, "transport_node")
     done = 0
@@ -59,6 +96,7 @@ async def _cross(seconds: float, what: str) -> int:
                 await _discoverable(near, "sink")
             peers = near.agents[0].peers
             await peers.request(echo_id, PAYLOAD, timeout=5)
+            cpu = _CrossCPU(far.proc.pid)
             deadline = time.perf_counter() + seconds
             if what == "cross":
                 while time.perf_counter() < deadline:
@@ -80,6 +118,7 @@ async def _cross(seconds: float, what: str) -> int:
                     for i in range(1000):
                         await peers.notify(sink_id, {"i": i})
                     done += 1000
+            print(cpu.report(done))
     finally:
         await trio.to_thread.run_sync(far.close)
     return done

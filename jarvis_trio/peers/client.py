@@ -238,16 +238,9 @@ class PeerClient(ClientCore):
     ) -> bool:
         """Fire and forget. ``True`` once handed to a live route, ``False`` if ``target``
         cannot be resolved or its inbox stays full for the node's ``notify_timeout``."""
-        return await self._traced("notify", target, self._notify, target, message, context)
-
-    def _traced(
-        self, operation: str, target: str, call: Callable[..., Coroutine[Any, Any, T]], *args: Any
-    ) -> Coroutine[Any, Any, T]:
-        """``call(*args, traceparent)``: inside a client span when tracing is on, else
-        directly (with ``None``) -- no extra coroutine on the untraced hot path."""
         if _tracing.active():
-            return self._in_span(operation, target, call, args)
-        return call(*args, None)
+            return await self._in_span("notify", target, self._notify, (target, message, context))
+        return await self._notify(target, message, context, None)
 
     async def _in_span(
         self,
@@ -256,6 +249,8 @@ class PeerClient(ClientCore):
         call: Callable[..., Coroutine[Any, Any, T]],
         args: tuple[Any, ...],
     ) -> T:
+        """``call(*args, traceparent)`` inside a client span (tracing on; the untraced hot
+        path calls the method directly, with ``None``)."""
         with _tracing.client_span(operation, target, self._router.node_id) as traceparent:
             return await call(*args, traceparent)
 
@@ -301,8 +296,11 @@ class PeerClient(ClientCore):
     ) -> dict[str, Any] | None:
         """Send a request and wait for the reply dict; ``None`` on an unresolved target, a
         send failure, a timeout, a dead target node or a stopping node."""
-        exchange = self._exchange
-        reply = await self._traced("request", target, exchange, target, message, timeout, context)
+        if _tracing.active():
+            args = (target, message, timeout, context)
+            reply = await self._in_span("request", target, self._exchange, args)
+        else:
+            reply = await self._exchange(target, message, timeout, context, None)
         return None if reply is None else reply.data
 
     @trio_side
@@ -314,8 +312,10 @@ class PeerClient(ClientCore):
         context: dict[str, Any] | None = None,
     ) -> IncomingMessage | None:
         """Like :meth:`request` but returns the whole response message (sender, context)."""
-        exchange = self._exchange
-        return await self._traced("request", target, exchange, target, message, timeout, context)
+        if _tracing.active():
+            args = (target, message, timeout, context)
+            return await self._in_span("request", target, self._exchange, args)
+        return await self._exchange(target, message, timeout, context, None)
 
     async def _exchange(
         self,
@@ -497,7 +497,9 @@ class PeerClient(ClientCore):
     ) -> int:
         """Notify every other agent in the mesh (one message per agent, concurrently);
         returns how many were delivered."""
-        return await self._traced("broadcast", "*", self._broadcast, message, context)
+        if _tracing.active():
+            return await self._in_span("broadcast", "*", self._broadcast, (message, context))
+        return await self._broadcast(message, context, None)
 
     async def _broadcast(
         self, message: dict[str, Any], context: dict[str, Any] | None, traceparent: str | None
@@ -567,8 +569,10 @@ class PeerClient(ClientCore):
         """Send a request without waiting; returns its id (``async-`` + 12 hex) for
         :meth:`check_inbox`. The entry expires ``timeout`` seconds from now. Raises
         ``ValueError`` when the target cannot be resolved or the message cannot be sent."""
-        ask = self._ask_async
-        return await self._traced("ask_async", target, ask, target, message, timeout, context)
+        if _tracing.active():
+            args = (target, message, timeout, context)
+            return await self._in_span("ask_async", target, self._ask_async, args)
+        return await self._ask_async(target, message, timeout, context, None)
 
     async def _ask_async(
         self,
