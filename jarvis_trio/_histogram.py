@@ -45,7 +45,7 @@ to a slow handler; one more bucket is ``+Inf``."""
 class Histogram:
     """Counts of observed values per bucket, their number and their sum."""
 
-    __slots__ = ("_count", "_counts", "_pending", "_sum", "bounds")
+    __slots__ = ("_count", "_counts", "_sum", "bounds", "pending")
 
     def __init__(self, bounds: Sequence[float]) -> None:
         if list(bounds) != sorted(set(bounds)) or not bounds:
@@ -54,18 +54,21 @@ class Histogram:
         self._counts = [0] * (len(self.bounds) + 1)
         self._count = 0
         self._sum = 0.0
-        self._pending: list[float] = []
+        self.pending: list[float] = []
+        """Values observed and not folded yet. A hot path may append to it directly (one C
+        call instead of :meth:`observe`) provided it calls :meth:`fold` once it holds
+        :data:`FOLD_EVERY` values."""
 
     def observe(self, value: float) -> None:
         """Count one value (seconds, for the runtime's histograms)."""
-        pending = self._pending
+        pending = self.pending
         pending.append(value)
         if len(pending) >= FOLD_EVERY:
             self.fold()
 
     def fold(self) -> None:
         """Move the values observed since the last fold into the counts."""
-        pending = self._pending
+        pending = self.pending
         if not pending:
             return
         pending.sort()
@@ -86,7 +89,7 @@ class Histogram:
     @property
     def count(self) -> int:
         """How many values were observed."""
-        return self._count + len(self._pending)
+        return self._count + len(self.pending)
 
     @property
     def sum(self) -> float:

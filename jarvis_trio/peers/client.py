@@ -21,10 +21,11 @@ from typing import TYPE_CHECKING, Any, TypeVar
 import trio
 
 from .. import _tracing
+from .._histogram import FOLD_EVERY
 from .._sides import HostSlot, trio_side
 from ..payload import checked_context, checked_copy
 from .messages import NOTIFY, REQUEST, RESPONSE, IncomingMessage
-from .pending import PendingEntry, Status
+from .pending import Status
 from .strategies import SelectionState
 
 if TYPE_CHECKING:
@@ -328,11 +329,33 @@ class PeerClient(ClientCore):
         """Send a request and park until its response, its deadline or the node stopping;
         the pending entry is removed whichever way the call ends."""
         await trio.lowlevel.checkpoint_if_cancelled()
-        prepared = self._prepare_request(target, message, timeout, context, traceparent)
-        if prepared is None:
-            return None
-        entry, msg, inbox, info = prepared
+        # check the payload, resolve the target, open the pending entry: nothing that can
+        # raise comes after the entry is opened and before the try block that removes it
         router = self._router
+        if type(timeout) is not float or not 0 <= timeout < math.inf:
+            timeout = _checked_timeout("timeout", timeout, allow_none=False)  # type: ignore[assignment]
+        data, ctx = self._checked(message, context)
+        found = self._resolve(target)
+        if found is None or not router.accepting:
+            router.stats.request_failed += 1
+            return None
+        info, inbox = found
+        request_id = router.new_id("req-")
+        entry = router.pending.open_request(request_id, info.node_id, router.now() + timeout)
+        if entry is None:
+            router.stats.request_failed += 1
+            return None
+        msg = IncomingMessage(
+            self._agent_id,
+            router.node_id,
+            REQUEST,
+            data,
+            request_id,
+            time.time(),
+            ctx,
+            info.agent_id,
+            traceparent,
+        )
         traffic = router.traffic
         counts = traffic.by_role[info.role] if traffic.enabled else None
         if counts is not None:
@@ -360,51 +383,17 @@ class PeerClient(ClientCore):
             if reply is not None:
                 if reply.sender_node == router.node_id:
                     # both ends stamped by this node's clock: no clock read to time it
-                    counts.observe(reply.timestamp - msg.timestamp)
+                    latencies = counts.latency.pending  # Histogram.observe, inlined
+                    latencies.append(reply.timestamp - msg.timestamp)
+                    if len(latencies) >= FOLD_EVERY:
+                        counts.latency.fold()
                 else:  # started at deadline - timeout: no clock read at the start either
-                    counts.observe(router.now() - entry.deadline + float(timeout))
+                    counts.observe(router.now() - entry.deadline + timeout)
             elif router.now() >= entry.deadline:
                 counts.timed_out += 1
             else:
                 counts.failed += 1
         return reply
-
-    def _prepare_request(
-        self,
-        target: str,
-        message: dict[str, Any],
-        timeout: float,
-        context: dict[str, Any] | None,
-        traceparent: str | None,
-    ) -> tuple[PendingEntry, IncomingMessage, AgentInbox | None, PeerInfo] | None:
-        """Check the payload, resolve the target and open the pending entry; ``None`` (counted)
-        when the request cannot be made. Synchronous: nothing to clean up if it raises."""
-        router = self._router
-        if type(timeout) is not float or not 0 <= timeout < math.inf:
-            timeout = _checked_timeout("timeout", timeout, allow_none=False)  # type: ignore[assignment]
-        data, ctx = self._checked(message, context)
-        found = self._resolve(target)
-        if found is None or not router.accepting:
-            router.stats.request_failed += 1
-            return None
-        info, inbox = found
-        request_id = router.new_id("req-")
-        entry = router.pending.open_request(request_id, info.node_id, router.now() + timeout)
-        if entry is None:
-            router.stats.request_failed += 1
-            return None
-        msg = IncomingMessage(
-            self._agent_id,
-            router.node_id,
-            REQUEST,
-            data,
-            request_id,
-            time.time(),
-            ctx,
-            info.agent_id,
-            traceparent,
-        )
-        return entry, msg, inbox, info
 
     def _outgoing(
         self,

@@ -133,7 +133,15 @@ class PendingTable:
             return None
         entry = entries[request_id] = PendingEntry(self, request_id, node_id, deadline, False)
         if deadline < math.inf:
-            self._arm(request_id, entry, deadline)
+            queue = self._queue  # _arm's common case, inlined
+            if (
+                queue
+                and deadline >= queue[-1].deadline
+                and len(queue) <= 2 * len(entries) + _QUEUE_SLACK
+            ):
+                queue.append(entry)
+            else:
+                self._arm(request_id, entry, deadline)
         return entry
 
     def open_async(self, request_id: str, node_id: str, deadline: float) -> PendingEntry | None:
@@ -308,7 +316,10 @@ class PendingTable:
             if entry.event is not None:
                 entry.event.set()
             return
-        self._remove(key, entry)
+        if entry.tick == _IN_QUEUE:  # _remove's common case, inlined
+            self._entries.pop(key, None)
+        else:
+            self._remove(key, entry)
         task = entry.task
         if task is not None:
             entry.task = None

@@ -22,7 +22,7 @@ def test_buckets_sum_and_count_match_one_bisect_per_value() -> None:
     for value in values:
         histogram.observe(value)
         expected[bisect_left(BOUNDS, max(value, 0.0))] += 1
-        assert len(histogram._pending) < FOLD_EVERY  # bounded between reads
+        assert len(histogram.pending) < FOLD_EVERY  # bounded between reads
     assert histogram.buckets == expected
     assert histogram.count == len(values)
     assert histogram.sum == pytest.approx(sum(max(v, 0.0) for v in values))
