@@ -84,10 +84,11 @@ class _Group(Managed):
         server.start()
         return server
 
-    def _until(self, condition: Callable[[], bool], timeout: float, what: str) -> None:
+    def wait_until(self, condition: Callable[[], bool], timeout: float, what: str) -> None:
         """Return once ``condition()`` holds: checked now, then again after each line any
-        server of the group logs (or its exit). A Redis error counts as "not yet": a node
-        still starting or just killed."""
+        server of the group logs (or its exit), so it suits a change Redis logs. A Redis error
+        counts as "not yet": a node still starting or just killed. ``RedisServerError`` after
+        ``timeout`` seconds."""
         deadline = time.monotonic() + timeout
         while True:
             rung = self.bell.rung
@@ -171,7 +172,7 @@ class RedisClusterServers(_Group):
             raise RedisServerError(
                 f"redis-cli --cluster create failed:\n{done.stdout}{done.stderr}"
             )
-        self._until(self._healthy, self.start_timeout, "the cluster to serve every slot")
+        self.wait_until(self._healthy, self.start_timeout, "the cluster to serve every slot")
 
     def _healthy(self) -> bool:
         for server in self.servers:
@@ -236,7 +237,7 @@ class RedisClusterServers(_Group):
                     return _cluster_info(node["port"]).get("cluster_state") == "ok"
             return False
 
-        self._until(promoted, timeout, f"a replica of port {old_master.port} to take its slots")
+        self.wait_until(promoted, timeout, f"a replica of port {old_master.port} to take its slots")
         master = self._master_serving(slot)
         if master is None:
             raise RedisServerError("failover finished but no master serves the slot")
@@ -276,7 +277,7 @@ class RedisClusterServers(_Group):
         """Restart a killed node (same port, same ``nodes.conf``); return once it replicates
         the master that took its slots, as a restarted pod does."""
         old_master.start()
-        self._until(
+        self.wait_until(
             lambda: _replicating(old_master.port),
             timeout,
             f"port {old_master.port} to rejoin as a replica",
@@ -369,7 +370,7 @@ class RedisSentinelServers(_Group):
         )
         for _ in range(self.sentinel_count):
             self.sentinels.append(self._server(sentinel_config=conf))
-        self._until(self._ready, self.start_timeout, "every Sentinel to know replicas and peers")
+        self.wait_until(self._ready, self.start_timeout, "the Sentinels to know every server")
 
     def _ready(self) -> bool:
         if not all(_replicating(server.port) for server in self.replicas):
@@ -414,7 +415,7 @@ class RedisSentinelServers(_Group):
                 return False
             return _replication(ports.pop()).get("role") == "master"
 
-        self._until(moved, timeout, f"Sentinel to fail over from port {old_master.port}")
+        self.wait_until(moved, timeout, f"Sentinel to fail over from port {old_master.port}")
         return self.current_master()
 
 
