@@ -476,25 +476,29 @@ class RedisHub(HubBase):
 
     @trio_side
     async def consumer_lag(self, agent_ids: Sequence[str]) -> dict[str, int]:
-        """Per agent: the length of its stream (``XLEN``, one O(1) call each) less the
-        acknowledgements still in this hub's outbox -- an acknowledged entry is deleted from
-        the stream, so what remains is waiting or delivered and not acknowledged (see
-        :meth:`MailboxHub.consumer_lag`). Empty while Redis is unreachable."""
-        keys = {agent_id: stream_key(agent_id) for agent_id in agent_ids}
+        """Per agent: the length of its stream (``XLEN``, O(1); one pipeline per Redis node)
+        less the acknowledgements still in this hub's outbox -- an acknowledged entry is
+        deleted from the stream, so what remains is waiting or delivered and not acknowledged
+        (see :meth:`MailboxHub.consumer_lag`). Agents on a node that cannot be reached right
+        now are left out."""
+        keys = [stream_key(agent_id) for agent_id in agent_ids]
 
-        def lengths(r: redis.Redis) -> dict[str, int]:
-            return {agent_id: int(r.xlen(key)) for agent_id, key in keys.items()}
+        def lengths(r: redis.Redis, indexes: list[int]) -> list[int]:
+            pipe: Any = r.pipeline(transaction=False)
+            for index in indexes:
+                pipe.xlen(keys[index])
+            return [int(length) for length in pipe.execute()]
 
-        try:
-            found = await self.client.run(lengths)
-        except Exception as error:
-            if not is_transient(error):
-                raise
-            return {}
-        return {
-            agent_id: max(0, length - len(self.acks_pending_for(keys[agent_id])))
-            for agent_id, length in found.items()
-        }
+        lag: dict[str, int] = {}
+        for indexes, found in await self.client.run_grouped(keys, lengths):
+            if isinstance(found, Exception):
+                if not is_transient(found):
+                    raise found
+                continue
+            for index, length in zip(indexes, found, strict=True):
+                unwritten = len(self.acks_pending_for(keys[index]))
+                lag[agent_ids[index]] = max(0, length - unwritten)
+        return lag
 
     @trio_side
     async def dead_letter(self, agent_id: str, dead_id: str) -> DeadLetter | None:

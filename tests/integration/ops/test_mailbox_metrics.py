@@ -101,3 +101,44 @@ async def test_dead_letters_and_consumer_lag_in_metrics_and_stats(
             for message in taken:
                 await idle_box.ack(message)
             assert (await hub.consumer_lag([idle.agent_id])) == {idle.agent_id: 1}
+
+
+@pytest.mark.redis
+async def test_consumer_lag_reads_every_master_of_a_redis_cluster(
+    request: pytest.FixtureRequest,
+) -> None:
+    """One pipeline per master: agents whose streams live on different masters all have a
+    figure, and it counts what waits and what was delivered and not acknowledged."""
+    from jarvis_trio.config import MeshConfig
+    from jarvis_trio.mailbox import RedisHub, open_mailbox_hub
+    from jarvis_trio.mailbox._stream import stream_key
+    from jarvis_trio.testing.redis_cluster import RedisClusterServers, key_slot
+
+    cluster: RedisClusterServers = request.getfixturevalue("redis_cluster")
+    masters = [node for node in cluster.nodes() if node["master"]]
+    agents: dict[int, str] = {}  # master port -> an agent whose stream it serves
+    n = 0
+    while len(agents) < len(masters):
+        agent = f"lag-{n}"
+        slot = key_slot(stream_key(agent))
+        port = next(m["port"] for m in masters if any(a <= slot <= b for a, b in m["slots"]))
+        agents.setdefault(port, agent)
+        n += 1
+    ids = list(agents.values())
+    config = MeshConfig.load({"redis_url": cluster.url}, environ={}, env_file=None)
+    with trio.fail_after(20):
+        async with open_mailbox_hub(config, "lag-node") as hub:
+            assert isinstance(hub, RedisHub) and hub.client.kind == "cluster"
+            sender = hub.mailbox_for("lag-sender")
+            for count, agent in enumerate(ids, start=1):
+                for k in range(count):
+                    sender.send(agent, {"k": k})
+            while hub.stats()["pending_writes"]:
+                await hub.progress()
+            expected = {agent: count for count, agent in enumerate(ids, start=1)}
+            assert await hub.consumer_lag(ids) == expected
+            box = hub.mailbox_for(ids[-1])
+            taken = await box.read(1)
+            assert (await hub.consumer_lag(ids))[ids[-1]] == len(ids)  # delivered, not acked
+            await box.ack(taken[0])
+            assert (await hub.consumer_lag(ids))[ids[-1]] == len(ids) - 1
