@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import math
 import time
-from collections.abc import Callable, Coroutine, Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from types import MappingProxyType
 from typing import TYPE_CHECKING, Any, TypeVar
 
@@ -36,6 +36,7 @@ if TYPE_CHECKING:
 __all__ = ["ClientCore", "PeerClient"]
 
 T = TypeVar("T")
+Payload = dict[str, Any]  # a message or context as the caller hands it over (checked later)
 
 _ROUTE_CACHE = 64  # resolved targets remembered per client until the directory changes
 
@@ -55,13 +56,34 @@ def _checked_timeout(name: str, value: object, *, allow_none: bool) -> float | N
 
 
 class ClientCore:
-    """What :class:`PeerClient` and its test double (``jarvis_trio.testing.MockPeerClient``)
-    share, written once: who the agent is, and discovery ordered by a strategy over the
-    candidates each of them knows (:meth:`_candidates`, :meth:`_selection`)."""
+    """The public API of ``self.peers``, written once for :class:`PeerClient` and its test
+    double (``jarvis_trio.testing.MockPeerClient``) so that the two cannot drift apart: the
+    signatures, the docstrings, the checks that do not depend on the route, the tracing span
+    and the asyncio seam (:func:`~jarvis_trio._sides.trio_side`) are here; each client supplies
+    the hooks typed below (the candidates it knows, and how it sends) and its discovery reads.
+
+    A hook that sends takes the caller's W3C ``traceparent`` last: ``None`` with tracing off.
+    """
 
     __slots__ = ()
     _agent_id: str
     _role: str
+    _node_id: str
+
+    _candidates: Callable[[str | None, str | None], list[PeerInfo]]
+    _selection: Callable[[], SelectionState]
+    _wait_for_peers: Callable[[int, str | None, str | None, float | None], Awaitable[bool]]
+    _notify: Callable[[str, Payload, Payload | None, str | None], Awaitable[bool]]
+    _exchange: Callable[
+        [str, Payload, float, Payload | None, str | None], Awaitable[IncomingMessage | None]
+    ]
+    _ask_async: Callable[[str, Payload, float, Payload | None, str | None], Awaitable[str]]
+    _broadcast: Callable[[Payload, Payload | None, str | None], Awaitable[int]]
+    _respond: Callable[[IncomingMessage, Payload, Payload | None], Awaitable[bool]]
+    _receive: Callable[[float | None], Awaitable[IncomingMessage | None]]
+    _check_inbox: Callable[[str, float, bool], Awaitable[Payload | None]]
+
+    # -- identity -----------------------------------------------------------------------
 
     @property
     def my_id(self) -> str:
@@ -73,11 +95,12 @@ class ClientCore:
         """This agent's role."""
         return self._role
 
-    def _candidates(self, role: str | None, capability: str | None) -> list[PeerInfo]:
-        raise NotImplementedError
+    @property
+    def node_id(self) -> str:
+        """The node this agent runs on."""
+        return self._node_id
 
-    def _selection(self) -> SelectionState:
-        raise NotImplementedError
+    # -- discovery ----------------------------------------------------------------------
 
     def discover(
         self, role: str | None = None, capability: str | None = None, strategy: str = "first"
@@ -98,6 +121,125 @@ class ClientCore:
         """Note that ``peer_id`` was just used (feeds the ``least_recent`` strategy)."""
         self._selection().record(peer_id)
 
+    @trio_side
+    async def wait_for_peers(
+        self,
+        count: int = 1,
+        *,
+        role: str | None = None,
+        capability: str | None = None,
+        timeout: float | None = None,
+    ) -> bool:
+        """Wait until at least ``count`` other agents match the filters (local or remote).
+
+        Returns ``True`` when they do, ``False`` at ``timeout``. Event-driven: it wakes on
+        directory changes, never polls. Useful at start-up, before the first request.
+        """
+        wait = _checked_timeout("timeout", timeout, allow_none=True)
+        return await self._wait_for_peers(count, role, capability, wait)
+
+    # -- messaging ----------------------------------------------------------------------
+
+    async def _traced(
+        self, operation: str, target: str, call: Callable[..., Awaitable[T]], args: tuple[Any, ...]
+    ) -> T:
+        """``call(*args, traceparent)``, inside a client span when tracing is on. The hot
+        paths (:meth:`request`, :meth:`notify`) call their hook directly when it is off."""
+        if not _tracing.active():
+            return await call(*args, None)
+        with _tracing.client_span(operation, target, self.node_id) as traceparent:
+            return await call(*args, traceparent)
+
+    @trio_side
+    async def notify(
+        self, target: str, message: dict[str, Any], context: dict[str, Any] | None = None
+    ) -> bool:
+        """Fire and forget. ``True`` once handed to a live route, ``False`` if ``target``
+        cannot be resolved or its inbox stays full for the node's ``notify_timeout``."""
+        if _tracing.active():
+            return await self._traced("notify", target, self._notify, (target, message, context))
+        return await self._notify(target, message, context, None)
+
+    @trio_side
+    async def request(
+        self,
+        target: str,
+        message: dict[str, Any],
+        timeout: float = 30.0,
+        context: dict[str, Any] | None = None,
+    ) -> dict[str, Any] | None:
+        """Send a request and wait for the reply dict; ``None`` on an unresolved target, a
+        send failure, a timeout, a dead target node or a stopping node."""
+        if _tracing.active():
+            args = (target, message, timeout, context)
+            reply = await self._traced("request", target, self._exchange, args)
+        else:
+            reply = await self._exchange(target, message, timeout, context, None)
+        return None if reply is None else reply.data
+
+    @trio_side
+    async def request_message(
+        self,
+        target: str,
+        message: dict[str, Any],
+        timeout: float = 30.0,
+        context: dict[str, Any] | None = None,
+    ) -> IncomingMessage | None:
+        """Like :meth:`request` but returns the whole response message (sender, context)."""
+        args = (target, message, timeout, context)
+        return await self._traced("request", target, self._exchange, args)
+
+    @trio_side
+    async def respond(
+        self,
+        message: IncomingMessage,
+        response: dict[str, Any],
+        context: dict[str, Any] | None = None,
+    ) -> bool:
+        """Reply to a request along its return path (sender + sender_node). The context
+        defaults to the request's. ``False`` when the requester is gone (late reply)."""
+        return await self._respond(message, response, context)
+
+    @trio_side
+    async def broadcast(
+        self, message: dict[str, Any], context: dict[str, Any] | None = None
+    ) -> int:
+        """Notify every other agent in the mesh (one message per agent, concurrently);
+        returns how many were delivered."""
+        return await self._traced("broadcast", "*", self._broadcast, (message, context))
+
+    @trio_side
+    async def receive(self, timeout: float | None = None) -> IncomingMessage | None:
+        """The next message of this agent's inbox. ``timeout=0`` never blocks; ``None`` waits
+        until a message arrives."""
+        return await self._receive(_checked_timeout("timeout", timeout, allow_none=True))
+
+    @trio_side
+    async def ask_async(
+        self,
+        target: str,
+        message: dict[str, Any],
+        timeout: float = 120.0,
+        context: dict[str, Any] | None = None,
+    ) -> str:
+        """Send a request without waiting; returns its id (``async-`` + 12 hex) for
+        :meth:`check_inbox`. The entry expires ``timeout`` seconds from now. Raises
+        ``ValueError`` when the target cannot be resolved or the message cannot be sent."""
+        wait = _checked_timeout("timeout", timeout, allow_none=False)
+        assert wait is not None
+        args = (target, message, wait, context)
+        return await self._traced("ask_async", target, self._ask_async, args)
+
+    @trio_side
+    async def check_inbox(
+        self, request_id: str, timeout: float = 0.0, remove: bool = True
+    ) -> dict[str, Any] | None:
+        """The reply to an :meth:`ask_async` id, waiting up to ``timeout`` for it. Returns
+        ``None`` at once for an expired or unknown id."""
+        wait = _checked_timeout("timeout", timeout, allow_none=False)
+        assert wait is not None
+        return await self._check_inbox(request_id, wait, remove)
+
 
 class PeerClient(ClientCore):
     """Discovery and messaging for one agent. Injected by the mesh; never built by users."""
@@ -106,6 +248,7 @@ class PeerClient(ClientCore):
         "_agent_id",
         "_host_slot",
         "_inbox",
+        "_node_id",
         "_reg_source",
         "_reg_view",
         "_role",
@@ -127,18 +270,12 @@ class PeerClient(ClientCore):
         self._router = router
         self._agent_id = agent_id
         self._role = role
+        self._node_id = router.node_id
         self._inbox = inbox
         self._select: SelectionState | None = None
         self._routes: tuple[int, dict[str, tuple[PeerInfo, AgentInbox | None]]] | None = None
         self._reg_source: object = None
         self._reg_view: Mapping[str, PeerInfo] = MappingProxyType({})
-
-    # -- identity -----------------------------------------------------------------------
-
-    @property
-    def node_id(self) -> str:
-        """The node this agent runs on."""
-        return self._router.node_id
 
     # -- discovery ----------------------------------------------------------------------
 
@@ -164,20 +301,9 @@ class PeerClient(ClientCore):
         me = self._agent_id
         return [i.as_dict() for i in self._router.directory.matching() if i.agent_id != me]
 
-    @trio_side
-    async def wait_for_peers(
-        self,
-        count: int = 1,
-        *,
-        role: str | None = None,
-        capability: str | None = None,
-        timeout: float | None = None,
+    async def _wait_for_peers(
+        self, count: int, role: str | None, capability: str | None, wait: float | None
     ) -> bool:
-        """Wait until at least ``count`` other agents match the filters (local or remote).
-
-        Returns ``True`` when they do, ``False`` at ``timeout``. Event-driven: it wakes on
-        directory changes, never polls. Useful at start-up, before the first request.
-        """
         directory = self._router.directory
         me = self._agent_id
 
@@ -185,8 +311,7 @@ class PeerClient(ClientCore):
             matching = directory.matching(role, capability)
             return sum(1 for info in matching if info.agent_id != me) >= count
 
-        checked = _checked_timeout("timeout", timeout, allow_none=True)
-        with trio.move_on_after(math.inf if checked is None else checked):
+        with trio.move_on_after(math.inf if wait is None else wait):
             await directory.changes.wait_value(enough)
             return True
         return False
@@ -233,28 +358,6 @@ class PeerClient(ClientCore):
 
     # -- messaging ----------------------------------------------------------------------
 
-    @trio_side
-    async def notify(
-        self, target: str, message: dict[str, Any], context: dict[str, Any] | None = None
-    ) -> bool:
-        """Fire and forget. ``True`` once handed to a live route, ``False`` if ``target``
-        cannot be resolved or its inbox stays full for the node's ``notify_timeout``."""
-        if _tracing.active():
-            return await self._in_span("notify", target, self._notify, (target, message, context))
-        return await self._notify(target, message, context, None)
-
-    async def _in_span(
-        self,
-        operation: str,
-        target: str,
-        call: Callable[..., Coroutine[Any, Any, T]],
-        args: tuple[Any, ...],
-    ) -> T:
-        """``call(*args, traceparent)`` inside a client span (tracing on; the untraced hot
-        path calls the method directly, with ``None``)."""
-        with _tracing.client_span(operation, target, self._router.node_id) as traceparent:
-            return await call(*args, traceparent)
-
     async def _notify(
         self,
         target: str,
@@ -286,37 +389,6 @@ class PeerClient(ClientCore):
             else:
                 counts.notify_failed += 1
         return delivered
-
-    @trio_side
-    async def request(
-        self,
-        target: str,
-        message: dict[str, Any],
-        timeout: float = 30.0,
-        context: dict[str, Any] | None = None,
-    ) -> dict[str, Any] | None:
-        """Send a request and wait for the reply dict; ``None`` on an unresolved target, a
-        send failure, a timeout, a dead target node or a stopping node."""
-        if _tracing.active():
-            args = (target, message, timeout, context)
-            reply = await self._in_span("request", target, self._exchange, args)
-        else:
-            reply = await self._exchange(target, message, timeout, context, None)
-        return None if reply is None else reply.data
-
-    @trio_side
-    async def request_message(
-        self,
-        target: str,
-        message: dict[str, Any],
-        timeout: float = 30.0,
-        context: dict[str, Any] | None = None,
-    ) -> IncomingMessage | None:
-        """Like :meth:`request` but returns the whole response message (sender, context)."""
-        if _tracing.active():
-            args = (target, message, timeout, context)
-            return await self._in_span("request", target, self._exchange, args)
-        return await self._exchange(target, message, timeout, context, None)
 
     async def _exchange(
         self,
@@ -428,17 +500,6 @@ class PeerClient(ClientCore):
             self._router.check_size(data, ctx)  # the full check only when it could fail
         return data, ctx
 
-    @trio_side
-    async def respond(
-        self,
-        message: IncomingMessage,
-        response: dict[str, Any],
-        context: dict[str, Any] | None = None,
-    ) -> bool:
-        """Reply to a request along its return path (sender + sender_node). The context
-        defaults to the request's. ``False`` when the requester is gone (late reply)."""
-        return await self._respond(message, response, context)
-
     async def _respond(
         self,
         message: IncomingMessage,
@@ -479,16 +540,6 @@ class PeerClient(ClientCore):
             ctx,
             message.sender,
         )
-
-    @trio_side
-    async def broadcast(
-        self, message: dict[str, Any], context: dict[str, Any] | None = None
-    ) -> int:
-        """Notify every other agent in the mesh (one message per agent, concurrently);
-        returns how many were delivered."""
-        if _tracing.active():
-            return await self._in_span("broadcast", "*", self._broadcast, (message, context))
-        return await self._broadcast(message, context, None)
 
     async def _broadcast(
         self, message: dict[str, Any], context: dict[str, Any] | None, traceparent: str | None
@@ -540,28 +591,8 @@ class PeerClient(ClientCore):
         traffic.broadcast_deliveries += delivered
         return delivered
 
-    @trio_side
-    async def receive(self, timeout: float | None = None) -> IncomingMessage | None:
-        """The next message of this agent's inbox. ``timeout=0`` never blocks; ``None`` waits
-        until a message arrives."""
-        wait = _checked_timeout("timeout", timeout, allow_none=True)
+    async def _receive(self, wait: float | None) -> IncomingMessage | None:
         return await self._inbox.get(wait)
-
-    @trio_side
-    async def ask_async(
-        self,
-        target: str,
-        message: dict[str, Any],
-        timeout: float = 120.0,
-        context: dict[str, Any] | None = None,
-    ) -> str:
-        """Send a request without waiting; returns its id (``async-`` + 12 hex) for
-        :meth:`check_inbox`. The entry expires ``timeout`` seconds from now. Raises
-        ``ValueError`` when the target cannot be resolved or the message cannot be sent."""
-        if _tracing.active():
-            args = (target, message, timeout, context)
-            return await self._in_span("ask_async", target, self._ask_async, args)
-        return await self._ask_async(target, message, timeout, context, None)
 
     async def _ask_async(
         self,
@@ -573,8 +604,6 @@ class PeerClient(ClientCore):
     ) -> str:
         await trio.lowlevel.checkpoint_if_cancelled()
         router = self._router
-        wait = _checked_timeout("timeout", timeout, allow_none=False)
-        assert wait is not None
         data, ctx = self._checked(message, context)
         found = self._resolve(target)
         if found is None:
@@ -583,7 +612,7 @@ class PeerClient(ClientCore):
             raise ValueError("ask_async: the node is not running")
         info, inbox = found
         request_id = router.new_id("async-")
-        deadline = trio.current_time() + wait
+        deadline = trio.current_time() + timeout
         entry = router.pending.open_async(request_id, info.node_id, deadline)
         if entry is None:
             raise ValueError(
@@ -608,14 +637,9 @@ class PeerClient(ClientCore):
             raise ValueError(f"ask_async: could not send to {info.agent_id} on {info.node_id}")
         return request_id
 
-    @trio_side
-    async def check_inbox(
-        self, request_id: str, timeout: float = 0.0, remove: bool = True
+    async def _check_inbox(
+        self, request_id: str, wait: float, remove: bool
     ) -> dict[str, Any] | None:
-        """The reply to an :meth:`ask_async` id, waiting up to ``timeout`` for it. Returns
-        ``None`` at once for an expired or unknown id."""
-        wait = _checked_timeout("timeout", timeout, allow_none=False)
-        assert wait is not None
         reply = await self._router.pending.check(request_id, wait, remove)
         return None if reply is None else reply.data
 

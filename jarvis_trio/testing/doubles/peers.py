@@ -1,10 +1,12 @@
 """MockPeerClient: an agent's ``self.peers`` without a mesh, for unit tests of its handlers.
 
-It has :class:`~jarvis_trio.peers.client.PeerClient`'s signatures (a test compares them),
-checks payloads exactly as the real one does (a payload that would be refused on a real route
-raises the same :class:`~jarvis_trio.errors.PayloadError`), resolves targets against the peers
-you declare, answers requests from scripted replies, and records every message the agent sends,
-with assertions in JarvisCore's names (``assert_notified``, ``assert_requested``,
+Its public calls are :class:`~jarvis_trio.peers.client.PeerClient`'s own, inherited from the
+base both share (a test checks that it overrides none of them), so it cannot drift from the
+real API; it implements the hooks beneath them. It checks payloads exactly as the real one
+does (a payload that would be refused on a real route raises the same
+:class:`~jarvis_trio.errors.PayloadError`), resolves targets against the peers you declare,
+answers requests from scripted replies, and records every message the agent sends, with
+assertions in JarvisCore's names (``assert_notified``, ``assert_requested``,
 ``assert_broadcast``) and ours (``assert_responded``, ``assert_no_traffic``).
 """
 
@@ -24,7 +26,7 @@ from typing import Any, Literal
 import trio
 
 from ...payload import checked_context, checked_copy
-from ...peers.client import ClientCore, _checked_timeout
+from ...peers.client import ClientCore, Payload, _checked_timeout
 from ...peers.directory import PeerInfo
 from ...peers.messages import NOTIFY, REQUEST, RESPONSE, IncomingMessage
 from ...peers.pending import Status
@@ -63,6 +65,15 @@ def _matches(sent: dict[str, Any], expected: Mapping[str, Any] | None) -> bool:
 
 class MockPeerClient(ClientCore):
     """A scripted, recording stand-in for ``self.peers``.
+
+    What its calls do: ``notify`` records and returns whether the target names a declared
+    peer; ``request``/``request_message`` record and return the scripted reply (``None`` for an
+    unknown target or no script, as a timeout would); ``ask_async`` keeps it for
+    ``check_inbox`` and raises ``ValueError`` for an unknown target, as the real one does;
+    ``broadcast`` returns how many declared peers it would reach; ``receive`` returns what
+    :meth:`deliver` gave it; ``wait_for_peers`` never waits (no one joins a double later).
+    With tracing on, its calls open client spans as the real ones do; the hooks ignore the
+    trace context they are handed (``_``).
 
     >>> peers = MockPeerClient("scout-1", "scout")
     >>> peers.add_peer("analyst")                       # discoverable by role and id
@@ -145,13 +156,6 @@ class MockPeerClient(ClientCore):
         self._arrived.set()
         return message
 
-    # -- identity -----------------------------------------------------------------------
-
-    @property
-    def node_id(self) -> str:
-        """The node this agent runs on."""
-        return self._node_id
-
     # -- discovery ----------------------------------------------------------------------
 
     def _candidates(self, role: str | None, capability: str | None) -> list[PeerInfo]:
@@ -178,16 +182,9 @@ class MockPeerClient(ClientCore):
         """Every declared peer as a dict."""
         return [p.as_dict() for p in self._peers.values()]
 
-    async def wait_for_peers(
-        self,
-        count: int = 1,
-        *,
-        role: str | None = None,
-        capability: str | None = None,
-        timeout: float | None = None,
+    async def _wait_for_peers(
+        self, count: int, role: str | None, capability: str | None, wait: float | None
     ) -> bool:
-        """``True`` if enough peers are declared; a double has no one joining later, so it
-        never waits."""
         await trio.lowlevel.checkpoint()
         return len(self._candidates(role, capability)) >= count
 
@@ -218,36 +215,19 @@ class MockPeerClient(ClientCore):
             reply = await reply
         return None if reply is None else checked_copy(reply, what="scripted reply")
 
-    async def notify(
-        self, target: str, message: dict[str, Any], context: dict[str, Any] | None = None
+    async def _notify(
+        self, target: str, message: Payload, context: Payload | None, _: str | None
     ) -> bool:
-        """Record the notify; ``True`` when ``target`` names a declared peer."""
         await trio.lowlevel.checkpoint()
         data, ctx = checked_copy(message), checked_context(context)
         delivered = self._resolve(target) is not None
         self.sent.append(SentMessage("notify", target, data, ctx))
         return delivered
 
-    async def request(
-        self,
-        target: str,
-        message: dict[str, Any],
-        timeout: float = 30.0,
-        context: dict[str, Any] | None = None,
-    ) -> dict[str, Any] | None:
-        """Record the request; the scripted reply, or ``None`` (unknown target or no script,
-        as a timeout would)."""
-        return await self._exchange("request", target, message, timeout, context)
-
-    async def request_message(
-        self,
-        target: str,
-        message: dict[str, Any],
-        timeout: float = 30.0,
-        context: dict[str, Any] | None = None,
+    async def _exchange(
+        self, target: str, message: Payload, timeout: float, context: Payload | None, _: str | None
     ) -> IncomingMessage | None:
-        """Like :meth:`request` but returns the reply as a response message."""
-        reply = await self._exchange("request", target, message, timeout, context)
+        reply = await self._record_request("request", target, message, timeout, context)
         if reply is None:
             return None
         info = self._resolve(target)
@@ -263,14 +243,10 @@ class MockPeerClient(ClientCore):
             self._agent_id,
         )
 
-    async def _exchange(
-        self,
-        kind: Kind,
-        target: str,
-        message: dict[str, Any],
-        timeout: float,
-        context: dict[str, Any] | None,
-    ) -> dict[str, Any] | None:
+    async def _record_request(
+        self, kind: Kind, target: str, message: Payload, timeout: float, context: Payload | None
+    ) -> Payload | None:
+        """Record a request (``kind``) and return its scripted reply."""
         _checked_timeout("timeout", timeout, allow_none=False)
         await trio.lowlevel.checkpoint()
         data, ctx = checked_copy(message), checked_context(context)
@@ -280,13 +256,9 @@ class MockPeerClient(ClientCore):
         self.sent.append(SentMessage(kind, target, data, ctx, reply, correlation))
         return reply
 
-    async def respond(
-        self,
-        message: IncomingMessage,
-        response: dict[str, Any],
-        context: dict[str, Any] | None = None,
+    async def _respond(
+        self, message: IncomingMessage, response: Payload, context: Payload | None
     ) -> bool:
-        """Record the reply to ``message`` (a request this agent received)."""
         await trio.lowlevel.checkpoint()
         if not isinstance(message, IncomingMessage) or not message.is_request:
             raise ValueError("respond() needs a request message (one with is_request True)")
@@ -308,18 +280,13 @@ class MockPeerClient(ClientCore):
                     return sent
             await self._replied.wait()
 
-    async def broadcast(
-        self, message: dict[str, Any], context: dict[str, Any] | None = None
-    ) -> int:
-        """Record the broadcast; returns how many declared peers it would reach."""
+    async def _broadcast(self, message: Payload, context: Payload | None, _: str | None) -> int:
         await trio.lowlevel.checkpoint()
         data, ctx = checked_copy(message), checked_context(context)
         self.sent.append(SentMessage("broadcast", None, data, ctx))
         return len(self._peers)
 
-    async def receive(self, timeout: float | None = None) -> IncomingMessage | None:
-        """The next message given to :meth:`deliver`; ``timeout=0`` never blocks."""
-        wait = _checked_timeout("timeout", timeout, allow_none=True)
+    async def _receive(self, wait: float | None) -> IncomingMessage | None:
         if not self._inbox and wait != 0:
             with trio.move_on_after(math.inf if wait is None else wait):
                 while not self._inbox:
@@ -328,27 +295,17 @@ class MockPeerClient(ClientCore):
         await trio.lowlevel.checkpoint()
         return self._inbox.popleft() if self._inbox else None
 
-    async def ask_async(
-        self,
-        target: str,
-        message: dict[str, Any],
-        timeout: float = 120.0,
-        context: dict[str, Any] | None = None,
+    async def _ask_async(
+        self, target: str, message: Payload, timeout: float, context: Payload | None, _: str | None
     ) -> str:
-        """Record the request and keep its scripted reply for :meth:`check_inbox`; raises
-        ``ValueError`` for an unknown target, as the real one does."""
         if self._resolve(target) is None:
             raise ValueError(f"ask_async: no agent matches {target!r}")
-        reply = await self._exchange("ask_async", target, message, timeout, context)
+        reply = await self._record_request("ask_async", target, message, timeout, context)
         request_id = f"async-{secrets.token_hex(6)}"
         self._async[request_id] = reply
         return request_id
 
-    async def check_inbox(
-        self, request_id: str, timeout: float = 0.0, remove: bool = True
-    ) -> dict[str, Any] | None:
-        """The scripted reply of an :meth:`ask_async` id (``None`` if it had none)."""
-        _checked_timeout("timeout", timeout, allow_none=False)
+    async def _check_inbox(self, request_id: str, wait: float, remove: bool) -> Payload | None:
         await trio.lowlevel.checkpoint()
         reply = self._async.get(request_id)
         if remove:

@@ -13,6 +13,7 @@ from seed_snippets import ScoutAgent as SeedScoutAgent
 from jarvis_trio import BlobStorage, CustomAgent, IncomingMessage, Mesh, PeerClient
 from jarvis_trio.errors import BlobNotFound, PayloadError
 from jarvis_trio.mailbox.contracts import Mailbox, MailboxMessage
+from jarvis_trio.peers.client import ClientCore
 from jarvis_trio.testing import (
     MockBlobStorage,
     MockMailbox,
@@ -53,6 +54,17 @@ def test_doubles_have_the_real_signatures(double: type, real: type, names: list[
     for name in names:
         assert hasattr(double, name), f"{double.__name__} lacks {name}"
         same_signature(double, real, name)
+
+
+def test_the_peer_client_double_inherits_the_public_calls() -> None:
+    """The peer client's public calls are written once, in the base both clients derive from:
+    an override in either (with another signature, or without ``@trio_side``) fails here."""
+    shared = public(ClientCore)
+    assert {"request", "request_message", "notify", "ask_async", "broadcast"} <= set(shared)
+    for cls in (PeerClient, MockPeerClient):
+        for name in shared:
+            found = inspect.getattr_static(cls, name)
+            assert found is ClientCore.__dict__[name], f"{cls.__name__} overrides {name}"
 
 
 # -- the seed's ScoutAgent, unit-tested ------------------------------------------------------
