@@ -32,7 +32,15 @@ from sniffio import thread_local as _sniffio_thread
 
 from .errors import AsyncioMisuseError
 
-__all__ = ["HostSlot", "RuntimeHost", "current_host", "on_trio", "trio_side", "trio_side_sync"]
+__all__ = [
+    "HostSlot",
+    "RuntimeHost",
+    "crossing",
+    "current_host",
+    "on_trio",
+    "trio_side",
+    "trio_side_sync",
+]
 
 P = ParamSpec("P")
 T = TypeVar("T")
@@ -99,22 +107,34 @@ def trio_side(
 
     @functools.wraps(method)
     async def wrapper(self: S, /, *args: P.args, **kwargs: P.kwargs) -> T:
-        if _sniffio_thread.name == "trio":  # on a Trio thread: the common case, one read
-            return await method(self, *args, **kwargs)
-        host = _host_for(self)
-        if host is not None:
-            if host.in_host_thread():
-                return await method(self, *args, **kwargs)
-            return await host.call(method, self, *args, **kwargs)
-        if on_trio():
-            return await method(self, *args, **kwargs)
-        raise AsyncioMisuseError(
-            f"{type(self).__name__}.{method.__name__}() was awaited outside Trio with no "
-            "runtime host: from asyncio, start the mesh first (await mesh.start() or "
-            "async with mesh hosts the Trio runtime), or run your program with trio.run"
-        )
+        if _sniffio_thread.name != "trio":  # on a Trio thread (the common case): one read
+            host = crossing(self, method.__name__)
+            if host is not None:
+                return await host.call(method, self, *args, **kwargs)
+        return await method(self, *args, **kwargs)
 
     return wrapper
+
+
+def crossing(obj: object, name: str) -> RuntimeHost | None:
+    """Off a Trio thread, where a call to ``obj.name()`` must run: the host whose Trio thread
+    runs it, or ``None`` when it may run right here (on the host's own thread, or in Trio
+    without the thread-local mark -- guest mode); raises
+    :class:`~jarvis_trio.errors.AsyncioMisuseError` from asyncio with no host.
+
+    What :func:`trio_side` does off the fast path; a method on the hottest path may make the
+    same check inline (``if sniffio.thread_local.name != "trio": host = crossing(...)``) to
+    spare its callers the wrapper's coroutine."""
+    host = _host_for(obj)
+    if host is not None:
+        return None if host.in_host_thread() else host
+    if on_trio():
+        return None
+    raise AsyncioMisuseError(
+        f"{type(obj).__name__}.{name}() was awaited outside Trio with no "
+        "runtime host: from asyncio, start the mesh first (await mesh.start() or "
+        "async with mesh hosts the Trio runtime), or run your program with trio.run"
+    )
 
 
 def trio_side_sync(method: Callable[Concatenate[S, P], T]) -> Callable[Concatenate[S, P], T]:

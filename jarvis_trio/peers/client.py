@@ -19,10 +19,11 @@ from types import MappingProxyType
 from typing import TYPE_CHECKING, Any, TypeVar
 
 import trio
+from sniffio import thread_local as _sniffio_thread
 
 from .. import _tracing
 from .._histogram import FOLD_EVERY
-from .._sides import HostSlot, trio_side
+from .._sides import HostSlot, crossing, trio_side
 from ..payload import checked_context, checked_copy
 from .messages import NOTIFY, REQUEST, RESPONSE, IncomingMessage
 from .pending import Status
@@ -150,17 +151,19 @@ class ClientCore:
         with _tracing.client_span(operation, target, self.node_id) as traceparent:
             return await call(*args, traceparent)
 
-    @trio_side
     async def notify(
         self, target: str, message: dict[str, Any], context: dict[str, Any] | None = None
     ) -> bool:
         """Fire and forget. ``True`` once handed to a live route, ``False`` if ``target``
         cannot be resolved or its inbox stays full for the node's ``notify_timeout``."""
+        if _sniffio_thread.name != "trio":  # @trio_side, inlined (see request)
+            host = crossing(self, "notify")
+            if host is not None:
+                return await host.call(ClientCore.notify, self, target, message, context)
         if _tracing.active():
             return await self._traced("notify", target, self._notify, (target, message, context))
         return await self._notify(target, message, context, None)
 
-    @trio_side
     async def request(
         self,
         target: str,
@@ -170,6 +173,12 @@ class ClientCore:
     ) -> dict[str, Any] | None:
         """Send a request and wait for the reply dict; ``None`` on an unresolved target, a
         send failure, a timeout, a dead target node or a stopping node."""
+        # @trio_side, inlined: its wrapper is one more coroutine that every suspension and
+        # resumption of the call passes through (measured at 5 % of an in-process request)
+        if _sniffio_thread.name != "trio":
+            host = crossing(self, "request")
+            if host is not None:
+                return await host.call(ClientCore.request, self, target, message, timeout, context)
         if _tracing.active():
             args = (target, message, timeout, context)
             reply = await self._traced("request", target, self._exchange, args)
