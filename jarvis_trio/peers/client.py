@@ -63,7 +63,8 @@ class ClientCore:
     and the asyncio seam (:func:`~jarvis_trio._sides.trio_side`) are here; each client supplies
     the hooks typed below (the candidates it knows, and how it sends) and its discovery reads.
 
-    A hook that sends takes the caller's W3C ``traceparent`` last: ``None`` with tracing off.
+    A hook that sends takes the caller's W3C ``traceparent`` last (``None`` with tracing off);
+    a timeout the base has already checked reaches a hook as ``wait``.
     """
 
     __slots__ = ()
@@ -607,7 +608,7 @@ class PeerClient(ClientCore):
         self,
         target: str,
         message: dict[str, Any],
-        timeout: float,
+        wait: float,
         context: dict[str, Any] | None,
         traceparent: str | None,
     ) -> str:
@@ -621,7 +622,7 @@ class PeerClient(ClientCore):
             raise ValueError("ask_async: the node is not running")
         info, inbox = found
         request_id = router.new_id("async-")
-        deadline = trio.current_time() + timeout
+        deadline = trio.current_time() + wait
         entry = router.pending.open_async(request_id, info.node_id, deadline)
         if entry is None:
             raise ValueError(

@@ -296,11 +296,11 @@ class MockPeerClient(ClientCore):
         return self._inbox.popleft() if self._inbox else None
 
     async def _ask_async(
-        self, target: str, message: Payload, timeout: float, context: Payload | None, _: str | None
+        self, target: str, message: Payload, wait: float, context: Payload | None, _: str | None
     ) -> str:
         if self._resolve(target) is None:
             raise ValueError(f"ask_async: no agent matches {target!r}")
-        reply = await self._record_request("ask_async", target, message, timeout, context)
+        reply = await self._record_request("ask_async", target, message, wait, context)
         request_id = f"async-{secrets.token_hex(6)}"
         self._async[request_id] = reply
         return request_id
