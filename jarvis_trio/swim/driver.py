@@ -404,12 +404,20 @@ class SwimNode:
         sock = self._sock
         proto = self._proto
         assert sock is not None and proto is not None
+        # One buffer for every datagram, each copied out at its own size. ``recvfrom(64 KiB)``
+        # mallocs 64 KiB per datagram and shrinks it; under a flood the heap fragments around
+        # the long-lived records allocated in between: 3 nodes grew RSS by 9.3 MB over 10**6
+        # fuzzed datagrams that way (tracemalloc: under 1 MB of it live objects), by about
+        # 3 MB with this buffer (bench_swim_fuzz).
+        buffer = bytearray(_RECV_SIZE)
+        view = memoryview(buffer)
         while True:
             try:
-                data, addr = await sock.recvfrom(_RECV_SIZE)
+                size, addr = await sock.recvfrom_into(buffer)
             except OSError:
                 self._counters["recv_errors"] += 1
                 continue
+            data = bytes(view[:size])
             now = trio.current_time()
             rejected = proto.rejected
             try:

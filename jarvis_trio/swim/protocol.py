@@ -38,10 +38,16 @@ A record that gives this node's name to *another address* is not refuted blindly
 asks that address first (see ``_claimed``), so that two live nodes started with one name are
 reported as a conflict instead of out-bidding each other's incarnation forever.
 
+A *dead* or *left* record heard second-hand about a member held alive or suspect is checked
+before it is believed (see ``_on_dead_claim``): SWIM's blind belief let one forged record take
+a live member out of every view it reached. A record that moves a member to another address
+within its epoch is refused (``drop_moved``): a node keeps its address for its life.
+
 Bounds: member table ``max_members``; piggyback queue ``max_broadcasts``; relayed ping-reqs
-``max_relays``; push/pull replies ``pushpull_replies_per_period``; rejoin candidates
-``max_rejoin_candidates``; tombstones ``max_tombstones``; name checks ``MAX_NAME_CHECKS``,
-remembered conflicts ``MAX_NAME_CONFLICTS``; the dead list is bounded by the member table.
+and claim checks ``max_relays`` each; push/pull replies ``pushpull_replies_per_period``;
+rejoin candidates ``max_rejoin_candidates``; tombstones ``max_tombstones``; name checks
+``MAX_NAME_CHECKS``, remembered conflicts ``MAX_NAME_CONFLICTS``; the dead list is bounded by
+the member table.
 See :class:`~jarvis_trio.swim.config.SwimConfig`.
 """
 
@@ -242,7 +248,8 @@ class SwimProtocol:
         self._final_checks: dict[int, tuple[str, int]] = {}  # seq -> (suspect, incarnation)
         # dead/left claims about live members, being checked: seq -> (name, version, left,
         # accuser), and name -> seq (one check per member; later claims join it)
-        self._claim_checks: dict[int, tuple[str, int, bool, str]] = {}
+        # (and the silent rounds still needed to confirm it)
+        self._claim_checks: dict[int, tuple[str, int, bool, str, int]] = {}
         self._checking: dict[str, int] = {}
         self._dead_fifo: deque[tuple[float, str, int]] = deque()
         # reaped member -> (last version, it left): refuses replays of a life that ended
@@ -786,12 +793,14 @@ class SwimProtocol:
             self.stats["epoch_moves"] += 1
         me.inc = ver
 
-    def _refute(self, claimed: int) -> None:
+    def _refute(self, claimed: int, *, next_epoch: bool = False) -> None:
         """Outrank ``claimed``: its next incarnation, or at the last incarnation of an epoch
-        the first of the next epoch. A claim at the very last version cannot be outranked;
-        it is refused (only a key holder can forge one, see the README's security notes)."""
+        (or with ``next_epoch``) the first of the next epoch. A claim at the very last version
+        cannot be outranked; it is refused (only a key holder can forge one, see the README's
+        security notes)."""
         me = self._self
-        target = max(me.inc, claimed) + 1
+        top = max(me.inc, claimed)
+        target = ((top >> 32) + 1) << 32 if next_epoch else top + 1
         if target > MAX_VERSION:
             self._reject("unrefutable", self._from)
             return
@@ -848,7 +857,9 @@ class SwimProtocol:
         _, inc = self._name_checks.pop(found[0])
         self.stats["name_takeovers"] += 1
         if inc >= self._self.inc and not self.leaving:
-            self._refute(inc)
+            # the name moves to this address: in a new epoch, as observers refuse a move
+            # within one (see _on_alive)
+            self._refute(inc, next_epoch=True)
         self._announce()
 
     def _withheld(self) -> bool:
@@ -909,6 +920,12 @@ class SwimProtocol:
             self._broadcast_alive(rec)
             return
         if inc <= rec.inc:
+            return
+        if meta.address != rec.meta.address and inc >> 32 == rec.inc >> 32:
+            # a node keeps its address for its whole life (epoch): a record that moves it
+            # within one is forged, and believing it would send every probe of a live member
+            # elsewhere, where nobody answers (a false death with no refutation)
+            self._reject("moved", self._from)
             return
         old = rec.state
         if (old is _DEAD or old is _LEFT) and self._down.get(rec.meta.address) is rec:
@@ -980,13 +997,16 @@ class SwimProtocol:
         node holds alive or suspect is acted on only once the member fails a check: a ping
         carrying the claim (so a live member refutes at once, as in Lifeguard's buddy
         system) and ``indirect_probes`` ping-reqs. Any ack disproves the claim; silence for
-        ``2 · probe_timeout`` confirms it. A *left* heard first-hand, from the member's own
+        ``2 · probe_timeout`` confirms it about a member this node suspects too, and a second
+        silent round confirms it about one it held alive (so that one lost ping under load is
+        not a death). A *left* heard first-hand, from the member's own
         address, is believed at once (a leaving node puts its *left* record on every ack,
         so a relayed *left* is confirmed within a round trip while the node is still up).
 
         The price is that a member declared dead by another node is taken out here up to
-        ``2 · probe_timeout`` later than SWIM would (``swim claim check`` in the SWIM
-        benchmarks); the node's own verdicts (its suspicion timeouts) are unchanged.
+        ``2 · probe_timeout`` later than SWIM would, twice that if this node never suspected it
+        (``swim claim check`` in the SWIM benchmarks); the node's own verdicts (its suspicion
+        timeouts) are unchanged.
         ``SwimConfig.check_claims=False`` restores SWIM's rule.
         """
         rec = self._members.get(name)
@@ -1002,18 +1022,26 @@ class SwimProtocol:
             return
         seq = self._checking.get(name)
         if seq is not None:  # a check is under way: the claim joins it
-            known = self._claim_checks[seq][1]
+            _, known, _, _, rounds = self._claim_checks[seq]
             if inc > known:
-                self._claim_checks[seq] = (name, inc, left, accuser)
+                self._claim_checks[seq] = (name, inc, left, accuser, rounds)
             self.stats["claims_joined"] += 1
             return
         if len(self._claim_checks) >= self.config.max_relays:
             self.stats["drop_claims_full"] += 1
             return
-        seq = self._next_seq()
-        self._claim_checks[seq] = (name, inc, left, accuser)
-        self._checking[name] = seq
         self.stats["claims_checked"] += 1
+        # a member we also suspect has failed our own probe already: one silent round is a
+        # second, independent signal; one we hold alive needs two (a lost ping is not enough)
+        self._check_claim(rec, inc, left, accuser, 1 if rec.state is _SUSPECT else 2, now)
+
+    def _check_claim(
+        self, rec: _Record, inc: int, left: bool, accuser: str, rounds: int, now: float
+    ) -> None:
+        """One round of a claim check: a ping carrying the claim, and ping-reqs."""
+        seq = self._next_seq()
+        self._claim_checks[seq] = (rec.name, inc, left, accuser, rounds)
+        self._checking[rec.name] = seq
         if left:
             notice = codec.encode_left(rec.name8, inc)
         else:
@@ -1035,10 +1063,14 @@ class SwimProtocol:
         check = self._claim_checks.pop(seq, None)
         if check is None:
             return  # answered
-        name, inc, left, accuser = check
+        name, inc, left, accuser, rounds = check
         del self._checking[name]
         rec = self._members.get(name)
         if rec is not None and (rec.state is _ALIVE or rec.state is _SUSPECT) and inc >= rec.inc:
+            if rounds > 1:
+                self.stats["claims_rechecked"] += 1
+                self._check_claim(rec, inc, left, accuser, rounds - 1, now)
+                return
             self.stats["claims_confirmed"] += 1
         self._on_dead(name, inc, accuser, now, left=left)
 

@@ -97,8 +97,8 @@ async def test_a_claim_at_the_last_incarnation_crashes_nobody(kind: str, key: by
         record = {
             "suspect": codec.encode_suspect(name8, claim, other8),
             "dead": codec.encode_dead(name8, claim, other8),
-            "alive": codec.encode_alive(
-                name8, claim, codec.encode_meta(NodeMeta("127.0.0.1", 9, 10))
+            "alive": codec.encode_alive(  # its own address (a move would be refused)
+                name8, claim, codec.encode_meta(NodeMeta(*victim.address, 10))
             ),
         }[kind]
         with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as raw:

@@ -8,7 +8,7 @@ from jarvis_trio.swim.config import SwimConfig
 from jarvis_trio.swim.members import EventKind, MemberState
 from jarvis_trio.swim.protocol import T_CLAIM
 
-from .test_swim_protocol import CFG, decode, meta, node, timers_of
+from .test_swim_protocol import CFG, decode, meta, node, timers_of, unanswered
 
 N1 = codec.encode_name("n1")
 N2 = codec.encode_name("n2")
@@ -48,13 +48,25 @@ def test_a_dead_claim_is_checked_and_an_ack_disproves_it() -> None:
 
 
 def test_silence_confirms_the_claim() -> None:
+    """Two silent rounds about a member held alive; one about a member suspected too."""
     proto = node(0, peers=4)
     fx = proto.handle_datagram(gossip(codec.encode_dead(N1, 0, N2)), meta(3).address, 1.0)
     ((token, when),) = timers_of(fx, T_CLAIM)
+    again = proto.handle_timer(token, when)
+    assert again.events == [] and proto.stats["claims_rechecked"] == 1
+    assert any(addr == meta(1).address for addr, _ in again.datagrams)  # pinged again
+    ((token, when),) = timers_of(again, T_CLAIM)
+    assert when == 1.0 + 4 * CFG.probe_timeout
     out = proto.handle_timer(token, when)
     assert [e.kind for e in out.events] == [EventKind.DEAD]
     assert proto.state_of("n1") is MemberState.DEAD
     assert proto.stats["claims_confirmed"] == 1
+
+    proto.handle_datagram(gossip(codec.encode_suspect(N2, 0, N1)), meta(3).address, 2.0)
+    assert proto.state_of("n2") is MemberState.SUSPECT
+    fx = proto.handle_datagram(gossip(codec.encode_dead(N2, 0, N1)), meta(3).address, 2.1)
+    ((token, when),) = timers_of(fx, T_CLAIM)
+    assert [e.kind for e in proto.handle_timer(token, when).events] == [EventKind.DEAD]
 
 
 def test_claims_during_a_check_join_it() -> None:
@@ -66,6 +78,7 @@ def test_claims_during_a_check_join_it() -> None:
     assert timers_of(again, T_CLAIM) == [] and again.datagrams == []
     assert proto.stats["claims_joined"] == 2
     ((token, when),) = timers_of(first, T_CLAIM)
+    ((token, when),) = timers_of(proto.handle_timer(token, when), T_CLAIM)  # a second round
     out = proto.handle_timer(token, when)  # the newest claim wins: left at incarnation 1
     assert [e.kind for e in out.events] == [EventKind.LEFT]
     assert proto.member("n1").incarnation == 1  # type: ignore[union-attr]
@@ -107,9 +120,7 @@ def test_a_relayed_left_is_confirmed_by_the_leaving_nodes_ack() -> None:
 def test_a_node_keeps_its_own_verdicts() -> None:
     """Claims about members already down, or about this node, go the usual way."""
     proto = node(0, peers=4)
-    fx = proto.handle_datagram(gossip(codec.encode_dead(N1, 0, N2)), meta(3).address, 1.0)
-    ((token, when),) = timers_of(fx, T_CLAIM)
-    proto.handle_timer(token, when)
+    unanswered(proto, gossip(codec.encode_dead(N1, 0, N2)), meta(3).address, 1.0)
     again = proto.handle_datagram(gossip(codec.encode_left(N1, 0)), meta(3).address, 2.0)
     assert timers_of(again, T_CLAIM) == [] and proto.state_of("n1") is MemberState.DEAD
     me = proto.handle_datagram(
@@ -122,3 +133,19 @@ def test_check_claims_off_is_swims_blind_belief() -> None:
     proto = node(0, SwimConfig(gossip_interval=None, check_claims=False), peers=4)
     fx = proto.handle_datagram(gossip(codec.encode_dead(N1, 0, N2)), meta(3).address, 1.0)
     assert [e.kind for e in fx.events] == [EventKind.DEAD] and timers_of(fx, T_CLAIM) == []
+
+
+def test_a_record_moving_a_member_within_its_life_is_refused() -> None:
+    """Forged alive records that move a live member elsewhere (where probes find nobody, and
+    where a check of a forged death then finds nobody either) are refused; a new epoch, a
+    restart, may come from anywhere."""
+    proto = node(0, peers=4)
+    elsewhere = codec.encode_meta(meta(9))
+    fx = proto.handle_datagram(gossip(codec.encode_alive(N1, 5, elsewhere)), meta(3).address, 1.0)
+    assert fx.events == [] and proto.stats["drop_moved"] == 1
+    member = proto.member("n1")
+    assert member is not None and member.address == meta(1).address and member.incarnation == 0
+    reborn = gossip(codec.encode_alive(N1, 1 << 32, elsewhere))
+    proto.handle_datagram(reborn, meta(9).address, 1.1)
+    member = proto.member("n1")
+    assert member is not None and member.address == meta(9).address and member.epoch == 1

@@ -55,9 +55,12 @@ def probe_tick(proto: SwimProtocol, fx: Effects, now: float) -> Effects:
 def unanswered(proto: SwimProtocol, data: bytes, addr: Address, now: float) -> Effects:
     """``proto`` handles ``data``; every dead/left claim it checks then meets silence."""
     fx = proto.handle_datagram(data, addr, now)
-    for token, when in timers_of(fx, T_CLAIM):
+    pending = timers_of(fx, T_CLAIM)
+    while pending:  # every round of the check, until it is confirmed
+        token, when = pending.pop()
         after = proto.handle_timer(token, when)
         fx.events += after.events
+        pending += timers_of(after, T_CLAIM)
     return fx
 
 
@@ -398,7 +401,7 @@ def test_dead_members_are_reaped_after_the_retention() -> None:
     fx = proto.start(2.0, phase=0.0)
     fx = probe_tick(proto, fx, 3.0)
     assert proto.state_of("n2") is MemberState.DEAD
-    for t in (4.0, 5.0, 6.0, 7.0):
+    for t in (4.0, 5.0, 6.0, 7.0, 8.0):  # declared dead at 3.0 (two silent check rounds)
         fx = probe_tick(proto, fx, t)
     assert proto.state_of("n2") is None
 
