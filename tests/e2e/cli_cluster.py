@@ -20,6 +20,12 @@ BANNER = re.compile(
 )
 # SWIM 5x faster than the LAN profile: failures are detected in about a second
 FAST_SWIM = {"JC_SWIM_PERIOD": "0.2", "JC_SWIM_PROBE_TIMEOUT": "0.1"}
+# Seconds a step that starts a Python process may take: such a process spends about a second
+# importing the library on an idle machine and over ten on a loaded one (measured with two
+# cores shared by a test run and CPU burners), before it does anything the test is about.
+PROCESS_BOUND = 120.0
+# Seconds for a condition checked with such processes (each check is one ``jarvis-trio`` run).
+CHECK_BOUND = 60.0
 
 
 def clean_env(**extra: str) -> dict[str, str]:
@@ -50,7 +56,7 @@ def python(
 
 
 def cli(
-    *args: str, env: dict[str, str] | None = None, timeout: float = 30
+    *args: str, env: dict[str, str] | None = None, timeout: float = PROCESS_BOUND
 ) -> subprocess.CompletedProcess[str]:
     """``jarvis-trio ARGS`` (as ``python -m jarvis_trio``), from the repository root."""
     return python("-m", "jarvis_trio", *args, cwd=ROOT, env=env, timeout=timeout)
@@ -74,7 +80,7 @@ class Node:
         self.swim = ""
         self.admin = ""
 
-    def wait_ready(self, timeout: float = 30) -> Node:
+    def wait_ready(self, timeout: float = PROCESS_BOUND) -> Node:
         """Read the banner line (fails with the process's stderr if it never comes)."""
         assert self.process.stdout is not None
         deadline = time.monotonic() + timeout
@@ -105,13 +111,13 @@ class Node:
             self.process.send_signal(signal.SIGKILL)
             self.process.wait(10)
 
-    def terminate(self, timeout: float = 20) -> int:
+    def terminate(self, timeout: float = PROCESS_BOUND) -> int:
         """SIGTERM, then the exit status (the node leaves the cluster first)."""
         self.process.send_signal(signal.SIGTERM)
         return self.process.wait(timeout)
 
 
-def wait_for(check: Any, what: str, timeout: float) -> Any:
+def wait_for(check: Any, what: str, timeout: float = CHECK_BOUND) -> Any:
     """Run ``check()`` (a CLI call) until it returns something true; bounded."""
     deadline = time.monotonic() + timeout
     last = None

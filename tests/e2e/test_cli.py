@@ -16,6 +16,8 @@ from jarvis_trio.testing.ports import free_port, free_swim_port
 from .cli_cluster import FAST_SWIM, Node, clean_env, cli, wait_for
 
 AGENTS = "examples.cluster_agents"
+# three node processes and a dozen CLI runs: minutes on a loaded machine, each step bounded
+pytestmark = pytest.mark.timeout(600)
 
 
 @pytest.fixture
@@ -57,7 +59,7 @@ def members(admin: str) -> dict[str, str]:
 def test_a_three_process_cluster_seen_asked_and_one_node_killed(cluster: list[Node]) -> None:
     n1, n2, n3 = cluster
     alive = {"n1": "alive", "n2": "alive", "n3": "alive"}
-    wait_for(lambda: members(n1.admin) == alive, "three members alive", 15)
+    wait_for(lambda: members(n1.admin) == alive, "three members alive")
 
     def four_agents() -> list[tuple[str, str, str]] | None:
         listed = cli("agents", "--admin", n1.admin, "--format", "json")
@@ -66,7 +68,7 @@ def test_a_three_process_cluster_seen_asked_and_one_node_killed(cluster: list[No
         return found if len(found) == 4 else None
 
     # members are alive before all their agent records have arrived: wait for the four
-    where = wait_for(four_agents, "4 agents listed", 15)
+    where = wait_for(four_agents, "4 agents listed")
     assert where == [
         ("billing", "n1", "local"),
         ("billing", "n3", "remote"),
@@ -82,20 +84,20 @@ def test_a_three_process_cluster_seen_asked_and_one_node_killed(cluster: list[No
     assert [line.split()[0] for line in table.stdout.splitlines()[1:]] == ["n2"]
 
     # gateway (n1) -> technical (n2) -> billing: a request that crosses nodes
-    asked = cli("request", "gateway", '{"ticket": 7}', "--seed", n1.swim, "--timeout", "15")
+    asked = cli("request", "gateway", '{"ticket": 7}', "--seed", n1.swim, "--timeout", "60")
     assert asked.returncode == 0, asked.stderr
     reply = json.loads(asked.stdout)
     assert reply["node"] == "n2" and reply["billing"]["ticket"] == 7
 
     n3.process.send_signal(signal.SIGKILL)
     started = time.monotonic()
-    wait_for(lambda: members(n1.admin).get("n3") == "dead", "n3 declared failed", 15)
+    wait_for(lambda: members(n1.admin).get("n3") == "dead", "n3 declared failed")
     failed = cli("members", "--admin", n1.admin, "--status", "failed", "--format", "json")
     assert [m["name"] for m in json.loads(failed.stdout)] == ["n3"]
     print(f"n3 declared failed {time.monotonic() - started:.2f} s after SIGKILL")
 
     assert n2.terminate() == 0  # SIGTERM: leaves the cluster first
-    wait_for(lambda: members(n1.admin).get("n2") == "left", "n2 left", 10)
+    wait_for(lambda: members(n1.admin).get("n2") == "left", "n2 left")
     assert n1.terminate() == 0
 
 

@@ -15,9 +15,11 @@ from jarvis_trio.swim import Keyring, codec
 from jarvis_trio.swim.keyring import fingerprint
 from jarvis_trio.testing.ports import free_swim_port
 
-from .cli_cluster import FAST_SWIM, ROOT, Node, clean_env, cli, wait_for
+from .cli_cluster import FAST_SWIM, PROCESS_BOUND, ROOT, Node, clean_env, cli, wait_for
 
 AGENTS = "examples.cluster_agents"
+# three node processes and a dozen CLI runs: minutes on a loaded machine, each step bounded
+pytestmark = pytest.mark.timeout(600)
 KEY = "the-current-cluster-secret-32chars"
 NEW_KEY = "the-next-cluster-secret-of-32-chars"
 TOKEN = "an-admin-token-of-some-length"
@@ -25,7 +27,10 @@ TOKEN = "an-admin-token-of-some-length"
 
 @pytest.fixture
 def keyed_cluster() -> Iterator[list[Node]]:
-    env = clean_env(JC_CLUSTER_KEY=KEY, JC_ADMIN_TOKEN=TOKEN, **FAST_SWIM)
+    # SWIM at its LAN timings: no node is killed here, and the test asserts that nobody was
+    # declared dead; with the 0.1 s probe timeout of FAST_SWIM a loaded machine alone can
+    # have a node declared dead, the key rotation having nothing to do with it
+    env = clean_env(JC_CLUSTER_KEY=KEY, JC_ADMIN_TOKEN=TOKEN)
     ports = ("--admin-port", "0")
     first = Node(
         "n1", [f"{AGENTS}:Gateway"], "--port", str(free_swim_port()), *ports, env=env
@@ -61,7 +66,7 @@ def swim_stats(node: Node) -> dict[str, int]:
 def test_rotating_the_key_of_a_running_cluster_through_the_cli(keyed_cluster: list[Node]) -> None:
     alive = {"n1": "alive", "n2": "alive", "n3": "alive"}
     for node in keyed_cluster:
-        wait_for(lambda node=node: states(node) == alive, f"{node.name} sees three alive", 15)
+        wait_for(lambda node=node: states(node) == alive, f"{node.name} sees three alive")
     n1 = keyed_cluster[0]
 
     # the keyring is never open: without the token, 401 and one line on stderr
@@ -80,7 +85,7 @@ def test_rotating_the_key_of_a_running_cluster_through_the_cli(keyed_cluster: li
                 done = subprocess.run(
                     [sys.executable, "-m", "jarvis_trio", *admin(node, "keys", action, "-")],
                     input=f"{key}\n", cwd=ROOT, env=clean_env(), capture_output=True,
-                    text=True, timeout=30, check=False,
+                    text=True, timeout=PROCESS_BOUND, check=False,
                 )  # fmt: skip
             else:
                 done = cli(*admin(node, "keys", action, key))
@@ -103,7 +108,7 @@ def test_rotating_the_key_of_a_running_cluster_through_the_cli(keyed_cluster: li
 
     # traffic flows under the new key; nobody was declared dead on the way
     asked = cli(
-        "request", "gateway", '{"ticket": 7}', "--seed", n1.swim, "--timeout", "15",
+        "request", "gateway", '{"ticket": 7}', "--seed", n1.swim, "--timeout", "60",
         env=clean_env(JC_CLUSTER_KEY=NEW_KEY, **FAST_SWIM),
     )  # fmt: skip
     assert asked.returncode == 0, asked.stderr
@@ -118,7 +123,7 @@ def test_rotating_the_key_of_a_running_cluster_through_the_cli(keyed_cluster: li
     ping = codec.header_ping(1, codec.encode_name("n1")) + b"\x00"
     with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as raw:
         raw.sendto(Keyring([KEY], "jarvis").seal(ping), (host, int(port)))
-    wait_for(lambda: swim_stats(n1).get("drop_auth", 0) > refused, "old-key datagram refused", 10)
+    wait_for(lambda: swim_stats(n1).get("drop_auth", 0) > refused, "old-key datagram refused")
     stale = cli(
         "request", "gateway", "{}", "--seed", n1.swim, "--timeout", "3",
         env=clean_env(JC_CLUSTER_KEY=KEY, **FAST_SWIM),

@@ -15,6 +15,7 @@ from typing import Any
 import httpx
 import pytest
 import trio
+import trio.testing
 
 from jarvis_trio.auth import (
     AuthenticationManager,
@@ -338,11 +339,25 @@ async def test_pending_past_the_timeout_is_auth_timeout(gw: NexusGateway) -> Non
     assert "/consent/" in str(info.value)
 
 
-async def test_attention_keeps_polling_until_the_timeout(gw: NexusGateway) -> None:
+async def test_attention_keeps_polling_until_the_timeout(
+    gw: NexusGateway, mock_clock: trio.testing.MockClock
+) -> None:
+    # The clock runs at real speed, and the consent timeout passes when the test jumps it:
+    # once the gateway answered PENDING, then ATTENTION, and was asked again. A short real
+    # timeout instead could pass, on a loaded machine, before ATTENTION was ever answered.
+    mock_clock.rate = 1.0
     gw.default.outcome = "ATTENTION"
-    async with manager_for(gw.url, consent_timeout=0.2) as manager:
-        with trio.fail_after(10), pytest.raises(AuthTimeout, match="ATTENTION"):
-            await manager.get_connection_id("github")
+    async with manager_for(gw.url, consent_timeout=30) as manager:
+
+        async def ask() -> None:
+            with pytest.raises(AuthTimeout, match="last status ATTENTION"):
+                await manager.get_connection_id("github")
+
+        with trio.fail_after(60):  # virtual seconds, the jump's 30 included
+            async with trio.open_nursery() as nursery:
+                nursery.start_soon(ask)
+                await gw.wait_for(lambda: any(c.polls >= 3 for c in gw.connections.values()))
+                mock_clock.jump(30)
 
 
 async def test_409_reuses_the_pending_connection(gw: NexusGateway) -> None:
