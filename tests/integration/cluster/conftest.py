@@ -19,6 +19,10 @@ from jarvis_trio.peers.messages import IncomingMessage
 
 # SWIM at a 100 ms period (probe timeout 50 ms): the protocol of the LAN profile, 10x faster.
 FAST_SWIM = {"swim_period": 0.1, "swim_probe_timeout": 0.05}
+# SWIM at its LAN timings, for tests that kill no node and need none declared dead: on a loaded
+# machine a 50 ms probe timeout can have a live node declared dead (a false death that has
+# nothing to do with what such a test is about), a 500 ms one does not.
+LAN_SWIM = {"swim_period": 1.0, "swim_probe_timeout": 0.5}
 KEY = "a-cluster-secret-of-32-characters"
 
 

@@ -12,7 +12,22 @@ import trio.testing
 
 from jarvis_trio.transport import Envelope, Kind
 
-from .conftest import KEY, Caller, Echo, NodeFactory, cluster_of, seed_of, wait_discoverable
+from .conftest import (
+    KEY,
+    LAN_SWIM,
+    Caller,
+    Echo,
+    NodeFactory,
+    cluster_of,
+    seed_of,
+    wait_discoverable,
+)
+
+# Each test starts its nodes, and the cluster forms, inside one bound: generous, since a loaded
+# machine takes seconds for what an idle one does in a fraction. SWIM at LAN timings: a false
+# death (a 50 ms probe timeout missed under load) would fail the pending request under test.
+BOUND = 60
+KEYED = {"cluster_key": KEY, **LAN_SWIM}
 
 
 def nested(depth: int) -> dict[str, object]:
@@ -25,11 +40,11 @@ def nested(depth: int) -> dict[str, object]:
 async def test_a_reply_from_another_node_than_the_one_asked_is_refused(
     start_node: NodeFactory,
 ) -> None:
-    with trio.fail_after(15):
+    with trio.fail_after(BOUND):
         async with (
-            start_node("a", agents=[Echo], cluster_key=KEY) as a,
-            start_node("b", agents=[Caller], seed_nodes=seed_of(a), cluster_key=KEY) as b,
-            start_node("c", seed_nodes=seed_of(a), cluster_key=KEY) as c,
+            start_node("a", agents=[Echo], **KEYED) as a,
+            start_node("b", agents=[Caller], seed_nodes=seed_of(a), **KEYED) as b,
+            start_node("c", seed_nodes=seed_of(a), **KEYED) as c,
         ):
             await wait_discoverable(b, nodes=2, agents=1)
             await cluster_of(c).wait_until(lambda: len(cluster_of(c).live_nodes()) == 2)
@@ -38,7 +53,7 @@ async def test_a_reply_from_another_node_than_the_one_asked_is_refused(
             async with trio.open_nursery() as nursery:
 
                 async def ask() -> None:
-                    got.append(await caller.peers.request("echo", {"hang": True}, timeout=10))
+                    got.append(await caller.peers.request("echo", {"hang": True}, timeout=BOUND))
 
                 nursery.start_soon(ask)
                 pending = b.router.pending
@@ -69,10 +84,10 @@ async def test_a_reply_from_another_node_than_the_one_asked_is_refused(
 async def test_a_member_cannot_speak_for_another_nodes_agents_nor_nest_deeper(
     start_node: NodeFactory,
 ) -> None:
-    with trio.fail_after(15):
+    with trio.fail_after(BOUND):
         async with (
-            start_node("a", agents=[Echo], cluster_key=KEY) as a,
-            start_node("b", agents=[Caller], seed_nodes=seed_of(a), cluster_key=KEY) as b,
+            start_node("a", agents=[Echo], **KEYED) as a,
+            start_node("b", agents=[Caller], seed_nodes=seed_of(a), **KEYED) as b,
         ):
             await wait_discoverable(b, nodes=1, agents=1)
             await wait_discoverable(a, nodes=1, agents=1)
@@ -97,5 +112,5 @@ async def test_a_member_cannot_speak_for_another_nodes_agents_nor_nest_deeper(
             assert note.sender == caller.agent_id and note.sender_node == "b"
             assert stats()["inbound_spoofed_sender"] == 1
             assert stats()["inbound_too_deep"] == 2
-            reply = await caller.peers.request("echo", {"still": "up"}, timeout=5)
+            reply = await caller.peers.request("echo", {"still": "up"}, timeout=BOUND)
             assert reply is not None and reply["echo"] == {"still": "up"}

@@ -8,19 +8,19 @@ from __future__ import annotations
 
 import socket
 
+import pytest
 import trio
 
 from jarvis_trio.swim import Member, MemberState
 from jarvis_trio.swim.members import NodeMeta
 
-from .conftest import Echo, NodeFactory, cluster_of, seed_of, wait_discoverable
+from .conftest import LAN_SWIM, Echo, NodeFactory, cluster_of, seed_of, wait_discoverable
 
 CAP = 32
 MEMBERS = 1100
-# SWIM at its LAN timings, not the tests' tenfold ones: the churn of 1,100 unreachable members
-# loads the node's CPU, and on a loaded machine a 50 ms probe timeout would have b declare a
+# SWIM at its LAN timings (LAN_SWIM), not the tests' tenfold ones: the churn of 1,100
+# unreachable members loads the node's CPU, and with a 50 ms probe timeout b could declare a
 # dead -- a false death that has nothing to do with the socket budget under test.
-LAN_SWIM = {"swim_period": 1.0, "swim_probe_timeout": 0.5}
 
 
 def closed_port() -> int:
@@ -30,11 +30,14 @@ def closed_port() -> int:
         return port
 
 
+# 1,100 connection attempts are CPU work: a quarter of a minute on an idle machine, minutes on
+# a loaded one; the bound leaves time to close the nodes inside pytest's timeout
+@pytest.mark.timeout(300)
 async def test_eleven_hundred_members_keep_the_node_up_under_the_socket_cap(
     start_node: NodeFactory,
 ) -> None:
     dead = closed_port()
-    with trio.fail_after(100):
+    with trio.fail_after(200):
         async with (
             start_node("a", agents=[Echo], max_peer_connections=CAP, **LAN_SWIM) as a,
             start_node("b", agents=[Echo], seed_nodes=seed_of(a), **LAN_SWIM) as b,
