@@ -62,9 +62,11 @@ async def test_eleven_hundred_members_keep_the_node_up_under_the_socket_cap(
                 # the first one crosses the churn of 1,100 unreachable members being asked
                 # for their agents through 32 sockets: seconds on a loaded machine
                 reply = await asked.request("echo", {"round": round_}, timeout=30)
-                assert reply is not None and reply["sender_node"] == "a"
+                assert reply is not None, (round_, cluster.stats(), cluster_of(b).stats())
+                assert reply["sender_node"] == "a"
                 back = await b.agents[0].peers.request("echo", {"round": round_}, timeout=30)
-                assert back is not None and back["sender_node"] == "b"
+                assert back is not None, (round_, cluster.stats(), cluster_of(b).stats())
+                assert back["sender_node"] == "b"
             assert stat("connect_failures") == 0
             assert stat("peer_sockets_peak") <= CAP
             assert stat("peer_sockets_open") <= CAP
