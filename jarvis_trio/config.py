@@ -291,7 +291,9 @@ _FIELDS: dict[str, _Field] = {
     ),
     "stop_grace_period": _Field("JC_STOP_GRACE", _positive_float, "seconds before cancelling"),
     "swim_period": _Field("JC_SWIM_PERIOD", _positive_float, "SWIM protocol period, seconds"),
-    "swim_probe_timeout": _Field("JC_SWIM_PROBE_TIMEOUT", _positive_float, "ping ack timeout"),
+    "swim_probe_timeout": _Field(
+        "JC_SWIM_PROBE_TIMEOUT", _positive_float, "ping ack timeout (default: half the period)"
+    ),
     "swim_indirect_probes": _Field("JC_SWIM_INDIRECT", _positive_int, "ping-req helpers (k)"),
     "swim_max_datagram": _Field("JC_SWIM_MAX_DATAGRAM", _positive_int, "largest UDP payload"),
     "max_peer_connections": _Field(
@@ -340,7 +342,7 @@ class MeshConfig:
     max_message_size: int = 1 << 20
     stop_grace_period: float = 5.0
     swim_period: float = 1.0
-    swim_probe_timeout: float = 0.5
+    swim_probe_timeout: float | None = None  # None: half of swim_period
     swim_indirect_probes: int = 3
     swim_max_datagram: int = 1400
     max_peer_connections: int = 512
@@ -400,7 +402,7 @@ class MeshConfig:
                 )
         if data_port and data_port == self.bind_port:
             raise ConfigError("data_port", data_port, "a port different from bind_port")
-        if self.swim_probe_timeout >= self.swim_period:
+        if self.swim_probe_timeout is not None and self.swim_probe_timeout >= self.swim_period:
             raise ConfigError(
                 "swim_probe_timeout",
                 self.swim_probe_timeout,
@@ -436,6 +438,14 @@ class MeshConfig:
         """The ZeroMQ port (never ``None`` after :meth:`load`)."""
         assert self.data_port is not None
         return self.data_port
+
+    @property
+    def resolved_swim_probe_timeout(self) -> float:
+        """The ping ack timeout: ``swim_probe_timeout`` when set, else half of ``swim_period``
+        (0.5 s at the default period), so that changing the period alone stays valid."""
+        if self.swim_probe_timeout is not None:
+            return self.swim_probe_timeout
+        return self.swim_period / 2
 
     @staticmethod
     def documented_keys() -> dict[str, tuple[str | None, str]]:

@@ -76,7 +76,7 @@ class SwimConfig:
             cls()
             .with_period(config.swim_period)
             .scaled(
-                probe_timeout=config.swim_probe_timeout,
+                probe_timeout=config.resolved_swim_probe_timeout,
                 indirect_probes=config.swim_indirect_probes,
                 max_datagram=config.swim_max_datagram,
                 **overrides,

@@ -155,6 +155,17 @@ def test_replace_validates_and_rederives_data_port() -> None:
         config.replace(nonsense=1)
 
 
+def test_the_probe_timeout_follows_the_period_unless_set() -> None:
+    assert load().resolved_swim_probe_timeout == 0.5  # the documented default at period 1 s
+    faster = load(env={"JC_SWIM_PERIOD": "0.5"})  # the period alone is a valid change
+    assert faster.swim_probe_timeout is None and faster.resolved_swim_probe_timeout == 0.25
+    assert faster.replace(swim_period=0.2).resolved_swim_probe_timeout == 0.1
+    pinned = load({"swim_period": 2.0, "swim_probe_timeout": 0.3})
+    assert pinned.replace(swim_period=1.0).resolved_swim_probe_timeout == 0.3
+    with pytest.raises(ConfigError, match="swim_probe_timeout"):
+        pinned.replace(swim_period=0.3)
+
+
 def test_documented_keys_cover_the_design_table() -> None:
     keys = MeshConfig.documented_keys()
     for key, env in {
