@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import secrets
 from contextlib import AsyncExitStack
-from types import TracebackType
 from typing import Any
 
 from ..._roster import AgentRoster
@@ -114,10 +113,6 @@ class MockMesh(AgentRoster):
         await self.start()
         return self
 
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
+    async def __aexit__(self, *exc_info: object) -> None:
+        """Stop whether the block raised or not; an exception propagates."""
         await self.stop()

@@ -242,3 +242,9 @@ async def test_mock_mesh_runs_the_lifecycle_and_wires_discovery() -> None:
         assert mesh.get_diagnostics()["status"] == "local"
     assert mesh.state == "stopped"
     peers.assert_notified("analyst")
+
+    failing = MockMesh()
+    with pytest.raises(KeyError, match="inside"):
+        async with failing:
+            raise KeyError("inside")
+    assert failing.state == "stopped"  # stopped, and the exception went on
