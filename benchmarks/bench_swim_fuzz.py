@@ -23,7 +23,9 @@ bounded in time (the fuzzer stops at its count or its time limit) and stops by i
 lines whose live allocations grew the most during it: where RSS growth comes from (slower;
 its figures are for diagnosis, not for the table). ``--blind`` runs the nodes with
 ``SwimConfig(check_claims=False)``, SWIM's blind belief in *dead* and *left* records, for
-comparison.
+comparison. ``--default-buffer`` runs them with ``SwimConfig(recv_buffer=None)``, the kernel's
+default receive buffer, for comparison: the kernel then drops datagrams, genuine ones among
+them, whenever the process falls behind (the "dropped by the kernel" figure).
 """
 
 from __future__ import annotations
@@ -75,6 +77,25 @@ class Outcome:
     refused: int
     claims_disproved: int
     verdicts: str
+    kernel_drops: int
+    recv_buffer: int
+
+
+def _kernel_drops(ports: set[int]) -> int:
+    """Datagrams the kernel dropped at these local UDP ports (buffer full): the ``drops``
+    column of /proc/net/udp{,6}. A node never sees these, so its own counters cannot."""
+    total = 0
+    for table in ("/proc/net/udp", "/proc/net/udp6"):
+        try:
+            with open(table) as file:
+                lines = file.read().splitlines()[1:]
+        except OSError:
+            continue
+        for line in lines:
+            fields = line.split()
+            if int(fields[1].rsplit(":", 1)[1], 16) in ports:
+                total += int(fields[-1])
+    return total
 
 
 def _rss_mb() -> float:
@@ -104,9 +125,16 @@ def _print_growth(before: tracemalloc.Snapshot, label: str) -> None:
 
 
 async def _flood(
-    count: int, key: bytes | None, seed: int, trace: bool = False, check_claims: bool = True
+    count: int,
+    key: bytes | None,
+    seed: int,
+    trace: bool = False,
+    check_claims: bool = True,
+    default_buffer: bool = False,
 ) -> Outcome:
     config = SwimConfig(check_claims=check_claims)
+    if default_buffer:
+        config = config.scaled(recv_buffer=None)
     events: list[tuple[float, str, MembershipEvent]] = []
     phantom_suspicions = [0]
     crashes = 0
@@ -181,6 +209,8 @@ async def _flood(
         if trace:
             tracemalloc.start()
             traced_from = tracemalloc.take_snapshot()
+        ports = {n.address[1] for n in nodes}
+        drops_before = _kernel_drops(ports)
         rss_before = _rss_mb()
         cpu_before = time.process_time()
         report = await _fuzz(spec)
@@ -188,6 +218,7 @@ async def _flood(
             _print_growth(traced_from, "no key" if key is None else "with key")
             tracemalloc.stop()
         cpu = time.process_time() - cpu_before
+        kernel_drops = _kernel_drops(ports) - drops_before
         flood_over = trio.current_time()
         handled = sum(n.protocol.rx_datagrams for n in nodes) - handled_before
         refused = sum(n.protocol.rejected for n in nodes) - refused_before
@@ -241,6 +272,8 @@ async def _flood(
         refused=refused,
         claims_disproved=disproved,
         verdicts=", ".join(f"{n} {d}/{c}" for n, (d, c) in zip(NAMES, verdicts, strict=True)),
+        kernel_drops=kernel_drops,
+        recv_buffer=min(n.stats().get("recv_buffer", 0) for n in nodes),
     )
 
 
@@ -271,7 +304,9 @@ def _results(outcome: Outcome, label: str) -> list[Result]:
     share = o.handled / max(o.sent, 1)
     note = (
         f"{o.sent:,} sent in {o.seconds:.0f} s, {o.handled:,} handled ({share:.0%}), "
-        f"{o.refused:,} refused as bad input, {o.suspicions} suspicions of live members"
+        f"{o.refused:,} refused as bad input, {o.suspicions} suspicions of live members; "
+        f"{o.kernel_drops:,} dropped by the kernel (receive buffers of "
+        f"{o.recv_buffer / 2**20:.2f} MiB full)"
     )
     return [
         Result(f"SWIM fuzz {label}: crashes", o.crashes, "", "0", o.crashes == 0, note),
@@ -317,13 +352,17 @@ def _results(outcome: Outcome, label: str) -> list[Result]:
     ]
 
 
-def run(quick: bool, trace: bool = False, blind: bool = False) -> list[Result]:
+def run(
+    quick: bool, trace: bool = False, blind: bool = False, default_buffer: bool = False
+) -> list[Result]:
     count = 100_000 if quick else 1_000_000
     results: list[Result] = []
     for label, key in (("no key", None), ("with key", KEY)):
         if blind:
             label += ", check_claims off"
-        outcome = trio.run(_flood, count, key, 1234, trace, not blind)
+        if default_buffer:
+            label += ", kernel's buffer"
+        outcome = trio.run(_flood, count, key, 1234, trace, not blind, default_buffer)
         results.extend(_results(outcome, label))
     return results
 
@@ -332,4 +371,13 @@ if __name__ == "__main__":
     from benchmarks._harness import format_table
 
     flags = set(sys.argv[1:])
-    print(format_table(run("--quick" in flags, "--trace-memory" in flags, "--blind" in flags)))
+    print(
+        format_table(
+            run(
+                "--quick" in flags,
+                "--trace-memory" in flags,
+                "--blind" in flags,
+                "--default-buffer" in flags,
+            )
+        )
+    )

@@ -53,6 +53,12 @@ class SwimConfig:
     max_relays: int = 1024  # bound on ping-reqs this node relays at once
     max_members: int = 65536  # bound on the member table; unknown members beyond are ignored
     max_tombstones: int = 4096  # reaped dead/left members remembered against replays
+    # SO_RCVBUF asked for the SWIM socket, in bytes (memberlist's 2 MiB); None keeps the
+    # kernel's default (net.core.rmem_default, often 208 KiB). Linux caps the request at
+    # net.core.rmem_max and books twice what it grants; the granted size is in
+    # SwimNode.stats()["recv_buffer"]. What arrives while the buffer is full is dropped by
+    # the kernel, unseen: under a flood, genuine pings and acks among the junk.
+    recv_buffer: int | None = 2 * 1024 * 1024
 
     def __post_init__(self) -> None:
         if not 0 < self.probe_timeout < self.period:
@@ -61,6 +67,8 @@ class SwimConfig:
             raise ValueError("max_datagram must be at least 512 bytes")
         if self.indirect_probes < 0 or self.gossip_nodes < 1 or self.retransmit_mult < 1:
             raise ValueError("indirect_probes >= 0, gossip_nodes >= 1, retransmit_mult >= 1")
+        if self.recv_buffer is not None and not 0 < self.recv_buffer <= 2**30:
+            raise ValueError("recv_buffer must be None or 1 byte .. 1 GiB")
 
     @classmethod
     def from_mesh(cls, config: MeshConfig, **overrides: Any) -> SwimConfig:

@@ -306,6 +306,7 @@ class SwimNode:
         family = _stdsocket.AF_INET6 if ":" in host else _stdsocket.AF_INET
         sock = trio.socket.socket(family, _stdsocket.SOCK_DGRAM)
         try:
+            self._size_recv_buffer(sock)
             await sock.bind((host, port))
             self.address = sock.getsockname()[:2]
             advertised = await self._resolver(self._advertise_host or host, family)
@@ -399,6 +400,34 @@ class SwimNode:
                     )
                     current = fresh
                     await self._apply(proto.set_seeds(fresh, trio.current_time()))
+
+    def _size_recv_buffer(self, sock: trio.socket.SocketType) -> None:
+        """Ask for ``config.recv_buffer`` and record what the kernel granted.
+
+        A datagram that arrives while the socket's buffer is full is dropped by the kernel,
+        and no counter of ours sees it. With the default buffer (about 208 KiB, some 170
+        small datagrams), a flood of junk at 1,700 datagrams/s per node filled it whenever
+        the process was off the CPU for 0.1 s; genuine acks were lost with the junk and a
+        live member was declared dead (bench_swim_fuzz). The grant is capped by
+        ``net.core.rmem_max``; a smaller grant than asked is logged (INFO).
+        """
+        wanted = self.config.recv_buffer
+        if wanted is not None:
+            try:
+                sock.setsockopt(_stdsocket.SOL_SOCKET, _stdsocket.SO_RCVBUF, wanted)
+            except OSError:
+                self._counters["recv_buffer_errors"] += 1
+        granted = int(sock.getsockopt(_stdsocket.SOL_SOCKET, _stdsocket.SO_RCVBUF))
+        self._counters["recv_buffer"] = granted
+        # Linux books twice the request (for its overhead); less than that is a capped grant
+        if wanted is not None and granted < wanted:
+            _log.info(
+                "SWIM node %s: asked for a %d-byte receive buffer, got %d "
+                "(raise net.core.rmem_max, or lower SwimConfig.recv_buffer)",
+                self.name,
+                wanted,
+                granted,
+            )
 
     async def _receive_loop(self) -> None:
         sock = self._sock

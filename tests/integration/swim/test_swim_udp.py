@@ -284,3 +284,41 @@ async def test_node_from_mesh_config() -> None:
             member = nodes[0].protocol.member("meshy")
             assert member is not None and member.meta.directory_version == 4
             await node.leave()
+
+
+def _rmem_max() -> int:
+    try:
+        with open("/proc/sys/net/core/rmem_max") as file:
+            return int(file.read())
+    except OSError:
+        return 0
+
+
+@pytest.mark.parametrize("recv_buffer", [None, 65_536])
+async def test_receive_buffer_is_asked_for_and_reported(recv_buffer: int | None) -> None:
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as plain:
+        default = plain.getsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF)
+    config = CONFIG.scaled(recv_buffer=recv_buffer)
+    async with open_swim_node(name="solo", bind=("127.0.0.1", 0), config=config) as node:
+        granted = node.stats()["recv_buffer"]
+    if recv_buffer is None:
+        assert granted == default
+    else:
+        assert granted >= min(recv_buffer, _rmem_max())
+
+
+@pytest.mark.skipif(_rmem_max() < 2**20, reason="net.core.rmem_max caps the buffer under 1 MiB")
+async def test_a_burst_while_the_node_is_off_the_cpu_is_not_dropped_by_the_kernel() -> None:
+    """1,000 datagrams (about 1 MB of kernel buffer) arrive while the node's thread is blocked:
+    the configured buffer holds them all and the node reads every one afterwards. With the
+    kernel's default buffer (about 208 KiB) most of them were dropped unseen."""
+    burst = 1_000
+    async with open_swim_node(name="solo", bind=("127.0.0.1", 0), config=CONFIG) as node:
+        before = node.protocol.rx_datagrams
+        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as raw:
+            # the sends run on this thread: the node's receive loop cannot read meanwhile
+            for i in range(burst):
+                raw.sendto(b"\x09\x01junk-%04d" % i, node.address)
+        with trio.fail_after(BOUND):
+            await node.wait_until(lambda: node.protocol.rx_datagrams - before >= burst)
+        assert node.protocol.rx_datagrams - before == burst
