@@ -137,6 +137,29 @@ def test_checks_of_our_name_are_bounded() -> None:
     assert node.incarnation == 0
 
 
+def test_a_higher_claim_displaces_a_lower_check_when_the_checks_are_full() -> None:
+    """A flood of forged claims keeps the slots full; a claim of a new epoch elsewhere must
+    still be checked and refuted, or the others move us to the forged address and declare us
+    dead there."""
+    node = proto("x", 2)
+
+    def claim(i: int, version: int, now: float) -> Effects:
+        record = codec.encode_alive(codec.encode_name("x"), version, codec.encode_meta(meta(i)))
+        return node.handle_datagram(codec.HEADER_GOSSIP + b"\x01" + record, meta(i).address, now)
+
+    for i in range(10, 10 + MAX_NAME_CHECKS):
+        claim(i, 1, 0.0)
+    forged = claim(50, 3 << 32, 0.1)  # a new life of "x" at 10.0.0.50
+    assert node.stats["name_checks_displaced"] == 1
+    assert node.stats.get("drop_name_check_full", 0) == 0
+    claim(51, 1, 0.2)  # no higher than any check still held: dropped
+    assert node.stats["drop_name_check_full"] == 1
+    ((token, when),) = [(t, w) for t, w in forged.timers if t[0] == T_NAME]
+    node.handle_timer(token, when)  # silence at 10.0.0.50: taken over, above the claim
+    assert node.stats["name_takeovers"] == 1
+    assert node.version > 3 << 32
+
+
 def test_our_own_push_coming_back_is_not_a_conflict() -> None:
     node = proto("x", 2)
     fx = node.join([meta(9).address], 0.0)
