@@ -842,11 +842,11 @@ class SwimProtocol:
         if addr in self._conflicts or addr in self._name_checks:
             return
         if len(self._name_checks) >= MAX_NAME_CHECKS:
-            # Under a flood of forged claims the slots never empty. Dropping the newcomer
-            # left a claim of a new epoch unrefuted: the others moved us to a forged address,
-            # probed it, declared us dead and, not holding our real address dead, never told
-            # us (bench_swim_fuzz). The highest claim is the one to check: its takeover
-            # refutes above it, so above every lower claim too.
+            # Under a flood of forged claims the slots never empty, and dropping the newcomer
+            # can leave a claim of a new epoch unrefuted: the others move us to a forged
+            # address, probe it and declare us dead (seen in a bench_swim_fuzz trace; this
+            # rule alone did not end those deaths). The highest claim is the one to check:
+            # its takeover refutes above it, so above every lower claim too.
             lowest = min(self._name_checks, key=lambda a: self._name_checks[a][1])
             if inc <= self._name_checks[lowest][1]:
                 self.stats["drop_name_check_full"] += 1
