@@ -11,8 +11,10 @@ import pytest
 import trio
 import trio.testing
 import zmq
+from bridges import collect
 
 from jarvis_trio.errors import PayloadTooLarge, PeerUnavailable, TransportError
+from jarvis_trio.testing import free_port
 from jarvis_trio.transport import (
     Bridge,
     BridgeSettings,
@@ -21,22 +23,6 @@ from jarvis_trio.transport import (
     open_bridge,
 )
 from jarvis_trio.transport.iothread import pack_frames
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port: int = probe.getsockname()[1]
-        return port
-
-
-async def collect(bridge: Bridge, count: int) -> list[tuple[str, bytes]]:
-    got: list[tuple[str, bytes]] = []
-    while len(got) < count:
-        batch = await bridge.receive()
-        assert batch, "bridge closed early"
-        got += batch
-    return got
 
 
 @asynccontextmanager

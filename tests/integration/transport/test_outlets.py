@@ -4,28 +4,12 @@ wait for it, and a backed-up peer's writer drains its backlog in order."""
 
 from __future__ import annotations
 
-import socket
-
 import trio
 import trio.testing
+from bridges import collect
 
-from jarvis_trio.transport import Bridge, BridgeSettings, open_bridge
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port: int = probe.getsockname()[1]
-        return port
-
-
-async def collect(bridge: Bridge, count: int) -> list[tuple[str, bytes]]:
-    got: list[tuple[str, bytes]] = []
-    while len(got) < count:
-        batch = await bridge.receive()
-        assert batch, "bridge closed early"
-        got += batch
-    return got
+from jarvis_trio.testing import free_port
+from jarvis_trio.transport import BridgeSettings, open_bridge
 
 
 async def test_what_one_batch_queued_leaves_in_one_message_when_the_batch_ends() -> None:
