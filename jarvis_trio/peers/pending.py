@@ -113,7 +113,6 @@ class PendingTable:
         self._tombstones: OrderedDict[str, None] = OrderedDict()
         self._buckets: dict[int, set[str]] = {}
         self._ticks: list[int] = []
-        self._newest = 0  # the latest tick armed: its bucket is kept even when empty
         self._queue: deque[PendingEntry] = deque()  # deadlines in arming order (see above)
         self._reaper_scope: trio.CancelScope | None = None
 
@@ -184,12 +183,6 @@ class PendingTable:
             scope = self._reaper_scope
             if scope is not None and tick * TICK < scope.deadline:
                 scope.deadline = tick * TICK
-            newest = self._newest
-            if tick > newest:
-                self._newest = tick
-                if not buckets.get(newest, True):  # the previous newest, kept empty
-                    del buckets[newest]
-                    self._compact_ticks()
         bucket.add(key)
 
     def _remove(self, key: str, entry: PendingEntry) -> None:
@@ -201,12 +194,9 @@ class PendingTable:
         bucket = self._buckets.get(tick)
         if bucket is not None:
             bucket.discard(key)
-            if not bucket and tick != self._newest:
+            if not bucket:
                 # An answered request must not leave its bucket behind until the deadline:
-                # with long timeouts that is one bucket per tick for the whole timeout. The
-                # newest bucket alone is kept while empty (the next request most likely
-                # lands in it: sequential requests then never rebuild it), and dropped as
-                # soon as a newer one is made.
+                # with long timeouts that is one bucket per tick for the whole timeout.
                 del self._buckets[tick]
                 self._compact_ticks()
 
