@@ -35,6 +35,7 @@ from .errors import AsyncioMisuseError
 __all__ = [
     "HostSlot",
     "RuntimeHost",
+    "Started",
     "crossing",
     "current_host",
     "on_trio",
@@ -47,12 +48,31 @@ T = TypeVar("T")
 S = TypeVar("S")
 
 
+class Started(Protocol):
+    """Work started on the Trio side with no task of its own (see
+    :meth:`RuntimeHost.call_by_callback`)."""
+
+    def cancel(self) -> None:
+        """Stop it; its ``done`` callback is not called afterwards."""
+
+
 class RuntimeHost(Protocol):
     """Something that runs Trio code on its own Trio thread for callers on other threads."""
 
     async def call(self, fn: Callable[..., Awaitable[T]], *args: Any, **kwargs: Any) -> T:
         """Run ``await fn(*args, **kwargs)`` on the Trio thread and await the outcome from the
         calling (asyncio) event loop, propagating cancellation both ways."""
+
+    async def call_by_callback(
+        self,
+        start: Callable[..., Started | None],
+        fn: Callable[..., Awaitable[T]],
+        *args: Any,
+    ) -> T:
+        """Like ``call(fn, *args)``, for work the Trio side can start without a task of its
+        own: ``start(*args, done)`` runs there and either returns the started work, its
+        outcome reaching ``done(value)`` once, or returns ``None`` (nothing started): then
+        ``await fn(*args)`` runs as with :meth:`call`."""
 
     def run_sync(self, fn: Callable[..., T], *args: Any) -> T:
         """Run ``fn(*args)`` on the Trio thread, blocking the calling thread until it returns

@@ -30,6 +30,17 @@ the host runs there is always a leader, or a worker on its way to lead. One cons
 that sets a context variable without resetting it leaves it set for later calls run by that
 worker.
 
+Calls by callback (:meth:`TrioHost.call_by_callback`; ``peers.request()`` is one): work the
+Trio side can start synchronously and that something else completes (a request's pending
+entry is resolved by the reply, its deadline or the node stopping) is started by the leader in
+its own step and completes through a callback that queues the result like a worker would, so
+such a call costs no worker task and no task step of its own: the leader stays the leader and
+the Trio side does per request less than a native Trio caller does. What may need to wait
+before it is under way (a remote target, a full inbox) falls back to a worker. Each call keeps
+as few objects alive as it can while in flight, since those objects are what Python's garbage
+collector counts and promotes (64 callers through worker tasks and per-call closures set off a
+full collection every few thousand requests; see ``benchmarks/README.md``).
+
 The asyncio thread touches no Trio object (it writes to the doorbell's descriptor, and uses
 the Trio token only to ask the run to stop), the Trio thread touches asyncio objects only
 through ``call_soon_threadsafe``; everything else they share is plain data behind a lock.
@@ -62,6 +73,7 @@ import anyio
 import outcome
 import trio
 
+from .._sides import Started
 from ..errors import HostStopped, MeshError
 from ..transport.handoff import Doorbell
 from ._asyncio_calls import HostLoopPortal, enter_portal, exit_portal
@@ -75,6 +87,8 @@ log = logging.getLogger("jarvis_trio.compat")
 
 _START = 0
 _CANCEL = 1
+
+_NO_KWARGS: dict[str, Any] = {}  # never mutated: one less object per call to collect
 
 MAX_IDLE_WORKERS = 256
 """Idle worker tasks kept parked for the next calls; a worker finding this many ends."""
@@ -103,18 +117,25 @@ def _only_cancelled(exc: BaseException) -> bool:
 
 class _Call:
     """One call in flight. Trio-side fields are touched only on the Trio thread; ``waiter``
-    and ``delivered`` only on the caller's loop thread."""
+    and ``delivered`` only on the caller's loop thread.
+
+    ``start`` is set for a call made with :meth:`TrioHost.call_by_callback`; once started that
+    way, ``started`` holds the work until it ends (``ended``), and the call itself is the
+    work's ``done`` callback (no bound method to allocate per call)."""
 
     __slots__ = (
         "args",
         "cancel_requested",
         "delivered",
+        "ended",
         "failed",
         "fn",
         "kwargs",
         "lane",
         "outcome",
         "scope",
+        "start",
+        "started",
         "waiter",
     )
 
@@ -125,12 +146,16 @@ class _Call:
         kwargs: dict[str, Any],
         lane: _Lane,
         waiter: asyncio.Future[Any],
+        start: Callable[..., Started | None] | None = None,
     ) -> None:
         self.fn = fn
         self.args = args
         self.kwargs = kwargs
         self.lane = lane
         self.waiter = waiter
+        self.start = start
+        self.started: Started | None = None
+        self.ended = False
         self.scope: trio.CancelScope | None = None
         self.cancel_requested = False
         self.failed = False
@@ -140,6 +165,18 @@ class _Call:
     def fail(self, error: BaseException) -> None:
         self.failed = True
         self.outcome = error
+
+    def __call__(self, value: Any) -> None:
+        """Trio thread: the outcome of a call started by callback (once; later ones and
+        those after a cancellation are ignored)."""
+        if self.ended:
+            return
+        self.ended = True
+        self.started = None  # it may refer back to this call: no cycle left for the GC
+        self.outcome = value
+        host = self.lane.host
+        host._active.discard(self)
+        host._finished.append(self)
 
 
 class _Lane:
@@ -517,6 +554,7 @@ class TrioHost:
                 self._doorbell.close()
                 self._doorbell = None
         for call in self._active:
+            call.started = None  # no cycle left behind (see _Call.__call__)
             call.fail(
                 HostStopped(f"the Trio runtime {self.name} stopped during {_describe(call.fn)}")
             )
@@ -557,6 +595,44 @@ class TrioHost:
         try:
             self._check_running(fn)
             call = _Call(fn, args, kwargs, lane, loop.create_future())
+            lane.post(_START, call)
+            try:
+                return cast(T, await call.waiter)
+            except asyncio.CancelledError:
+                if call.delivered:
+                    raise
+                await self._cancel_and_unwind(call, loop)
+                raise
+        finally:
+            lane.give_slot()
+
+    async def call_by_callback(
+        self,
+        start: Callable[..., Started | None],
+        fn: Callable[..., Awaitable[T]],
+        *args: Any,
+    ) -> T:
+        """Like :meth:`call`, for work the Trio side can start without a task of its own.
+
+        The leader that takes the call runs ``start(*args, done)`` in its own step: it either
+        starts the work and returns it, the outcome reaching ``done(value)`` once (on the
+        Trio thread, from whatever ends the work), or returns ``None`` having started
+        nothing, and ``await fn(*args)`` runs in a worker as with :meth:`call`. An exception
+        from ``start`` is the call's. Cancelling the caller cancels the work (``done`` must
+        not be called after that) before ``CancelledError`` is raised.
+        No worker task runs such a call: a request costs the Trio side what its own work
+        costs (see ``benchmarks/README.md``)."""
+        loop = asyncio.get_running_loop()
+        lane = self._lanes.get(loop)
+        if lane is None:
+            lane = self._lane_for(loop)
+        if lane.in_flight < lane.limit and not lane.waiting:
+            lane.in_flight += 1
+        else:
+            await lane.take_slot()
+        try:
+            self._check_running(fn)
+            call = _Call(fn, args, _NO_KWARGS, lane, loop.create_future(), start)
             lane.post(_START, call)
             try:
                 return cast(T, await call.waiter)
@@ -627,12 +703,36 @@ class TrioHost:
         for lane in lanes:
             for op, call in lane.take_posted():
                 if op == _START:
-                    starts.append(call)
+                    if call.start is None or not self._start_now(call):
+                        starts.append(call)
+                elif call.started is not None:
+                    call.started.cancel()
+                    call(None)  # unwound: the caller raises its CancelledError
                 elif call.scope is not None:
                     call.scope.cancel()
                 else:
                     call.cancel_requested = True  # not started yet: it will not run
         return starts
+
+    def _start_now(self, call: _Call) -> bool:
+        """Start a call made by callback, here in the leader's step; ``False`` when it needs
+        a worker after all. It must not raise (the leader would lose the calls it took)."""
+        assert call.start is not None
+        self._active.add(call)
+        try:
+            started = call.start(*call.args, call)
+        except BaseException as exc:  # the call's own error (bad arguments, say)
+            if not call.ended:
+                call.fail(exc)
+                call(exc)
+            return True
+        if call.ended:  # ended as it started
+            return True
+        if started is None:
+            self._active.discard(call)
+            return False
+        call.started = started
+        return True
 
     def _dispatch(self, call: _Call | None) -> None:
         """Hand ``call`` to a parked worker or a new one (``None``: the leadership).

@@ -26,13 +26,15 @@ from .._histogram import FOLD_EVERY
 from .._sides import HostSlot, crossing, trio_side
 from ..payload import checked_context, checked_copy
 from .messages import NOTIFY, REQUEST, RESPONSE, IncomingMessage
-from .pending import Status
+from .pending import PendingEntry, Status
 from .strategies import SelectionState
 
 if TYPE_CHECKING:
+    from .._sides import Started
     from .directory import PeerInfo
     from .inbox import AgentInbox
     from .router import Router
+    from .traffic import RoleTraffic
 
 __all__ = ["ClientCore", "PeerClient"]
 
@@ -40,6 +42,68 @@ T = TypeVar("T")
 Payload = dict[str, Any]  # a message or context as the caller hands it over (checked later)
 
 _ROUTE_CACHE = 64  # resolved targets remembered per client until the directory changes
+
+
+class _Ended:
+    """What cancels a request that ended as it started: nothing."""
+
+    __slots__ = ()
+
+    def cancel(self) -> None:
+        pass
+
+
+_ENDED = _Ended()
+
+
+class _Completion:
+    """A request started by :meth:`PeerClient._start_request`, in flight: its pending entry
+    calls it once resolved. One object per request, and no reference back to the entry:
+    whatever a request keeps alive until its reply is what the garbage collector counts
+    (objects alive at a young collection are promoted, and enough promotions cost a full
+    collection; measured with 64 asyncio callers, see ``benchmarks/README.md``)."""
+
+    __slots__ = ("counts", "done", "key", "router", "sent_at", "timeout")
+
+    def __init__(
+        self,
+        router: Router,
+        key: str,
+        counts: RoleTraffic | None,
+        sent_at: float,
+        timeout: float,
+        done: Callable[[dict[str, Any] | None], None],
+    ) -> None:
+        self.router = router
+        self.key = key
+        self.counts = counts
+        self.sent_at = sent_at
+        self.timeout = timeout
+        self.done = done
+
+    def __call__(self, entry: PendingEntry) -> None:
+        """The entry is resolved: account for it as :meth:`PeerClient._exchange` does."""
+        reply = entry.reply
+        counts = self.counts
+        if counts is not None:
+            router = self.router
+            if reply is not None:
+                if reply.sender_node == router.node_id:
+                    latencies = counts.latency.pending
+                    latencies.append(reply.timestamp - self.sent_at)
+                    if len(latencies) >= FOLD_EVERY:
+                        counts.latency.fold()
+                else:
+                    counts.observe(router.now() - entry.deadline + self.timeout)
+            elif router.now() >= entry.deadline:
+                counts.timed_out += 1
+            else:
+                counts.failed += 1
+        self.done(None if reply is None else reply.data)
+
+    def cancel(self) -> None:
+        """The caller gave up: the entry leaves the table, a reply is late."""
+        self.router.pending.discard(self.key)
 
 
 def _agent_id(info: PeerInfo) -> str:
@@ -179,13 +243,35 @@ class ClientCore:
         if _sniffio_thread.name != "trio":
             host = crossing(self, "request")
             if host is not None:
-                return await host.call(ClientCore.request, self, target, message, timeout, context)
+                # started by the host's leader with no task of its own where it can be
+                # (_start_request), else awaited in a worker task
+                return await host.call_by_callback(
+                    type(self)._start_request,
+                    ClientCore.request,
+                    self,
+                    target,
+                    message,
+                    timeout,
+                    context,
+                )
         if _tracing.active():
             args = (target, message, timeout, context)
             reply = await self._traced("request", target, self._exchange, args)
         else:
             reply = await self._exchange(target, message, timeout, context, None)
         return None if reply is None else reply.data
+
+    def _start_request(
+        self,
+        target: str,
+        message: dict[str, Any],
+        timeout: float,
+        context: dict[str, Any] | None,
+        done: Callable[[dict[str, Any] | None], None],
+    ) -> Started | None:
+        """:meth:`request` started without a task of its own (see
+        :meth:`PeerClient._start_request`); ``None``: it cannot be, await :meth:`request`."""
+        return None
 
     @trio_side
     async def request_message(
@@ -476,6 +562,62 @@ class PeerClient(ClientCore):
             else:
                 counts.failed += 1
         return reply
+
+    def _start_request(
+        self,
+        target: str,
+        message: dict[str, Any],
+        timeout: float,
+        context: dict[str, Any] | None,
+        done: Callable[[dict[str, Any] | None], None],
+    ) -> Started | None:
+        """:meth:`request` for a caller that is not a Trio task (the asyncio host, which would
+        otherwise spend a worker task, two task steps, per request): started here, on the
+        Trio thread, and completed by a callback on the pending entry instead of a parked
+        task. ``done`` gets what :meth:`request` would return, once, from whatever resolves
+        the entry (the reply, its deadline, a failed node, the node stopping), or at once
+        when there is nothing to wait for. Returns what cancels the request (the entry
+        leaves the table, as when a waiting caller is cancelled, and ``done`` is not called),
+        or ``None``, with nothing sent, when the message cannot be handed over without
+        waiting (a remote target, a full inbox, tracing on): the caller then awaits
+        :meth:`request` instead. Raises what :meth:`request` raises for bad arguments.
+
+        The steps and the accounting are those of :meth:`_exchange` for a local target
+        (``tests/unit/core/test_request_callback.py`` compares the two).
+        """
+        if _tracing.active():
+            return None
+        router = self._router
+        if type(timeout) is not float or not 0 <= timeout < math.inf:
+            timeout = _checked_timeout("timeout", timeout, allow_none=False)  # type: ignore[assignment]
+        data, ctx = self._checked(message, context)
+        found = self._resolve(target)
+        if found is None or not router.accepting:
+            router.stats.request_failed += 1
+            done(None)
+            return _ENDED
+        info, inbox = found
+        if inbox is None:
+            return None
+        request_id = router.new_id("req-")
+        entry = router.pending.open_request(request_id, info.node_id, router.now() + timeout)
+        if entry is None:
+            router.stats.request_failed += 1
+            done(None)
+            return _ENDED
+        sent_at = time.time()
+        msg = IncomingMessage(
+            self._agent_id, router.node_id, REQUEST, data, request_id, sent_at, ctx, info.agent_id
+        )
+        if not inbox.put_nowait(msg):
+            entry.table.discard(request_id)
+            return None
+        traffic = router.traffic
+        counts = traffic.by_role[info.role] if traffic.enabled else None
+        if counts is not None:
+            counts.sent += 1
+        completion = entry.on_done = _Completion(router, request_id, counts, sent_at, timeout, done)
+        return completion
 
     def _outgoing(
         self,

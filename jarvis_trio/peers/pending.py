@@ -5,7 +5,9 @@ Two kinds of entries share it, keyed by message id:
 * ``request()`` entries live exactly as long as the requesting call: the caller parks its own
   task (no Event, no helper task, no cancel scope) and removes the entry in ``finally``, so
   cancellation at any checkpoint leaves nothing behind; :meth:`PendingTable.reap_forever`
-  wakes it with ``None`` at its deadline.
+  wakes it with ``None`` at its deadline. A caller that is not a Trio task (the asyncio host,
+  ``PeerClient._start_request``) sets the entry's ``on_done`` instead of parking: resolution
+  calls it, and its cancellation removes the entry as a cancelled wait does.
 * ``ask_async()`` entries outlive the call; :meth:`PendingTable.reap_forever` (a task in the
   node's nursery) removes each one at its deadline, sleeping until the earliest deadline
   rather than polling. An expired id leaves a tombstone (bounded) so ``check_inbox`` can tell
@@ -25,6 +27,7 @@ from __future__ import annotations
 import heapq
 import math
 from collections import OrderedDict, deque
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Literal
 
 import trio
@@ -54,6 +57,7 @@ class PendingEntry:
         "is_async",
         "key",
         "node_id",
+        "on_done",
         "reply",
         "table",
         "task",
@@ -73,6 +77,9 @@ class PendingEntry:
         self.task: trio.lowlevel.Task | None = None
         self.event: trio.Event | None = None
         self.tick = _IN_QUEUE
+        # instead of a parked task: called once, on the Trio thread, when the entry is
+        # resolved (reply, deadline, failed node, node stopping); see PeerClient._start_request
+        self.on_done: Callable[[PendingEntry], None] | None = None
 
     def abort(self, _: object) -> trio.lowlevel.Abort:
         """Abort function of a task parked on this entry: a cancelled wait removes the entry
@@ -314,6 +321,8 @@ class PendingTable:
         if task is not None:
             entry.task = None
             trio.lowlevel.reschedule(task, Value(reply))
+        elif entry.on_done is not None:
+            entry.on_done(entry)
 
     # -- deadlines ----------------------------------------------------------------------
 

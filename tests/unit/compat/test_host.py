@@ -441,3 +441,125 @@ def test_idle_workers_are_bounded_and_reused(
             await host.aclose()
 
     on_asyncio(scenario)
+
+
+STARTED = threading.Event()
+
+
+class Work:
+    """Work a ``call_by_callback`` start hands back: ended by the test through ``done``."""
+
+    def __init__(self, done: Any) -> None:
+        self.done = done
+        self.cancelled = False
+        self.thread = threading.get_ident()
+        STARTED.set()
+
+    def cancel(self) -> None:
+        self.cancelled = True
+
+
+def test_call_by_callback_ends_through_done_without_a_worker(on_asyncio: Any) -> None:
+    started: list[Work] = []
+    ran: list[str] = []
+    STARTED.clear()
+
+    def start(value: int, done: Any) -> Work:
+        work = Work(done)
+        started.append(work)
+        return work
+
+    async def fallback(value: int) -> int:
+        ran.append("fallback")
+        await trio.lowlevel.checkpoint()
+        return value
+
+    async def scenario() -> None:
+        host = TrioHost()
+        await host.start()
+        try:
+            nursery = host._nursery
+            assert nursery is not None
+            workers = host.run_sync(lambda: len(nursery.child_tasks))
+            call = asyncio.create_task(host.call_by_callback(start, fallback, 41))
+            assert await asyncio.to_thread(STARTED.wait, 5)  # taken by the leader
+            assert started[0].thread != threading.get_ident()  # started on the Trio thread
+            assert not call.done()
+            host.run_sync(started[0].done, 42)
+            assert await call == 42
+            assert ran == [] and not started[0].cancelled
+            assert host.run_sync(lambda: len(nursery.child_tasks)) == workers
+            assert not host._active
+        finally:
+            await host.aclose()
+
+    on_asyncio(scenario)
+
+
+def test_call_by_callback_falls_back_ends_at_once_or_raises(on_asyncio: Any) -> None:
+    async def fallback(value: int) -> int:
+        await trio.lowlevel.checkpoint()
+        return value + 1
+
+    def not_now(value: int, done: Any) -> None:
+        return None
+
+    def at_once(value: int, done: Any) -> Work:
+        done(value * 2)
+        return Work(done)
+
+    def refuse(value: int, done: Any) -> Work:
+        raise Marker(f"refused {value}")
+
+    async def scenario() -> None:
+        host = TrioHost()
+        await host.start()
+        try:
+            assert await host.call_by_callback(not_now, fallback, 1) == 2
+            assert await host.call_by_callback(at_once, fallback, 5) == 10
+            with pytest.raises(Marker, match="refused 7"):
+                await host.call_by_callback(refuse, fallback, 7)
+            many = [host.call_by_callback(at_once, fallback, i) for i in range(100)]
+            assert await asyncio.gather(*many) == [2 * i for i in range(100)]
+            assert not host._active
+        finally:
+            await host.aclose()
+
+    on_asyncio(scenario)
+
+
+def test_cancelling_a_call_by_callback_cancels_its_work_first(on_asyncio: Any) -> None:
+    started: list[Work] = []
+    STARTED.clear()
+
+    def start(done: Any) -> Work:
+        work = Work(done)
+        started.append(work)
+        return work
+
+    async def never() -> None:
+        raise AssertionError("the work was started: no fallback")
+
+    async def scenario() -> None:
+        host = TrioHost()
+        await host.start()
+        try:
+            call = asyncio.create_task(host.call_by_callback(start, never))
+            assert await asyncio.to_thread(STARTED.wait, 5)
+            call.cancel()
+            with pytest.raises(asyncio.CancelledError):
+                await call
+            assert started[0].cancelled  # before CancelledError reached the caller
+            assert not host._active
+            host.run_sync(started[0].done, "too late")  # ignored
+            # a call in flight when the host stops fails as any other call does
+            started.clear()
+            STARTED.clear()
+            call = asyncio.create_task(host.call_by_callback(start, never))
+            assert await asyncio.to_thread(STARTED.wait, 5)
+        finally:
+            await host.aclose()
+        with pytest.raises(HostStopped, match="stopped during"):
+            await call
+
+    on_asyncio(scenario)
