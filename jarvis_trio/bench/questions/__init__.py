@@ -1,9 +1,9 @@
 """The standard benchmark questions, one ``bench_*`` module per concern.
 
 Each module is imported only when its questions run (a plain import statement in a loader
-below, so that readers and tools see every module this package runs). ``swim_scale``,
-``transport_node`` and ``transport_peer`` are helper programs the questions start as separate
-processes (``python -m jarvis_trio.bench.questions.<name>``).
+below, so that readers and tools see every module this package runs). ``floors_peer``,
+``swim_scale``, ``transport_node`` and ``transport_peer`` are helper programs the questions
+start as separate processes (``python -m jarvis_trio.bench.questions.<name>``).
 """
 
 from __future__ import annotations
@@ -23,6 +23,12 @@ def _core() -> Questions:
     from . import bench_core
 
     return bench_core.run
+
+
+def _floors() -> Questions:
+    from . import bench_floors
+
+    return bench_floors.run
 
 
 def _gossip() -> Questions:
@@ -68,6 +74,7 @@ def standard() -> list[QuestionModule]:
         for name, load in (
             ("compat", _compat),
             ("core", _core),
+            ("floors", _floors),
             ("gossip", _gossip),
             ("mailbox", _mailbox),
             ("nexus", _nexus),

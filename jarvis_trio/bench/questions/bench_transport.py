@@ -229,25 +229,33 @@ class _PeerProcess:
 
 
 # -- raw pyzmq ----------------------------------------------------------------------------------
-def _raw(n: int) -> tuple[float, float, float]:
-    """(sequential req/s, p50 µs, 64-in-flight req/s) of a bare DEALER/ROUTER echo."""
-    peer = _PeerProcess("transport_peer", "raw")
-    ctx = zmq.Context()
-    try:
-        dealer = ctx.socket(zmq.DEALER)
-        dealer.setsockopt(zmq.LINGER, 0)
-        dealer.connect(f"tcp://127.0.0.1:{peer.port}")
-        dealer.send(b"warm")
-        dealer.recv()
+class RawEcho:
+    """A DEALER on a raw pyzmq ROUTER echo in another process (``transport_peer raw``): the
+    baseline the transport targets compare with. Also used in blocks by ``bench_floors``."""
+
+    def __init__(self) -> None:
+        self._peer = _PeerProcess("transport_peer", "raw")
+        self._ctx: zmq.Context[zmq.Socket[bytes]] = zmq.Context()
+        self._dealer = self._ctx.socket(zmq.DEALER)
+        self._dealer.setsockopt(zmq.LINGER, 0)
+        self._dealer.connect(f"tcp://127.0.0.1:{self._peer.port}")
+        self._dealer.send(b"warm")
+        self._dealer.recv()
+
+    def round_trips(self, n: int) -> list[int]:
+        """``n`` sequential echoes of 150 bytes, each timed (ns)."""
+        dealer = self._dealer
         latencies = []
-        start = time.perf_counter()
         for _ in range(n):
             t0 = time.perf_counter_ns()
             dealer.send(b"x" * 150)
             dealer.recv()
             latencies.append(time.perf_counter_ns() - t0)
-        seq_rate = n / (time.perf_counter() - start)
-        window = 64
+        return latencies
+
+    def in_flight(self, n: int, window: int = 64) -> float:
+        """req/s of ``n`` echoes with ``window`` of them in flight."""
+        dealer = self._dealer
         start = time.perf_counter()
         for _ in range(window):
             dealer.send(b"x" * 150)
@@ -255,13 +263,26 @@ def _raw(n: int) -> tuple[float, float, float]:
             dealer.recv()
             if i + window < n:
                 dealer.send(b"x" * 150)
-        conc_rate = n / (time.perf_counter() - start)
-        dealer.close()
+        return n / (time.perf_counter() - start)
+
+    def close(self) -> None:
+        self._dealer.close()
+        self._ctx.term()
+        self._peer.proc.kill()
+        self._peer.proc.wait()
+
+
+def _raw(n: int) -> tuple[float, float, float]:
+    """(sequential req/s, p50 µs, 64-in-flight req/s) of a bare DEALER/ROUTER echo."""
+    echo = RawEcho()
+    try:
+        start = time.perf_counter()
+        latencies = echo.round_trips(n)
+        seq_rate = n / (time.perf_counter() - start)
+        conc_rate = echo.in_flight(n)
         return seq_rate, percentile(latencies, 50) / 1000, conc_rate
     finally:
-        ctx.term()
-        peer.proc.kill()
-        peer.proc.wait()
+        echo.close()
 
 
 # -- through the bridge -------------------------------------------------------------------------
