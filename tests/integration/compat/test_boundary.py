@@ -116,6 +116,51 @@ def test_asyncio_timeout_around_a_request_cancels_it_on_trio() -> None:
     run_main("asyncio", main)
 
 
+def test_many_asyncio_requests_some_cancelled_leave_nothing_behind() -> None:
+    async def main() -> None:
+        mesh, caller = await _started_with_closed_gate()
+        host = mesh._host_slot.host
+        try:
+            tasks = [
+                asyncio.create_task(caller.peers.request("slow", {"n": n}, timeout=5))
+                for n in range(300)
+            ]
+            await asyncio.sleep(0)  # one loop turn: each task has posted its request, so every
+            # cancel below crosses to the Trio side (some in the batch of their own start)
+            for n in range(0, 300, 3):
+                tasks[n].cancel()
+            results = await asyncio.gather(*tasks, return_exceptions=True)
+            for n, result in enumerate(results):
+                if n % 3 == 0:
+                    assert isinstance(result, asyncio.CancelledError)
+                else:
+                    assert result == {"answer": n}
+            assert host.run_sync(len, mesh.router.pending) == 0
+            assert host.run_sync(lambda: mesh.late_replies) <= 100
+        finally:
+            await mesh.stop()
+
+    run_main("asyncio", main)
+
+
+def test_an_asyncio_request_waiting_when_the_mesh_stops_returns_none() -> None:
+    async def main() -> None:
+        global GATE
+        GATE = Gate()
+        mesh = Mesh(
+            config={"p2p_enabled": False, "stop_grace_period": 0.1}, env_file=None, environ={}
+        )
+        mesh.add(SlowAgent)
+        caller = mesh.add(Caller)
+        await mesh.start()
+        waiting = asyncio.create_task(caller.peers.request("slow", {"wait": True, "n": 1}))
+        assert await asyncio.to_thread(GATE.entered.wait, 5)
+        await mesh.stop()
+        assert await waiting is None
+
+    run_main("asyncio", main)
+
+
 @pytest.mark.parametrize("backend", BACKENDS)
 def test_errors_keep_their_type(backend: str) -> None:
     async def main() -> None:
