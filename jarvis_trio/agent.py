@@ -269,19 +269,21 @@ class Agent:
 
     async def _serve_inbox(self) -> None:
         # the hot loop of every agent: the loop yields only when idle or every _BURST
-        # messages; each message costs one helper coroutine (_dispatch), measured at under
-        # 1 % of an in-process request
+        # messages; a same-node request is answered in this frame, anything else goes
+        # through one helper coroutine (_dispatch)
         inbox = self._inbox
         peers = self.peers
         node = peers.node_id
         correlation = CURRENT_CORRELATION
         tracing = _tracing.active
+        task = trio.lowlevel.current_task()
+        abort = inbox.receiver_abort(task)
         burst = 0
         while True:
             message = inbox.get_nowait()
             if message is None:
                 burst = 0
-                message = await inbox.park()
+                message = await inbox.park(task, abort)
                 if message is None:
                     return
             else:
@@ -294,6 +296,19 @@ class Agent:
                 operation = "request" if message.type == REQUEST else "notify"
                 with _tracing.server_span(operation, message.traceparent, self.agent_id, node):
                     await self._dispatch(message, peers, node)
+            elif message.type == REQUEST and message.sender_node == node:
+                # _dispatch of a same-node request, inlined (the commonest local message):
+                # no helper coroutine to create and cross
+                try:
+                    reply = await self.on_peer_request(message)
+                except Exception as exc:
+                    reply = self._failed_request(message, exc)
+                if reply is not None:
+                    try:
+                        peers._respond_here(message, reply)
+                    except (PayloadError, PayloadTooLarge) as exc:
+                        self._logger.exception("reply to %s refused", message.correlation_id)
+                        await peers._respond(message, failure_reply(exc))
             else:
                 await self._dispatch(message, peers, node)
 

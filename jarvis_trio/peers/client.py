@@ -16,7 +16,7 @@ import math
 import time
 from collections.abc import Awaitable, Callable, Mapping
 from types import MappingProxyType
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import TYPE_CHECKING, Any, ClassVar, TypeVar
 
 import trio
 from sniffio import thread_local as _sniffio_thread
@@ -40,6 +40,8 @@ __all__ = ["ClientCore", "PeerClient"]
 
 T = TypeVar("T")
 Payload = dict[str, Any]  # a message or context as the caller hands it over (checked later)
+# a request up to its hand-over: its pending entry, the message, the target and its inbox
+Opened = tuple[PendingEntry, IncomingMessage, "PeerInfo", "AgentInbox | None"]
 
 _ROUTE_CACHE = 64  # resolved targets remembered per client until the directory changes
 
@@ -142,6 +144,16 @@ class ClientCore:
     _notify: Callable[[str, Payload, Payload | None, str | None], Awaitable[bool]]
     _exchange: Callable[
         [str, Payload, float, Payload | None, str | None], Awaitable[IncomingMessage | None]
+    ]
+    # a client whose requests wait on a PendingTable entry sets _inline_exchange and gives
+    # the steps around the wait, so that request() makes them in its own frame
+    _inline_exchange: ClassVar[bool] = False
+    _open_exchange: Callable[[str, Payload, float, Payload | None, str | None], Opened | None]
+    _hand_over: Callable[
+        [PeerInfo, AgentInbox | None, IncomingMessage, PendingEntry], Awaitable[bool]
+    ]
+    _close_exchange: Callable[
+        [PeerInfo, IncomingMessage | None, IncomingMessage, PendingEntry], None
     ]
     _ask_async: Callable[[str, Payload, float, Payload | None, str | None], Awaitable[str]]
     _broadcast: Callable[[Payload, Payload | None, str | None], Awaitable[int]]
@@ -257,8 +269,34 @@ class ClientCore:
         if _tracing.active():
             args = (target, message, timeout, context)
             reply = await self._traced("request", target, self._exchange, args)
-        else:
+            return None if reply is None else reply.data
+        if not self._inline_exchange:
             reply = await self._exchange(target, message, timeout, context, None)
+            return None if reply is None else reply.data
+        # PeerClient's _exchange, made in this frame: each coroutine layer is crossed again
+        # when the caller parks and when it resumes. The steps before and after the wait
+        # are the hooks _exchange itself uses, so the two cannot drift apart.
+        await trio.lowlevel.checkpoint_if_cancelled()
+        opened = self._open_exchange(target, message, timeout, context, None)
+        if opened is None:
+            return None
+        entry, msg, info, inbox = opened
+        try:
+            if (inbox is None or not inbox.put_nowait(msg)) and not await self._hand_over(
+                info, inbox, msg, entry
+            ):
+                return None
+            if entry.done:  # answered while the message was being handed over
+                await trio.lowlevel.checkpoint()
+                reply = entry.reply
+            else:
+                # parked on the entry itself (PendingTable.wait, inlined)
+                entry.task = trio.lowlevel.current_task()
+                reply = await trio.lowlevel.wait_task_rescheduled(entry.abort)
+        finally:
+            if not entry.done:  # a resolved entry has left the table already
+                entry.table.discard(entry.key)
+        self._close_exchange(info, reply, msg, entry)
         return None if reply is None else reply.data
 
     def _start_request(
@@ -486,6 +524,8 @@ class PeerClient(ClientCore):
                 counts.notify_failed += 1
         return delivered
 
+    _inline_exchange = True  # request() makes _exchange's steps in its own frame
+
     async def _exchange(
         self,
         target: str,
@@ -495,73 +535,121 @@ class PeerClient(ClientCore):
         traceparent: str | None,
     ) -> IncomingMessage | None:
         """Send a request and park until its response, its deadline or the node stopping;
-        the pending entry is removed whichever way the call ends."""
+        the pending entry is removed whichever way the call ends. (:meth:`request` makes the
+        same steps in its own frame when it needs no span.)"""
         await trio.lowlevel.checkpoint_if_cancelled()
-        # check the payload, resolve the target, open the pending entry: nothing that can
-        # raise comes after the entry is opened and before the try block that removes it
+        opened = self._open_exchange(target, message, timeout, context, traceparent)
+        if opened is None:
+            return None
+        entry, msg, info, inbox = opened
+        reply: IncomingMessage | None
+        try:
+            if (inbox is None or not inbox.put_nowait(msg)) and not await self._hand_over(
+                info, inbox, msg, entry
+            ):
+                return None
+            reply = await self._router.pending.wait(entry.key, entry)
+        finally:
+            if not entry.done:  # a resolved entry has left the table already
+                entry.table.discard(entry.key)
+        self._close_exchange(info, reply, msg, entry)
+        return reply
+
+    def _open_exchange(
+        self,
+        target: str,
+        message: dict[str, Any],
+        timeout: float,
+        context: dict[str, Any] | None,
+        traceparent: str | None,
+    ) -> Opened | None:
+        """A request's first half, up to the hand-over: check the timeout and the payload,
+        resolve the target, open the pending entry, build the message, count it sent.
+        ``None`` (counted) when the target cannot be resolved, the node does not accept or
+        the table is full. Nothing that can raise comes after the entry is opened: the
+        caller's ``try`` that removes it starts right after this returns."""
         router = self._router
         if type(timeout) is not float or not 0 <= timeout < math.inf:
             timeout = _checked_timeout("timeout", timeout, allow_none=False)  # type: ignore[assignment]
-        data, ctx = self._checked(message, context)
+        data = checked_copy(message)  # _checked, inlined
+        ctx: dict[str, Any] = {} if context is None else checked_context(context)
+        if ctx or len(router.encode(data)) > router.max_message_size:
+            router.check_size(data, ctx)  # the full check only when it could fail
         found = self._resolve(target)
         if found is None or not router.accepting:
             router.stats.request_failed += 1
             return None
         info, inbox = found
-        request_id = router.new_id("req-")
-        entry = router.pending.open_request(request_id, info.node_id, router.now() + timeout)
+        entry = router.pending.open_request(
+            router.new_id("req-"), info.node_id, router.now() + timeout
+        )
         if entry is None:
             router.stats.request_failed += 1
             return None
-        msg = IncomingMessage(
-            self._agent_id,
-            router.node_id,
-            REQUEST,
-            data,
-            request_id,
-            time.time(),
-            ctx,
-            info.agent_id,
-            traceparent,
-        )
         traffic = router.traffic
-        counts = traffic.by_role[info.role] if traffic.enabled else None
-        if counts is not None:
-            counts.sent += 1
-        reply: IncomingMessage | None
-        try:
-            if (inbox is None or not inbox.put_nowait(msg)) and not await router.send(
-                info, inbox, msg, entry.deadline
-            ):
-                router.stats.request_failed += 1
-                if counts is not None:
-                    counts.failed += 1
-                return None
-            if entry.done:  # answered while the message was being handed over
-                await trio.lowlevel.checkpoint()
-                reply = entry.reply
-            else:
-                # parked on the entry itself (PendingTable.wait, inlined on the hot path)
-                entry.task = trio.lowlevel.current_task()
-                reply = await trio.lowlevel.wait_task_rescheduled(entry.abort)
-        finally:
-            if not entry.done:  # a resolved entry has left the table already
-                entry.table.discard(entry.key)
-        if counts is not None:
-            if reply is not None:
-                if reply.sender_node == router.node_id:
-                    # both ends stamped by this node's clock: no clock read to time it
-                    latencies = counts.latency.pending  # Histogram.observe, inlined
-                    latencies.append(reply.timestamp - msg.timestamp)
-                    if len(latencies) >= FOLD_EVERY:
-                        counts.latency.fold()
-                else:  # started at deadline - timeout: no clock read at the start either
-                    counts.observe(router.now() - entry.deadline + timeout)
-            elif router.now() >= entry.deadline:
-                counts.timed_out += 1
-            else:
-                counts.failed += 1
-        return reply
+        if traffic.enabled:
+            traffic.by_role[info.role].sent += 1
+        return (
+            entry,
+            IncomingMessage(
+                self._agent_id,
+                router.node_id,
+                REQUEST,
+                data,
+                entry.key,
+                time.time(),
+                ctx,
+                info.agent_id,
+                traceparent,
+            ),
+            info,
+            inbox,
+        )
+
+    async def _hand_over(
+        self,
+        info: PeerInfo,
+        inbox: AgentInbox | None,
+        msg: IncomingMessage,
+        entry: PendingEntry,
+    ) -> bool:
+        """The request's hand-over when the target's inbox did not take it at once: a full
+        inbox (wait for space) or another node. ``False`` (counted) when it failed."""
+        router = self._router
+        if await router.send(info, inbox, msg, entry.deadline):
+            return True
+        router.stats.request_failed += 1
+        traffic = router.traffic
+        if traffic.enabled:
+            traffic.by_role[info.role].failed += 1
+        return False
+
+    def _close_exchange(
+        self,
+        info: PeerInfo,
+        reply: IncomingMessage | None,
+        msg: IncomingMessage,
+        entry: PendingEntry,
+    ) -> None:
+        """A request's metrics once it ended: its latency, or why it got no reply."""
+        router = self._router
+        traffic = router.traffic
+        if not traffic.enabled:
+            return
+        counts = traffic.by_role[info.role]
+        if reply is not None:
+            if reply.sender_node == msg.sender_node:
+                # both ends stamped by this node's clock: no clock read to time it
+                latencies = counts.latency.pending  # Histogram.observe, inlined
+                latencies.append(reply.timestamp - msg.timestamp)
+                if len(latencies) >= FOLD_EVERY:
+                    counts.latency.fold()
+            else:  # from the request's own stamp: no clock read at the start
+                counts.observe(time.time() - msg.timestamp)
+        elif router.now() >= entry.deadline:
+            counts.timed_out += 1
+        else:
+            counts.failed += 1
 
     def _start_request(
         self,
@@ -666,8 +754,28 @@ class PeerClient(ClientCore):
 
     def _respond_here(self, message: IncomingMessage, response: dict[str, Any]) -> bool:
         """:meth:`respond` to a request sent from this node: nothing to wait for, so no
-        coroutine (the agent's loop calls it for every same-node request it answers)."""
-        return self._router.pending.resolve(self._reply(message, response))
+        coroutine (the agent's loop calls it for every same-node request it answers).
+        :meth:`_reply` and :meth:`_checked`, inlined: this runs once per local request."""
+        if type(message) is not IncomingMessage or message.type != REQUEST:
+            return self._router.pending.resolve(self._reply(message, response))
+        router = self._router
+        data = checked_copy(response, what="response")
+        context = message.context
+        ctx: dict[str, Any] = checked_context(context) if context else {}
+        if ctx or len(router.encode(data)) > router.max_message_size:
+            router.check_size(data, ctx)  # the full check only when it could fail
+        return router.pending.resolve(
+            IncomingMessage(
+                self._agent_id,
+                router.node_id,
+                RESPONSE,
+                data,
+                message.correlation_id,
+                time.time(),
+                ctx,
+                message.sender,
+            )
+        )
 
     def _reply(
         self,

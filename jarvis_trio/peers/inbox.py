@@ -140,8 +140,14 @@ class AgentInbox:
             return message
         return await self.park()
 
-    async def park(self) -> IncomingMessage | None:
-        """Wait for a message known not to be queued yet (see :meth:`wait`)."""
+    async def park(
+        self,
+        task: trio.lowlevel.Task | None = None,
+        abort: Callable[[object], trio.lowlevel.Abort] | None = None,
+    ) -> IncomingMessage | None:
+        """Wait for a message known not to be queued yet (see :meth:`wait`). A loop that
+        parks again and again passes its task and :meth:`receiver_abort` for it, built once,
+        instead of a fresh closure per wait."""
         self.waiting += 1
         try:
             if self.stopping:
@@ -153,17 +159,26 @@ class AgentInbox:
             receivers = self._receivers
             if receivers is None:
                 receivers = self._receivers = []
-            task = trio.lowlevel.current_task()
+            if task is None or abort is None:
+                task = trio.lowlevel.current_task()
+                abort = self.receiver_abort(task)
             receivers.append(task)
-
-            def abort(_: object) -> trio.lowlevel.Abort:
-                receivers.remove(task)
-                return _Abort.SUCCEEDED
-
             received: IncomingMessage | None = await trio.lowlevel.wait_task_rescheduled(abort)
             return received
         finally:
             self.waiting -= 1
+
+    def receiver_abort(self, task: trio.lowlevel.Task) -> Callable[[object], trio.lowlevel.Abort]:
+        """The abort function of ``task`` parked in :meth:`park`: a cancelled receiver leaves
+        the waiting list before anything could be handed to it."""
+
+        def abort(_: object) -> trio.lowlevel.Abort:
+            receivers = self._receivers
+            if receivers is not None:
+                receivers.remove(task)
+            return _Abort.SUCCEEDED
+
+        return abort
 
     async def get(self, timeout: float | None) -> IncomingMessage | None:
         """The next message; ``timeout=0`` never blocks, ``None`` waits without limit."""

@@ -289,7 +289,19 @@ class PendingTable:
             self.wrong_node_replies += 1
             return False
         assert key is not None
-        self._finish(key, entry, response)
+        if entry.is_async or entry.tick != _IN_QUEUE:
+            self._finish(key, entry, response)
+            return True
+        # _finish's common case (a request() entry whose deadline is queued), inlined
+        entry.done = True
+        entry.reply = response
+        del self._entries[key]
+        task = entry.task
+        if task is not None:
+            entry.task = None
+            trio.lowlevel.reschedule(task, Value(response))
+        elif entry.on_done is not None:
+            entry.on_done(entry)
         return True
 
     def fail_node(self, node_id: str) -> int:

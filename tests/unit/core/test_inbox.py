@@ -104,6 +104,36 @@ async def test_cancelled_receiver_is_not_handed_anything(
     assert number(inbox.get_nowait()) == 5
 
 
+async def test_a_receiving_loops_abort_serves_every_park_it_is_passed_to(
+    autojump_clock: trio.abc.Clock,
+) -> None:
+    """The agent loop builds its abort function once and parks with it again and again: each
+    cancelled park leaves the waiting list, and a later one still receives."""
+    inbox = AgentInbox(2)
+    task = trio.lowlevel.current_task()
+    abort = inbox.receiver_abort(task)
+    for _ in range(3):
+        with trio.move_on_after(0.01):
+            await inbox.park(task, abort)
+        assert inbox.waiting == 0
+        assert inbox.put_nowait(msg(7))  # queued, not handed to the cancelled receiver
+        assert number(inbox.get_nowait()) == 7
+    async with trio.open_nursery() as nursery:
+        got: list[IncomingMessage | None] = []
+
+        async def loop() -> None:
+            me = trio.lowlevel.current_task()
+            mine = inbox.receiver_abort(me)
+            got.append(await inbox.park(me, mine))
+            got.append(await inbox.park(me, mine))
+
+        nursery.start_soon(loop)
+        for n in (1, 2):
+            await trio.testing.wait_all_tasks_blocked()
+            assert inbox.waiting == 1 and inbox.put_nowait(msg(n))
+    assert [number(m) for m in got] == [1, 2]
+
+
 async def test_close_releases_everyone() -> None:
     inbox = AgentInbox(1)
     assert inbox.put_nowait(msg(0))

@@ -276,6 +276,58 @@ async def test_respond_propagates_context_unless_overridden(make_mesh: MeshFacto
         assert replies[1] is not None and replies[1].context == {"mission_id": "other"}
 
 
+async def test_the_default_loop_replies_with_a_copy_and_the_requests_context(
+    make_mesh: MeshFactory,
+) -> None:
+    """A same-node request answered by the default loop (its own fast path): the requester
+    gets containers of its own, and the request's context comes back as a copy."""
+
+    class Keeper(CustomAgent):
+        role = "keeper"
+
+        async def setup(self) -> None:
+            self.replies: list[dict[str, Any]] = []
+            self.requests: list[IncomingMessage] = []
+
+        async def on_peer_request(self, message: IncomingMessage) -> dict[str, Any]:
+            self.requests.append(message)
+            reply: dict[str, Any] = {"items": [message.data["n"]]}
+            self.replies.append(reply)
+            return reply
+
+    async with make_mesh() as mesh:
+        caller = await mesh.start_agent(Idle)
+        keeper = await mesh.start_agent(Keeper)
+        assert isinstance(keeper, Keeper)
+        reply = await caller.peers.request("keeper", {"n": 1}, context={"tags": ["a"]})
+        assert reply == {"items": [1]}
+        reply["items"].append(2)
+        keeper.replies[0]["items"].append(3)
+        assert reply == {"items": [1, 2]} and keeper.replies[0] == {"items": [1, 3]}
+        whole = await caller.peers.request_message("keeper", {"n": 2}, context={"tags": ["b"]})
+        assert whole is not None and whole.is_response and whole.sender == keeper.agent_id
+        assert whole.data == {"items": [2]} and whole.context == {"tags": ["b"]}
+        assert whole.context["tags"] is not keeper.requests[1].context["tags"]
+
+
+async def test_per_role_counts_of_the_in_process_request_path(
+    make_mesh: MeshFactory, autojump_clock: trio.abc.Clock
+) -> None:
+    async with make_mesh() as mesh:
+        caller = await mesh.start_agent(Idle)
+        await mesh.start_agent(Echo)
+        silent = await mesh.start_agent(Idle)
+        for n in range(3):
+            assert await caller.peers.request("echo", {"n": n}) is not None
+        assert await caller.peers.request(silent.agent_id, {"n": 0}, timeout=1) is None
+        echo, idle = mesh.router.traffic.role("echo"), mesh.router.traffic.role("caller")
+        assert (echo.sent, echo.answered, echo.failed, echo.timed_out) == (3, 3, 0, 0)
+        assert (idle.sent, idle.answered, idle.failed, idle.timed_out) == (1, 0, 0, 1)
+        mesh.router.traffic.enabled = False
+        assert await caller.peers.request("echo", {"n": 9}) is not None
+        assert echo.sent == 3  # switched off: nothing counted, the request still answered
+
+
 async def test_a_raising_handler_sends_an_error_reply_and_keeps_serving(
     make_mesh: MeshFactory,
 ) -> None:
