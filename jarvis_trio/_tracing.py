@@ -23,6 +23,7 @@ from contextlib import contextmanager
 from typing import Any
 
 __all__ = [
+    "OTEL_TRACE",
     "active",
     "client_span",
     "format_traceparent",
@@ -41,6 +42,10 @@ _trace: Any = None  # opentelemetry.trace, once an SDK is found
 _otel_context: Any = None  # opentelemetry.context, likewise
 _next_check = 0.0
 _monotonic = time.monotonic
+_modules = sys.modules
+OTEL_TRACE = "opentelemetry.trace"
+"""The module whoever configures an SDK has imported: while it is absent from
+``sys.modules``, :func:`active` is False (hot paths test this first, saving the call)."""
 
 
 def active() -> bool:
@@ -54,11 +59,13 @@ def active() -> bool:
     global _configured, _tracer, _trace, _otel_context, _next_check
     if _configured:
         return True
+    if OTEL_TRACE not in _modules:
+        return False  # one dict look-up, cheaper than the clock read below
     now = _monotonic()
     if now < _next_check:
         return False
     _next_check = now + RECHECK_SECONDS
-    trace = sys.modules.get("opentelemetry.trace")
+    trace = _modules.get(OTEL_TRACE)
     if trace is None:
         return False
     provider = trace.get_tracer_provider()

@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import inspect
 import logging
+import sys
 from collections.abc import Awaitable, Callable, MutableMapping, Sequence
 from typing import TYPE_CHECKING, Any, ClassVar, cast
 
@@ -276,6 +277,7 @@ class Agent:
         node = peers.node_id
         correlation = CURRENT_CORRELATION
         tracing = _tracing.active
+        otel, modules = _tracing.OTEL_TRACE, sys.modules
         task = trio.lowlevel.current_task()
         abort = inbox.receiver_abort(task)
         burst = 0
@@ -292,7 +294,7 @@ class Agent:
                     burst = 0
                     await trio.lowlevel.checkpoint()
             correlation.set(message.correlation_id)  # log records name the message
-            if tracing():
+            if otel in modules and tracing():  # tracing() is False without the API loaded
                 operation = "request" if message.type == REQUEST else "notify"
                 with _tracing.server_span(operation, message.traceparent, self.agent_id, node):
                     await self._dispatch(message, peers, node)

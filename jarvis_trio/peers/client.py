@@ -13,6 +13,7 @@ arriving afterwards is counted as late and dropped — it never reaches ``receiv
 from __future__ import annotations
 
 import math
+import sys
 import time
 from collections.abc import Awaitable, Callable, Mapping
 from types import MappingProxyType
@@ -37,6 +38,8 @@ if TYPE_CHECKING:
     from .traffic import RoleTraffic
 
 __all__ = ["ClientCore", "PeerClient"]
+
+_modules = sys.modules
 
 T = TypeVar("T")
 Payload = dict[str, Any]  # a message or context as the caller hands it over (checked later)
@@ -266,7 +269,8 @@ class ClientCore:
                     timeout,
                     context,
                 )
-        if _tracing.active():
+        if _tracing.OTEL_TRACE in _modules and _tracing.active():  # active() is False
+            # while the OpenTelemetry API is not imported: one look-up instead of a call
             args = (target, message, timeout, context)
             reply = await self._traced("request", target, self._exchange, args)
             return None if reply is None else reply.data
