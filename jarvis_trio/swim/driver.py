@@ -74,6 +74,7 @@ __all__ = ["Subscription", "SwimNode", "open_swim_node"]
 
 _log = logging.getLogger(__name__)
 _RECV_SIZE = 65_536  # read whole datagrams so that oversized ones are seen and counted
+_CATCH_UP_LIMIT = 10_000  # datagrams handled before a timer's turn, at most (see _catch_up)
 
 
 class Subscription:
@@ -178,6 +179,7 @@ class SwimNode:
         self.leave_timeout = leave_timeout if leave_timeout is not None else 3 * self.config.period
         self._proto: SwimProtocol | None = None
         self._sock: trio.socket.SocketType | None = None
+        self._raw: _stdsocket.socket | None = None  # the same socket, for reads that never wait
         self._timers: list[tuple[float, int, TimerToken]] = []
         self._timer_seq = 0
         self._timer_wakeup = trio.Event()
@@ -304,7 +306,9 @@ class SwimNode:
         """Bind, join the seeds, serve until cancelled, :meth:`leave` or :meth:`close`."""
         host, port = self._bind
         family = _stdsocket.AF_INET6 if ":" in host else _stdsocket.AF_INET
-        sock = trio.socket.socket(family, _stdsocket.SOCK_DGRAM)
+        raw = _stdsocket.socket(family, _stdsocket.SOCK_DGRAM)
+        raw.setblocking(False)
+        sock = trio.socket.from_stdlib_socket(raw)  # owns it: closing one closes both
         try:
             self._size_recv_buffer(sock)
             await sock.bind((host, port))
@@ -332,6 +336,7 @@ class SwimNode:
                 self._directory_version,
             )
             self._sock = sock
+            self._raw = raw
             epoch = self._epoch
             if epoch is None:
                 epoch = boot_epoch(time.time_ns() // 1_000_000, self._rng.getrandbits(16))
@@ -446,17 +451,47 @@ class SwimNode:
             except OSError:
                 self._counters["recv_errors"] += 1
                 continue
-            data = bytes(view[:size])
-            now = trio.current_time()
-            rejected = proto.rejected
+            await self._handle(bytes(view[:size]), addr)
+
+    async def _handle(self, data: bytes, addr: Any) -> None:
+        """One datagram through the protocol core, its effects applied."""
+        proto = self._proto
+        assert proto is not None
+        now = trio.current_time()
+        rejected = proto.rejected
+        try:
+            fx = proto.handle_datagram(data, (addr[0], addr[1]), now)
+        except Exception:  # the last line: one datagram never stops the node
+            self._handler_error("datagram", addr, now)
+            return
+        if proto.rejected != rejected and now - self._reported_at >= self.log_interval:
+            self._report_rejections(now)
+        await self._apply(fx)
+
+    async def _catch_up(self, buffer: bytearray) -> None:
+        """Handle the datagrams already waiting in the socket, before a timer's verdict.
+
+        After the process was off the CPU (a loaded machine, a long pause), a timer whose
+        deadline passed and the socket's backlog become ready together, and the timer may run
+        first: a probe, a final check or a claim check would then be judged unanswered while
+        the ack that answers it waits, unread, in the receive buffer -- a false suspicion or
+        death made by the stall of this very node. So every due timer first waits for what
+        is already queued (bounded by ``_CATCH_UP_LIMIT``, so that a flood cannot hold the
+        timers back for long); reads here never wait, and an empty socket costs one call.
+        """
+        raw = self._raw
+        assert raw is not None
+        view = memoryview(buffer)
+        for _ in range(_CATCH_UP_LIMIT):
             try:
-                fx = proto.handle_datagram(data, (addr[0], addr[1]), now)
-            except Exception:  # the last line: one datagram never stops the node
-                self._handler_error("datagram", addr, now)
+                size, addr = raw.recvfrom_into(buffer)
+            except BlockingIOError:
+                return
+            except OSError:
+                self._counters["recv_errors"] += 1
                 continue
-            if proto.rejected != rejected and now - self._reported_at >= self.log_interval:
-                self._report_rejections(now)
-            await self._apply(fx)
+            self._counters["caught_up"] += 1
+            await self._handle(bytes(view[:size]), addr)
 
     def _handler_error(self, what: str, source: object, now: float) -> None:
         """Count (and at most once per interval log) an exception the core let out."""
@@ -495,10 +530,13 @@ class SwimNode:
         proto = self._proto
         assert proto is not None
         timers = self._timers
+        buffer = bytearray(_RECV_SIZE)  # not the receive loop's: it may hold an unread datagram
         while True:
             now = trio.current_time()
             # at least once a protocol period: the probe tick is always armed
             proto.version_horizon = epoch_horizon(time.time_ns() // 1_000_000)
+            if timers and timers[0][0] <= now:
+                await self._catch_up(buffer)
             while timers and timers[0][0] <= now:
                 _, _, token = heapq.heappop(timers)
                 try:

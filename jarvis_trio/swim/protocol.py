@@ -41,13 +41,15 @@ reported as a conflict instead of out-bidding each other's incarnation forever.
 A *dead* or *left* record heard second-hand about a member held alive or suspect is checked
 before it is believed (see ``_on_dead_claim``): SWIM's blind belief let one forged record take
 a live member out of every view it reached. A record that moves a member to another address
-within its epoch is refused (``drop_moved``): a node keeps its address for its life.
+within its epoch is refused (``drop_moved``): a node keeps its address for its life. One of a
+new epoch (a restart elsewhere, or a forgery) that moves a live member is checked at the
+member's current address first (see ``_check_move``).
 
-Bounds: member table ``max_members``; piggyback queue ``max_broadcasts``; relayed ping-reqs
-and claim checks ``max_relays`` each; push/pull replies ``pushpull_replies_per_period``;
-rejoin candidates ``max_rejoin_candidates``; tombstones ``max_tombstones``; name checks
-``MAX_NAME_CHECKS``, remembered conflicts ``MAX_NAME_CONFLICTS``; the dead list is bounded by
-the member table.
+Bounds: member table ``max_members``; piggyback queue ``max_broadcasts``; relayed ping-reqs,
+claim checks and move checks ``max_relays`` each; push/pull replies
+``pushpull_replies_per_period``; rejoin candidates ``max_rejoin_candidates``; tombstones
+``max_tombstones``; name checks ``MAX_NAME_CHECKS``, remembered conflicts
+``MAX_NAME_CONFLICTS``; the dead list is bounded by the member table.
 See :class:`~jarvis_trio.swim.config.SwimConfig`.
 """
 
@@ -100,7 +102,8 @@ TimerToken = tuple[int, str, int]
     T_FINAL,
     T_NAME,
     T_CLAIM,
-) = range(11)
+    T_MOVE,
+) = range(12)
 # name checks in flight and confirmed name conflicts remembered (see SwimProtocol._claimed)
 MAX_NAME_CHECKS = 4
 MAX_NAME_CONFLICTS = 16
@@ -251,6 +254,10 @@ class SwimProtocol:
         # (and the silent rounds still needed to confirm it)
         self._claim_checks: dict[int, tuple[str, int, bool, str, int]] = {}
         self._checking: dict[str, int] = {}
+        # records moving a live member to another address, being checked at its current one:
+        # seq -> (name, version, meta, silent rounds still needed), and name -> seq
+        self._move_checks: dict[int, tuple[str, int, NodeMeta, int]] = {}
+        self._moving: dict[str, int] = {}
         self._dead_fifo: deque[tuple[float, str, int]] = deque()
         # reaped member -> (last version, it left): refuses replays of a life that ended
         self._graves: OrderedDict[str, tuple[int, bool]] = OrderedDict()
@@ -524,6 +531,8 @@ class SwimProtocol:
             self._name_check_expired(token[2])
         elif kind == T_CLAIM:
             self._claim_check_expired(token[2], now)
+        elif kind == T_MOVE:
+            self._move_check_expired(token[2], now)
         elif kind == T_JOIN and not self._joined and not self.leaving:
             self.stats["join_requests"] += 1
             for seed in self._seeds:
@@ -658,6 +667,8 @@ class SwimProtocol:
                     self._final_check_answered(seq, now)
                 elif seq in self._claim_checks:
                     self._claim_disproved(seq)
+                elif seq in self._move_checks:
+                    self._move_disproved(seq)
                 else:
                     self.stats["late_acks"] += 1
         elif kind == codec.NACK:
@@ -797,9 +808,18 @@ class SwimProtocol:
         """Outrank ``claimed``: its next incarnation, or at the last incarnation of an epoch
         (or with ``next_epoch``) the first of the next epoch. A claim at the very last version
         cannot be outranked; it is refused (only a key holder can forge one, see the README's
-        security notes)."""
+        security notes).
+
+        A claim of an epoch later than ours is always outranked by a move to the epoch after
+        it. This node never wrote a record of that epoch, so whoever holds one may hold it at
+        another address (a forged *alive* of a new epoch may come from anywhere, see
+        ``_on_alive``), and a refutation within that epoch would be refused there as a move
+        (``drop_moved``): the holder would keep probing the forged address and declare this
+        live node dead, with nobody to tell it (seen under ``bench_swim_fuzz``)."""
         me = self._self
         top = max(me.inc, claimed)
+        if claimed >> 32 > me.inc >> 32:
+            next_epoch = True
         target = ((top >> 32) + 1) << 32 if next_epoch else top + 1
         if target > MAX_VERSION:
             self._reject("unrefutable", self._from)
@@ -900,7 +920,9 @@ class SwimProtocol:
             self.stats["restated"] += 1
             self._broadcast_alive(self._self)
 
-    def _on_alive(self, name: str, inc: int, meta: NodeMeta, now: float) -> None:
+    def _on_alive(
+        self, name: str, inc: int, meta: NodeMeta, now: float, *, checked: bool = False
+    ) -> None:
         rec = self._members.get(name)
         if rec is self._self:
             if meta.address != rec.meta.address:
@@ -936,6 +958,14 @@ class SwimProtocol:
             # elsewhere, where nobody answers (a false death with no refutation)
             self._reject("moved", self._from)
             return
+        if (
+            meta.address != rec.meta.address
+            and not checked
+            and self.config.check_claims
+            and (rec.state is _ALIVE or rec.state is _SUSPECT)
+        ):
+            self._check_move(rec, inc, meta, now)
+            return
         old = rec.state
         if (old is _DEAD or old is _LEFT) and self._down.get(rec.meta.address) is rec:
             del self._down[rec.meta.address]
@@ -959,6 +989,68 @@ class SwimProtocol:
             if meta_changed:
                 self._event(EventKind.METADATA, rec)
         self._broadcast_alive(rec)
+
+    def _check_move(self, rec: _Record, inc: int, meta: NodeMeta, now: float) -> None:
+        """A record of a new life moves a live member to another address: checked where the
+        member is now before it is believed.
+
+        A new epoch may come from anywhere (a restart at another address), so the record
+        cannot be refused as a forgery outright; but believing a forged one sends every probe
+        of a live member to an address where nobody answers, and the member, never probed
+        there, does not hear of the suspicion that follows until it is declared dead (traced
+        under ``bench_swim_fuzz``). So the member's current address is asked first, as for a
+        claim of its death: any ack (direct or relayed) means it still lives there and the
+        record is refused (``moves_refused``); silence for two rounds of ``2 · probe_timeout``
+        means it is gone, and the record is applied. A genuine restart at a new address is
+        thus taken up to ``4 · probe_timeout`` later than SWIM would.
+        """
+        seq = self._moving.get(rec.name)
+        if seq is not None:  # a check is under way: the newest record waits for its verdict
+            name, known, _, rounds = self._move_checks[seq]
+            if inc > known:
+                self._move_checks[seq] = (name, inc, meta, rounds)
+            self.stats["moves_joined"] += 1
+            return
+        if len(self._move_checks) >= self.config.max_relays:
+            self.stats["drop_move_checks_full"] += 1
+            return
+        self.stats["moves_checked"] += 1
+        # two rounds even for a member held suspect: a forger can have it suspected first
+        self._check_move_round(rec, inc, meta, 2, now)
+
+    def _check_move_round(
+        self, rec: _Record, inc: int, meta: NodeMeta, rounds: int, now: float
+    ) -> None:
+        """One round of a move check: a ping at the current address, and ping-reqs."""
+        seq = self._next_seq()
+        self._move_checks[seq] = (rec.name, inc, meta, rounds)
+        self._moving[rec.name] = seq
+        self._send(rec.meta.address, codec.header_ping(seq, rec.name8))
+        header = codec.header_ping_req(seq, codec.encode_address(*rec.meta.address), rec.name8)
+        for helper in self._sample(self.config.indirect_probes, rec, alive_only=True):
+            self._send(helper.meta.address, header)
+        self._fx.timers.append(((T_MOVE, "", seq), now + 2 * self.config.probe_timeout))
+
+    def _move_disproved(self, seq: int) -> None:
+        """The member answered where it is: the record that moved it is refused."""
+        name = self._move_checks.pop(seq)[0]
+        del self._moving[name]
+        self.stats["moves_refused"] += 1
+
+    def _move_check_expired(self, seq: int, now: float) -> None:
+        check = self._move_checks.pop(seq, None)
+        if check is None:
+            return  # answered
+        name, inc, meta, rounds = check
+        del self._moving[name]
+        rec = self._members.get(name)
+        if rec is None or inc <= rec.inc:
+            return  # a newer record of the member came meanwhile
+        if rounds > 1 and (rec.state is _ALIVE or rec.state is _SUSPECT):
+            self._check_move_round(rec, inc, meta, rounds - 1, now)
+            return
+        self.stats["moves_confirmed"] += 1
+        self._on_alive(name, inc, meta, now, checked=True)
 
     def _on_suspect(self, name: str, inc: int, accuser: str, now: float) -> None:
         rec = self._members.get(name)

@@ -6,7 +6,7 @@ from __future__ import annotations
 from jarvis_trio.swim import codec
 from jarvis_trio.swim.config import SwimConfig
 from jarvis_trio.swim.members import EventKind, MemberState
-from jarvis_trio.swim.protocol import T_CLAIM
+from jarvis_trio.swim.protocol import T_CLAIM, T_MOVE
 
 from .test_swim_protocol import CFG, decode, meta, node, timers_of, unanswered
 
@@ -138,14 +138,98 @@ def test_check_claims_off_is_swims_blind_belief() -> None:
 def test_a_record_moving_a_member_within_its_life_is_refused() -> None:
     """Forged alive records that move a live member elsewhere (where probes find nobody, and
     where a check of a forged death then finds nobody either) are refused; a new epoch, a
-    restart, may come from anywhere."""
+    restart, may come from anywhere, and is checked where the member is now first."""
     proto = node(0, peers=4)
     elsewhere = codec.encode_meta(meta(9))
     fx = proto.handle_datagram(gossip(codec.encode_alive(N1, 5, elsewhere)), meta(3).address, 1.0)
     assert fx.events == [] and proto.stats["drop_moved"] == 1
     member = proto.member("n1")
     assert member is not None and member.address == meta(1).address and member.incarnation == 0
-    reborn = gossip(codec.encode_alive(N1, 1 << 32, elsewhere))
-    proto.handle_datagram(reborn, meta(9).address, 1.1)
+
+
+def test_a_move_to_a_new_life_elsewhere_is_taken_after_two_silent_rounds() -> None:
+    """A restart at another address: the old address answers nothing, twice, and the
+    member moves."""
+    proto = node(0, peers=4)
+    reborn = gossip(codec.encode_alive(N1, 1 << 32, codec.encode_meta(meta(9))))
+    fx = proto.handle_datagram(reborn, meta(9).address, 1.0)
+    assert fx.events == [] and proto.member("n1").address == meta(1).address  # type: ignore[union-attr]
+    pings = [(addr, decode(d)) for addr, d in fx.datagrams]
+    direct = [p for addr, p in pings if addr == meta(1).address]
+    assert len(direct) == 1 and direct[0].type == codec.PING and direct[0].target == "n1"
+    assert any(p.type == codec.PING_REQ and p.target == "n1" for addr, p in pings)
+    ((token, when),) = timers_of(fx, T_MOVE)
+    again = proto.handle_timer(token, when)
+    assert again.events == [] and any(addr == meta(1).address for addr, _ in again.datagrams)
+    ((token, when),) = timers_of(again, T_MOVE)
+    assert when == 1.0 + 4 * CFG.probe_timeout
+    proto.handle_timer(token, when)
     member = proto.member("n1")
     assert member is not None and member.address == meta(9).address and member.epoch == 1
+    assert proto.stats["moves_confirmed"] == 1
+
+
+def test_a_forged_move_of_a_live_member_is_refused_when_it_answers() -> None:
+    """A forged alive of a new epoch at a forged address: the member answers at its
+    address, and the record is refused there and then."""
+    forged = codec.encode_alive(N1, 7 << 32, codec.encode_meta(meta(9)))
+    proto = node(0, peers=4)
+    fx = proto.handle_datagram(gossip(forged), meta(3).address, 1.0)
+    ((token, when),) = timers_of(fx, T_MOVE)
+    (ping,) = [decode(d) for addr, d in fx.datagrams if addr == meta(1).address]
+    victim = node(1, peers=4)
+    (ack,) = victim.handle_datagram(
+        codec.header_ping(ping.seq, N1), meta(0).address, 1.01
+    ).datagrams
+    proto.handle_datagram(ack[1], meta(1).address, 1.02)
+    assert proto.stats["moves_refused"] == 1 and proto.handle_timer(token, when).events == []
+    member = proto.member("n1")
+    assert member is not None and member.address == meta(1).address and member.epoch == 0
+    # later records of the move join no check: a new one starts, and is refused the same way
+    assert proto.stats["moves_checked"] == 1
+
+
+def test_a_live_member_moved_by_a_forged_new_epoch_takes_its_address_back() -> None:
+    """When a forged move was taken after all (the member silent through the check, say, its
+    process starved), the member, hearing a suspicion of that epoch about itself, refutes in
+    the epoch after it: a refutation within the forged epoch would be refused as a move, and
+    the holder would declare a live member dead for good."""
+    forged_epoch = 7
+    forged = codec.encode_alive(N1, forged_epoch << 32, codec.encode_meta(meta(9)))
+    holder = node(0, peers=3)
+    fx = holder.handle_datagram(gossip(forged), meta(9).address, 1.0)
+    for _ in range(2):  # the member stays silent through both rounds of the check
+        ((token, when),) = timers_of(fx, T_MOVE)
+        fx = holder.handle_timer(token, when)
+    moved = holder.member("n1")
+    assert moved is not None and moved.address == meta(9).address
+
+    # the holder probes the forged address, hears nothing, and its suspicion is gossiped
+    # until it reaches the real n1 (here: on a ping from n2, carrying it)
+    victim = node(1, peers=3)
+    suspicion = codec.encode_suspect(N1, forged_epoch << 32, codec.encode_name("n0"))
+    (ack,) = victim.handle_datagram(
+        codec.header_ping(1, N1) + b"\x01" + suspicion, meta(2).address, 2.0
+    ).datagrams
+    assert victim.epoch == forged_epoch + 1 and victim.incarnation == 0
+
+    # its refutation, riding on the ack, puts it back at its real address at the holder
+    # (once more after a check at the forged address, where nobody answers)
+    fx = holder.handle_datagram(ack[1], meta(1).address, 2.1)
+    ((token, when),) = timers_of(fx, T_MOVE)
+    fx = holder.handle_timer(token, when)
+    ((token, when),) = timers_of(fx, T_MOVE)
+    fx = holder.handle_timer(token, when)
+    back = holder.member("n1")
+    assert back is not None and back.address == meta(1).address
+    assert back.state is MemberState.ALIVE and back.epoch == forged_epoch + 1
+    assert holder.stats["drop_moved"] == 0 and all(e.kind is not EventKind.DEAD for e in fx.events)
+
+
+def test_a_refutation_within_the_own_epoch_stays_in_it() -> None:
+    """Accusations of the node's own epoch cost one incarnation, not a new epoch."""
+    victim = node(1, peers=3)
+    victim.handle_datagram(
+        gossip(codec.encode_suspect(N1, 0, codec.encode_name("n0"))), meta(0).address, 1.0
+    )
+    assert victim.epoch == 0 and victim.incarnation == 1 and victim.stats["epoch_moves"] == 0
