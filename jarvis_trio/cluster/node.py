@@ -41,8 +41,9 @@ from trio_util import AsyncValue
 from .._sides import trio_side
 from .._throttle import ThrottledLog
 from ..errors import JoinError, NodeNameConflict, PayloadTooLarge, PeerUnavailable, TransportError
-from ..payload import too_deep
+from ..payload import MAX_DEPTH, too_deep
 from ..peers.directory import PeerInfo
+from ..peers.inbox import AgentInbox
 from ..peers.membership import ClusterEvent, EventHub, MemberInfo
 from ..peers.messages import RESPONSE, IncomingMessage
 from ..peers.router import Router
@@ -548,13 +549,18 @@ class ClusterNode:
 
     # -- inbound ----------------------------------------------------------------------------
     async def _pump(self) -> None:
+        """Take the bridge's batches and dispatch every message of one without a coroutine
+        or a task switch of its own; only a message for a full inbox makes it wait."""
+        receive = self.bridge.receive_sized
         while True:
-            batch = await self.bridge.receive_envelopes()
+            batch = await receive()
             if not batch:
                 return
-            for node, envelope in batch:
+            for node, envelope, brackets in batch:
                 try:
-                    await self._inbound(node, envelope)
+                    held = self._inbound(node, envelope, brackets)
+                    if held is not None:
+                        await self._wait_for_room(*held)
                 except Exception as exc:  # total: no frame may stop the node
                     self._counters["inbound_errors"] += 1
                     self._throttled(
@@ -583,37 +589,46 @@ class ClusterNode:
         found = self.router.directory.get(sender)
         return found is not None and found[0].node_id != node
 
-    async def _inbound(self, node: str, envelope: Envelope) -> None:
+    def _inbound(
+        self, node: str, envelope: Envelope, brackets: int = MAX_DEPTH + 1
+    ) -> tuple[AgentInbox, IncomingMessage] | None:
+        """Handle one envelope from ``node``; returns the inbox and message when the inbox is
+        full and the pump must wait for room. ``brackets`` bounds the frame's nesting (see
+        :meth:`~jarvis_trio.transport.Bridge.receive_sized`): at most ``MAX_DEPTH`` of them
+        and neither payload can nest too deep, so neither is walked."""
         kind = envelope.kind
         if kind is Kind.DIRECTORY_GET:
             self._answer_directory(node, envelope)
-            return
+            return None
         if kind is Kind.DIRECTORY:
             self._take_directory(node, envelope)
-            return
+            return None
         message = to_message(node, envelope)
         if message is None:
             self._refuse("malformed", node, envelope)
-            return
-        if too_deep(message.data) or too_deep(message.context):
+            return None
+        if brackets > MAX_DEPTH and (too_deep(message.data) or too_deep(message.context)):
             self._refuse("too_deep", node, envelope)
-            return
+            return None
         if self._sender_of_other_node(node, message.sender):
             self._refuse("spoofed_sender", node, envelope)
-            return
+            return None
         router = self.router
         inbox = None
         if message.type != RESPONSE and router.accepting:
             inbox = router.directory.local_route(message.target)
         if inbox is None:
             router.deliver_inbound(message)  # a response, or counted as dropped
-            return
+            return None
         if inbox.put_nowait(message):
-            return
+            return None
         if inbox.closed:
             router.deliver_inbound(message)  # counted as dropped
-            return
-        # full: wait for the agent (keeping arrival order), within send_timeout
+            return None
+        return inbox, message
+
+    async def _wait_for_room(self, inbox: AgentInbox, message: IncomingMessage) -> None:
+        """A full inbox: wait for the agent (keeping arrival order), within send_timeout."""
         if await inbox.put(message, trio.current_time() + self.send_timeout):
             self._counters["inbound_waited"] += 1
         else:

@@ -330,6 +330,29 @@ class Bridge:
             if decoded:
                 return decoded
 
+    async def receive_sized(self) -> list[tuple[str, Envelope, int]]:
+        """Like :meth:`receive_envelopes`, each with the number of ``{`` and ``[`` bytes of
+        its frame: a bound on how deeply its JSON nests (brackets inside strings count too,
+        so it never under-counts), which spares the receiver a walk of every payload."""
+        limit = self.settings.max_frame
+        while True:
+            batch = await self.receive()
+            if not batch:
+                return []
+            decoded: list[tuple[str, Envelope, int]] = []
+            for node, frame in batch:
+                try:
+                    envelope = decode_frame(frame, limit)
+                except FrameError as exc:
+                    self._counters["dropped_undecodable"] += 1
+                    self._throttled(
+                        "undecodable", "dropped an undecodable frame from %s: %s", node, exc
+                    )
+                    continue
+                decoded.append((node, envelope, frame.count(b"{") + frame.count(b"[")))
+            if decoded:
+                return decoded
+
     # -- counters ---------------------------------------------------------------------------
     def stats(self) -> dict[str, int]:
         """Counters: frames and bytes in/out, connects, ZAP decisions, drops by reason."""
