@@ -162,3 +162,42 @@ def test_bit_flips_never_raise_anything_but_frame_error(envelope: Envelope, data
 def test_deep_nesting_is_a_frame_error_or_decodes(depth: int) -> None:
     frame = b'\x01[1,"t","s",null,0.5,null,' + b"[" * depth + b"]" * depth + b"]"
     _decode_only_frame_errors(frame)
+
+
+def _depth(value: Any) -> int:
+    """Containers nested in ``value``, counting itself."""
+    if isinstance(value, dict):
+        return 1 + max((_depth(v) for v in value.values()), default=0)
+    if isinstance(value, list):
+        return 1 + max((_depth(v) for v in value), default=0)
+    return 0
+
+
+def _nested(levels: int) -> Any:
+    value: Any = "[{"  # brackets inside strings count too: the bound only over-counts
+    for level in range(levels):
+        value = [value] if level % 2 else {"k{": value}
+    return value
+
+
+@settings(max_examples=200, deadline=None)
+@given(json_values, json_values)
+def test_a_frames_brackets_bound_how_deep_its_payloads_nest(data: Any, context: Any) -> None:
+    """The receiving node skips the nesting walk when a frame has at most MAX_DEPTH ``{``
+    and ``[`` bytes (``Bridge.receive_sized``): sound only if they never under-count."""
+    envelope = Envelope(Kind.NOTIFY, "t", "s", None, 0.0, {"c": context}, data)
+    frame = encode_envelope(envelope, LIMIT)
+    brackets = frame.count(b"{") + frame.count(b"[")
+    assert brackets >= 1 + max(_depth(data), 1 + _depth(context))
+
+
+@pytest.mark.parametrize("levels", [1, 40, 63, 64, 65, 200])
+def test_deep_payloads_always_have_more_brackets_than_max_depth(levels: int) -> None:
+    from jarvis_trio.payload import MAX_DEPTH, too_deep
+
+    data = _nested(levels)
+    frame = encode_envelope(Envelope(Kind.NOTIFY, "t", "s", None, 0.0, None, data), LIMIT)
+    brackets = frame.count(b"{") + frame.count(b"[")
+    assert brackets >= 1 + levels
+    if too_deep(data):
+        assert brackets > MAX_DEPTH
