@@ -35,7 +35,6 @@ if TYPE_CHECKING:
     from .directory import PeerInfo
     from .inbox import AgentInbox
     from .router import Router
-    from .traffic import RoleTraffic
 
 __all__ = ["ClientCore", "PeerClient"]
 
@@ -68,47 +67,31 @@ class _Completion:
     (objects alive at a young collection are promoted, and enough promotions cost a full
     collection; measured with 64 asyncio callers, see ``benchmarks/README.md``)."""
 
-    __slots__ = ("counts", "done", "key", "router", "sent_at", "timeout")
+    __slots__ = ("client", "done", "info", "msg")
 
     def __init__(
         self,
-        router: Router,
-        key: str,
-        counts: RoleTraffic | None,
-        sent_at: float,
-        timeout: float,
+        client: PeerClient,
+        info: PeerInfo,
+        msg: IncomingMessage,
         done: Callable[[dict[str, Any] | None], None],
     ) -> None:
-        self.router = router
-        self.key = key
-        self.counts = counts
-        self.sent_at = sent_at
-        self.timeout = timeout
+        self.client = client
+        self.info = info
+        self.msg = msg  # not tracked by the collector (IncomingMessage has gc=False)
         self.done = done
 
     def __call__(self, entry: PendingEntry) -> None:
-        """The entry is resolved: account for it as :meth:`PeerClient._exchange` does."""
+        """The entry is resolved: counted as :meth:`PeerClient._exchange` counts it."""
         reply = entry.reply
-        counts = self.counts
-        if counts is not None:
-            router = self.router
-            if reply is not None:
-                if reply.sender_node == router.node_id:
-                    latencies = counts.latency.pending
-                    latencies.append(reply.timestamp - self.sent_at)
-                    if len(latencies) >= FOLD_EVERY:
-                        counts.latency.fold()
-                else:
-                    counts.observe(router.now() - entry.deadline + self.timeout)
-            elif router.now() >= entry.deadline:
-                counts.timed_out += 1
-            else:
-                counts.failed += 1
+        self.client._close_exchange(self.info, reply, self.msg, entry)
         self.done(None if reply is None else reply.data)
 
     def cancel(self) -> None:
         """The caller gave up: the entry leaves the table, a reply is late."""
-        self.router.pending.discard(self.key)
+        key = self.msg.correlation_id
+        if key is not None:
+            self.client._router.pending.discard(key)
 
 
 def _agent_id(info: PeerInfo) -> str:
@@ -674,41 +657,32 @@ class PeerClient(ClientCore):
         waiting (a remote target, a full inbox, tracing on): the caller then awaits
         :meth:`request` instead. Raises what :meth:`request` raises for bad arguments.
 
-        The steps and the accounting are those of :meth:`_exchange` for a local target
-        (``tests/unit/core/test_request_callback.py`` compares the two).
+        Its steps are :meth:`_exchange`'s own hooks (:meth:`_open_exchange` before the
+        hand-over, :meth:`_close_exchange` once resolved), so the two count alike
+        (``tests/unit/core/test_request_callback.py`` compares them).
         """
-        if _tracing.active():
+        if _tracing.OTEL_TRACE in _modules and _tracing.active():
             return None
-        router = self._router
-        if type(timeout) is not float or not 0 <= timeout < math.inf:
-            timeout = _checked_timeout("timeout", timeout, allow_none=False)  # type: ignore[assignment]
-        data, ctx = self._checked(message, context)
-        found = self._resolve(target)
-        if found is None or not router.accepting:
-            router.stats.request_failed += 1
+        try:
+            found = self._resolve(target)
+        except TypeError:  # raised below, in request()'s order of checks
+            found = None
+        if found is not None and found[1] is None:
+            return None  # on another node: the hand-over may wait
+        opened = self._open_exchange(target, message, timeout, context, None)
+        if opened is None:
             done(None)
             return _ENDED
-        info, inbox = found
-        if inbox is None:
+        entry, msg, info, inbox = opened
+        if inbox is None or not inbox.put_nowait(msg):
+            # a full inbox (or a route changed meanwhile): nothing was sent, and request()
+            # will count it when it sends it
+            entry.table.discard(entry.key)
+            traffic = self._router.traffic
+            if traffic.enabled:
+                traffic.by_role[info.role].sent -= 1
             return None
-        request_id = router.new_id("req-")
-        entry = router.pending.open_request(request_id, info.node_id, router.now() + timeout)
-        if entry is None:
-            router.stats.request_failed += 1
-            done(None)
-            return _ENDED
-        sent_at = time.time()
-        msg = IncomingMessage(
-            self._agent_id, router.node_id, REQUEST, data, request_id, sent_at, ctx, info.agent_id
-        )
-        if not inbox.put_nowait(msg):
-            entry.table.discard(request_id)
-            return None
-        traffic = router.traffic
-        counts = traffic.by_role[info.role] if traffic.enabled else None
-        if counts is not None:
-            counts.sent += 1
-        completion = entry.on_done = _Completion(router, request_id, counts, sent_at, timeout, done)
+        completion = entry.on_done = _Completion(self, info, msg, done)
         return completion
 
     def _outgoing(

@@ -113,11 +113,13 @@ async def test_what_ends_at_once_or_cannot_start_without_waiting(make_mesh: Mesh
             peers._start_request(silent.agent_id, {"q": {1, 2}}, 5.0, None, Done())
         with pytest.raises(ValueError, match="timeout"):
             peers._start_request(silent.agent_id, {"q": 1}, -1, None, Done())
-        # a full inbox: nothing sent, nothing pending; the caller awaits request() instead
+        # a full inbox: nothing sent, pending or counted; the caller awaits request() instead
         assert await peers.notify(silent.agent_id, {"fill": 1})
         done = Done()
+        sent = mesh.router.traffic.by_role["caller"].sent
         assert peers._start_request(silent.agent_id, {"q": 1}, 5.0, None, done) is None
         assert len(mesh.router.pending) == 0 and done.values == []
+        assert mesh.router.traffic.by_role["caller"].sent == sent
         queued = await silent.peers.receive(timeout=0)
         assert queued is not None and queued.data == {"fill": 1}
         assert await silent.peers.receive(timeout=0) is None
