@@ -68,7 +68,9 @@ class BridgeSettings:
     """Tunables of one node's bridge. :meth:`from_config` derives them from ``MeshConfig``.
 
     ``peer_credits`` bounds frames per peer between Trio and ZeroMQ; ``pack_limit`` the size
-    of the ZeroMQ messages the frames of one scheduling batch are packed into;
+    of the ZeroMQ messages the frames of one scheduling batch are packed into, and
+    ``lead_frames`` how many of a batch's first frames for a peer leave at once, ahead of
+    the rest, so that the peer starts on them while this node is still making the others;
     ``inbox_capacity`` the received frames Trio has not taken yet (exceeded by at most one
     packed message);
     ``sndhwm``/``rcvhwm`` ZeroMQ's own per-connection queues (in messages); ``max_peers`` the
@@ -85,6 +87,7 @@ class BridgeSettings:
     zap_domain: str = "jarvis"
     max_frame: int = 1 << 20
     pack_limit: int = 64 * 1024
+    lead_frames: int = 32
     peer_credits: int = 4096
     inbox_capacity: int = 8192
     batch: int = 1024
@@ -110,6 +113,7 @@ class BridgeSettings:
         for name in (
             "max_frame",
             "pack_limit",
+            "lead_frames",
             "peer_credits",
             "inbox_capacity",
             "batch",
@@ -153,6 +157,7 @@ class BridgeSettings:
             zap_domain=self.zap_domain.encode(),
             max_frame=self.max_frame,
             pack_limit=self.pack_limit,
+            lead_frames=self.lead_frames,
             hard_frame_limit=max(self.max_frame + 4, self.pack_limit) + _HARD_LIMIT_SLACK,
             batch=self.batch,
             linger_ms=round(self.linger * 1000),

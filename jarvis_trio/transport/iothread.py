@@ -84,6 +84,7 @@ class IOSettings:
     reconnect_ivl_max_ms: int
     max_peers: int = 512
     peer_idle_ms: int = 300_000
+    lead_frames: int = 32
 
 
 @dataclass(frozen=True, slots=True)
