@@ -123,6 +123,7 @@ class OwnedLoopPortal:
                 task.cancel()
             await asyncio.gather(*tasks, return_exceptions=True)
             await loop.shutdown_asyncgens()
+            crossing.unwatch()  # on the loop's thread, while it still runs
 
         done = asyncio.run_coroutine_threadsafe(shutdown(), loop)
         with trio.CancelScope(shield=True):

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import inspect
+import os
 import threading
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -209,3 +210,36 @@ def test_outcomes_handed_back_after_close_are_dropped() -> None:
 
     asyncio.run(main())
     assert finished == ["done"]
+
+
+def _open_fds() -> int:
+    return len(os.listdir("/proc/self/fd"))
+
+
+@pytest.mark.skipif(not os.path.isdir("/proc/self/fd"), reason="counts /proc/self/fd")
+@pytest.mark.parametrize("loop_state", ["running", "closed"])
+async def test_close_releases_both_descriptors(loop_state: str) -> None:
+    """Calls wake the loop through a descriptor it watches (and come back through another);
+    closing the crossing unregisters the first on the loop's thread when the loop still runs,
+    and closes both, whether the loop still runs or was closed first."""
+    before = _open_fds()
+    loop = asyncio.new_event_loop()
+    thread = threading.Thread(target=loop.run_forever, name="test-asyncio", daemon=True)
+    thread.start()
+    with_loop = _open_fds()
+    crossing = AsyncioCrossing(loop)
+    with trio.fail_after(LIMIT):
+        for n in range(3):
+            assert await crossing.run(asyncio.sleep(0, n)) == n
+        assert _open_fds() == with_loop + 2  # the two doorbells
+        if loop_state == "running":
+            crossing.close()
+            # once the loop ran what close() sent it, the reader is gone
+            done = asyncio.run_coroutine_threadsafe(asyncio.sleep(0), loop)
+            await trio.to_thread.run_sync(done.result, LIMIT)
+            assert _open_fds() == with_loop
+        loop.call_soon_threadsafe(loop.stop)
+        await trio.to_thread.run_sync(thread.join)
+        loop.close()
+        crossing.close()  # again, or first with the loop closed
+    assert _open_fds() == before
