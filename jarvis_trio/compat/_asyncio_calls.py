@@ -28,6 +28,7 @@ from typing import Any, Protocol, TypeVar
 
 import trio
 
+from .._signals import leave_signals_to_the_main_thread
 from ._crossing import AsyncioCrossing
 
 __all__ = [
@@ -88,6 +89,7 @@ class OwnedLoopPortal:
                 ready = threading.Event()
 
                 def main() -> None:
+                    leave_signals_to_the_main_thread()
                     asyncio.set_event_loop(loop)
                     loop.call_soon(ready.set)
                     loop.run_forever()

@@ -77,6 +77,7 @@ import outcome
 import trio
 
 from .._sides import Started
+from .._signals import leave_signals_to_the_main_thread
 from ..errors import HostStopped, MeshError
 from ..transport.handoff import Doorbell
 from ._asyncio_calls import HostLoopPortal, enter_portal, exit_portal
@@ -495,6 +496,7 @@ class TrioHost:
     # -- the runtime thread ----------------------------------------------------------------
 
     def _thread_main(self) -> None:
+        leave_signals_to_the_main_thread()  # and to every thread this one starts
         try:
             anyio.run(self._trio_main, backend="trio")
         except BaseException as exc:  # reported to every waiter by _finish_thread

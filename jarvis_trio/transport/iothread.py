@@ -34,6 +34,7 @@ from typing import cast
 import trio
 import zmq
 
+from .._signals import leave_signals_to_the_main_thread
 from .._throttle import ThrottledLog
 from .framing import pack_frames, unpack_frames
 from .handoff import Doorbell, Inbox, Outbox
@@ -162,6 +163,7 @@ class IOThread:
         return not self._thread.is_alive()
 
     def _main(self) -> None:
+        leave_signals_to_the_main_thread()
         try:
             port = self._open()
         except BaseException as exc:  # report every start failure to Trio, then end

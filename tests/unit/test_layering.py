@@ -32,6 +32,7 @@ LAYERS: dict[str, int] = {
     "jarvis_trio._logcontext": 1,
     "jarvis_trio._tracing": 1,
     "jarvis_trio._histogram": 1,
+    "jarvis_trio._signals": 1,
     # 2: protocols and services that know nothing of agents
     "jarvis_trio.swim": 2,
     "jarvis_trio.transport": 2,
