@@ -8,7 +8,8 @@ landed on one of the runtime's threads sat unhandled until something else woke t
 hosted program ignored Ctrl-C (seen in about one in twenty-five runs of
 ``tests/integration/compat/test_process_exit.py`` on a loaded machine). Every thread the runtime
 starts blocks these signals before it does anything else, so they reach the main thread; the
-threads those threads start (Trio's worker threads, the ZeroMQ I/O thread) inherit the mask.
+threads those threads start inherit the mask (Trio's worker threads, unless Trio's cache
+already held them from before the runtime started).
 """
 
 from __future__ import annotations

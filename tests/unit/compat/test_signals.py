@@ -46,7 +46,13 @@ def test_the_trio_host_thread_and_the_threads_it_starts_block_them(on_asyncio: A
         try:
 
             async def masks() -> tuple[set[int], set[int]]:
-                return blocked_here(), await trio.to_thread.run_sync(blocked_here)
+                # a thread started from the host thread (Trio's own workers may be cached
+                # from before the host started, so a plain thread stands for them)
+                seen: list[set[int]] = []
+                child = threading.Thread(target=lambda: seen.append(blocked_here()))
+                child.start()
+                await trio.to_thread.run_sync(child.join)
+                return blocked_here(), seen[0]
 
             host_mask, worker_mask = await host.call(masks)
             return host_mask, worker_mask, blocked_here()
