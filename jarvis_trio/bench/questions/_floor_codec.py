@@ -147,9 +147,11 @@ class Codec:
     decode: Callable[[list[bytes]], list[Message]]
 
 
-def _json_single() -> Codec:
-    encode_one = msgspec.json.Encoder().encode
-    decode_one = msgspec.json.Decoder(Message).decode
+def _one_frame_each(
+    encode_one: Callable[[Any], bytes],
+) -> Callable[[list[tuple[int, str, str, int, dict[str, Any]]]], list[bytes]]:
+    """The sending side of a codec with one frame per message: each payload checked, then
+    the message encoded on its own."""
 
     def encode(messages: list[tuple[int, str, str, int, dict[str, Any]]]) -> list[bytes]:
         out = []
@@ -158,6 +160,15 @@ def _json_single() -> Codec:
                 raise ValueError("payload has no JSON form")
             out.append(encode_one(message))
         return out
+
+    return encode
+
+
+def _json_single() -> Codec:
+    encode_one = msgspec.json.Encoder().encode
+    decode_one = msgspec.json.Decoder(Message).decode
+
+    encode = _one_frame_each(encode_one)
 
     def decode(frames: list[bytes]) -> list[Message]:
         out = []
@@ -175,13 +186,7 @@ def _json_untyped() -> Codec:
     encode_one = msgspec.json.Encoder().encode
     decode_one = msgspec.json.Decoder().decode
 
-    def encode(messages: list[tuple[int, str, str, int, dict[str, Any]]]) -> list[bytes]:
-        out = []
-        for message in messages:
-            if not check_payload(message[4]):
-                raise ValueError("payload has no JSON form")
-            out.append(encode_one(message))
-        return out
+    encode = _one_frame_each(encode_one)
 
     def decode(frames: list[bytes]) -> list[Message]:
         out = []
@@ -206,13 +211,7 @@ def _msgpack_single() -> Codec:
     encode_one = msgspec.msgpack.Encoder().encode
     decode_one = msgspec.msgpack.Decoder(Message).decode
 
-    def encode(messages: list[tuple[int, str, str, int, dict[str, Any]]]) -> list[bytes]:
-        out = []
-        for message in messages:
-            if not check_payload(message[4]):
-                raise ValueError("payload has no JSON form")
-            out.append(encode_one(message))
-        return out
+    encode = _one_frame_each(encode_one)
 
     def decode(frames: list[bytes]) -> list[Message]:
         out = []

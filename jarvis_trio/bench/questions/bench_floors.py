@@ -139,6 +139,24 @@ async def _sequential(near: Endpoint, n: int) -> list[int]:
     return latencies
 
 
+async def _timed(
+    requester: Callable[[int], Awaitable[None]], *helpers: Callable[[], Awaitable[None]]
+) -> float:
+    """Seconds until ``_REQUESTERS`` tasks of ``requester`` have ended, with ``helpers``
+    (the dispatcher, a flusher) running beside them and cancelled after."""
+    with trio.fail_after(60):
+        async with trio.open_nursery() as nursery:
+            for helper in helpers:
+                nursery.start_soon(helper)
+            started = time.perf_counter()
+            async with trio.open_nursery() as inner:
+                for who in range(_REQUESTERS):
+                    inner.start_soon(requester, who)
+            elapsed = time.perf_counter() - started
+            nursery.cancel_scope.cancel()
+    return elapsed
+
+
 def _park_abort(_: object) -> trio.lowlevel.Abort:
     return trio.lowlevel.Abort.SUCCEEDED
 
@@ -168,16 +186,7 @@ async def _requesters(
             send(request(ident))
             await trio.lowlevel.wait_task_rescheduled(_park_abort)
 
-    with trio.fail_after(60):
-        async with trio.open_nursery() as nursery:
-            nursery.start_soon(dispatch)
-            started = time.perf_counter()
-            async with trio.open_nursery() as inner:
-                for who in range(_REQUESTERS):
-                    inner.start_soon(requester, who)
-            elapsed = time.perf_counter() - started
-            nursery.cancel_scope.cancel()
-    return elapsed
+    return await _timed(requester, dispatch)
 
 
 async def _echo64(near: Endpoint, n: int) -> float:
@@ -251,17 +260,7 @@ async def _packed64(near: Endpoint, n: int) -> float:
                 reschedule(flusher.pop(), Value(None))
             await trio.lowlevel.wait_task_rescheduled(_park_abort)
 
-    with trio.fail_after(60):
-        async with trio.open_nursery() as nursery:
-            nursery.start_soon(dispatch)
-            nursery.start_soon(flush)
-            started = time.perf_counter()
-            async with trio.open_nursery() as inner:
-                for who in range(_REQUESTERS):
-                    inner.start_soon(requester, who)
-            elapsed = time.perf_counter() - started
-            nursery.cancel_scope.cancel()
-    return elapsed
+    return await _timed(requester, dispatch, flush)
 
 
 async def _transport_round(sizes: Sizes) -> dict[str, float]:
