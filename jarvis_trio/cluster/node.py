@@ -166,21 +166,21 @@ class ClusterNode:
         ``False`` when the node is not live, or has no credit left for ``send_timeout``
         seconds (a backed-up peer); raises ``PayloadTooLarge`` over the frame limit.
         """
-        if node_id not in self._remotes or not self.bridge.is_connected(node_id):
-            await trio.lowlevel.checkpoint()
-            return False
-        bridge = self.bridge
-        frame = encode_envelope(to_envelope(message), bridge.settings.max_frame)
-        try:
-            if bridge.send_nowait(node_id, frame):  # the common case: credit available
-                await trio.lowlevel.checkpoint_if_cancelled()
-                return True
-            with trio.move_on_after(self.send_timeout):
-                await bridge.send(node_id, frame)
-                return True
-        except PeerUnavailable:
-            return False
-        self._counters["send_timeouts"] += 1
+        if node_id in self._remotes:
+            bridge = self.bridge
+            frame = encode_envelope(to_envelope(message), bridge.settings.max_frame)
+            try:
+                if bridge.send_nowait(node_id, frame):  # the common case: credit available
+                    await trio.lowlevel.checkpoint_if_cancelled()
+                    return True
+                with trio.move_on_after(self.send_timeout):
+                    await bridge.send(node_id, frame)
+                    return True
+                self._counters["send_timeouts"] += 1
+                return False
+            except PeerUnavailable:  # alive, but its data channel is not connected
+                pass
+        await trio.lowlevel.checkpoint()
         return False
 
     # -- views ------------------------------------------------------------------------------

@@ -223,7 +223,7 @@ class ClientCore:
             host = crossing(self, "notify")
             if host is not None:
                 return await host.call(ClientCore.notify, self, target, message, context)
-        if _tracing.active():
+        if _tracing.OTEL_TRACE in _modules and _tracing.active():  # as in request
             return await self._traced("notify", target, self._notify, (target, message, context))
         return await self._notify(target, message, context, None)
 
@@ -496,11 +496,15 @@ class PeerClient(ClientCore):
         info, inbox = found
         msg = self._outgoing(NOTIFY, data, None, ctx, info.agent_id, traceparent)
         traffic = router.traffic
-        if inbox is not None and inbox.put_nowait(msg):
+        if inbox is None:  # another node's agent: no inbox here to wait for
+            delivered = await router.send_remote(info.node_id, msg)
+        elif inbox.put_nowait(msg):
             if traffic.enabled:
                 traffic.role(info.role).notified += 1
             return True
-        delivered = await router.send(info, inbox, msg, trio.current_time() + router.notify_timeout)
+        else:
+            deadline = trio.current_time() + router.notify_timeout
+            delivered = await router.send(info, inbox, msg, deadline)
         if not delivered:
             router.stats.notify_failed += 1
         if traffic.enabled:

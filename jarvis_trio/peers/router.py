@@ -100,7 +100,8 @@ class RemoteRoute(Protocol):
         ...
 
     async def send(self, node_id: str, message: IncomingMessage) -> bool:
-        """Hand ``message`` to the transport for ``node_id``; ``False`` if it could not."""
+        """Hand ``message`` to the transport for ``node_id``; ``False`` if it could not,
+        at once when ``node_id`` is not alive (the router does not ask first)."""
         ...
 
 
@@ -184,17 +185,17 @@ class Router:
                 return False
             self.stats.backpressure_waits += 1
             return await inbox.put(message, deadline)
-        remote = self.remote  # _to_node, inlined: one coroutine less per remote message
-        if remote is None or not remote.node_alive(info.node_id):
+        remote = self.remote  # send_remote, inlined: one coroutine less per remote message
+        if remote is None:
             await trio.lowlevel.checkpoint()
             return False
         return await remote.send(info.node_id, message)
 
-    async def _to_node(self, node_id: str, message: IncomingMessage) -> bool:
+    async def send_remote(self, node_id: str, message: IncomingMessage) -> bool:
         """Hand ``message`` to the remote route; ``False`` at once when there is none or
-        membership says ``node_id`` is dead."""
+        membership says ``node_id`` is dead (the route's own check)."""
         remote = self.remote
-        if remote is None or not remote.node_alive(node_id):
+        if remote is None:
             await trio.lowlevel.checkpoint()
             return False
         return await remote.send(node_id, message)
@@ -225,7 +226,7 @@ class Router:
         """Route a response by its return path; same node = straight to the pending table."""
         if node_id == self.node_id:
             return self.pending.resolve(response)
-        return await self._to_node(node_id, response)
+        return await self.send_remote(node_id, response)
 
     async def deliver_inbound_waiting(self, message: IncomingMessage, timeout: float) -> bool:
         """Like :meth:`deliver_inbound`, but waits up to ``timeout`` seconds for space in a
