@@ -14,7 +14,10 @@ from jarvis_trio.testing.redis_server import RedisServer
 
 from .cli_cluster import clean_env, cli
 
-pytestmark = pytest.mark.redis
+# nine CLI runs, each a new Python process that spends over ten seconds importing the library
+# on a loaded machine (see cli_cluster.PROCESS_BOUND, which bounds each one): the default
+# 120 s for the whole test is less than their sum there, and ran out mid-way, in "dlq replay"
+pytestmark = [pytest.mark.redis, pytest.mark.timeout(600)]
 
 
 async def make_dead_letters(url: str, agent: str, count: int) -> None:
