@@ -40,9 +40,16 @@ class HostileServer:
         self.pause = pause
         self.port = 0
         self.requests: list[str] = []
+        self._arrived = trio.Event()  # set at each request, then replaced
 
     def count(self, prefix: str) -> int:
         return sum(1 for path in self.requests if path.startswith(prefix))
+
+    async def wait_count(self, prefix: str, count: int) -> None:
+        """Return once ``count`` requests for ``prefix`` have arrived, woken by each request
+        (bound it with ``trio.fail_after``)."""
+        while self.count(prefix) < count:
+            await self._arrived.wait()
 
     @property
     def url(self) -> str:
@@ -59,6 +66,8 @@ class HostileServer:
                     data += chunk
                 method, path = data.split(b" ", 2)[:2]
                 self.requests.append(path.decode())
+                self._arrived.set()
+                self._arrived = trio.Event()
                 for chunk in self.answer(method.decode(), path.decode()):
                     await stream.send_all(chunk)
                     if self.pause:
@@ -221,10 +230,8 @@ async def test_the_refresh_task_degrades_and_recovers_instead_of_stopping_the_no
             connection_id = await manager.get_connection_id("github", user_id="u")
             broken["on"] = True
             refreshes = server.count("/v1/refresh")
-            # the watch keeps retrying: wait on the server's log of requests (no event to wait
-            # on; bounded by fail_after)
-            while server.count("/v1/refresh") < refreshes + 3:  # noqa: ASYNC110
-                await trio.sleep(0.05)
+            # the watch keeps retrying: three more refreshes reach the server
+            await server.wait_count("/v1/refresh", refreshes + 3)
             with pytest.raises(AuthError):  # a caller gets the family, not RecursionError
                 await manager.get_token(connection_id)
             broken["on"] = False
