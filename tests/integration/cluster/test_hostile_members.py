@@ -44,9 +44,9 @@ async def test_a_reply_from_another_node_than_the_one_asked_is_refused(
         async with (
             start_node("a", agents=[Echo], **KEYED) as a,
             start_node("b", agents=[Caller], seed_nodes=seed_of(a), **KEYED) as b,
-            start_node("c", seed_nodes=seed_of(a), **KEYED) as c,
+            start_node("c", agents=[Caller], seed_nodes=seed_of(a), **KEYED) as c,
         ):
-            await wait_discoverable(b, nodes=2, agents=1)
+            await wait_discoverable(b, nodes=2, agents=2)
             await cluster_of(c).wait_until(lambda: len(cluster_of(c).live_nodes()) == 2)
             caller = b.agents[0]
             got: list[dict[str, object] | None] = []
@@ -73,9 +73,16 @@ async def test_a_reply_from_another_node_than_the_one_asked_is_refused(
                     {"forged": True},
                 )
                 await cluster_of(c).bridge.send_envelope("b", forged)
-                # a plain counter, no event to wait on; bounded by fail_after
-                while pending.wrong_node_replies == 0:  # noqa: ASYNC110
-                    await trio.sleep(0.01)
+                # then a genuine notification on the same connection: node b handles its
+                # frames in arrival order, so once it is delivered the forged reply was judged
+                marker = Envelope(
+                    Kind.NOTIFY, caller.agent_id, c.agents[0].agent_id, None, time.time(), None,
+                    {"after": "forged"},
+                )  # fmt: skip
+                await cluster_of(c).bridge.send_envelope("b", marker)
+                note = await caller.peers.receive()
+                assert note is not None and note.data == {"after": "forged"}
+                assert pending.wrong_node_replies == 1
                 assert request_id in pending  # still waiting for the node it asked
                 assert not got
                 nursery.cancel_scope.cancel()
