@@ -229,7 +229,7 @@ def test_run_forever_returns_when_another_task_stops_the_mesh() -> None:
         mesh.add(SlowAgent)
         await mesh.start()
         forever = asyncio.create_task(mesh.run_forever())
-        await asyncio.sleep(0)
+        await asyncio.sleep(0)  # one loop turn: the task has started and waits
         assert not forever.done()
         await mesh.stop()
         await forever

@@ -84,7 +84,7 @@ async def test_a_slow_consumer_loses_the_oldest_and_never_blocks_the_publisher(
                     return
 
         nursery.start_soon(slow_consumer)
-        await trio.sleep(0.5)  # the consumer has taken nothing yet and is parked
+        await trio.testing.wait_all_tasks_blocked()  # the consumer is parked, empty-handed
         started = trio.current_time()
         for inc in range(total):  # the "protocol": publishes without ever waiting
             swim_event = ev(

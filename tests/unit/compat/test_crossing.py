@@ -51,7 +51,7 @@ def hold(loop: asyncio.AbstractEventLoop) -> threading.Event:
 async def test_many_concurrent_calls_each_get_their_own_outcome() -> None:
     async def double(n: int) -> int:
         asyncio.get_running_loop()  # really on asyncio
-        await asyncio.sleep((n % 7) / 1000)
+        await asyncio.sleep((n % 7) / 1000)  # unequal durations: calls end out of order
         if n % 10 == 3:
             raise Marker(n)
         return 2 * n
@@ -195,7 +195,7 @@ def test_outcomes_handed_back_after_close_are_dropped() -> None:
 
         async def trio_side() -> None:
             with trio.move_on_after(0.01):
-                await crossing.run(asyncio.sleep(0.05))
+                await crossing.run(asyncio.sleep(0.05))  # outlasts the Trio side's deadline
 
         # The Trio side gives up (cancelled) and waits until the task unwound; then closes.
         await asyncio.to_thread(trio.run, trio_side)

@@ -173,7 +173,7 @@ def test_repeated_cancellation_while_unwinding_raises_once(on_asyncio: Any) -> N
             assert await asyncio.to_thread(started.wait, 5)
             task.cancel()
             assert await asyncio.to_thread(unwinding.wait, 5)
-            for _ in range(3):
+            for _ in range(3):  # cancelled again and again, one loop turn apart
                 task.cancel()
                 await asyncio.sleep(0)
             assert not task.done()  # still waiting for the Trio side to unwind

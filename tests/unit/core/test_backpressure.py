@@ -70,7 +70,7 @@ async def test_request_gets_in_when_space_frees_and_is_answered(
                 replies.append(await sender.peers.request(server.agent_id, {"q": 1}, timeout=10))
 
             nursery.start_soon(ask)
-            await trio.sleep(2)
+            await trio.sleep(2)  # virtual time: the request waits for room meanwhile
             assert (await server.peers.receive()).is_notify  # type: ignore[union-attr]
             request = await server.peers.receive()
             assert request is not None and request.is_request
@@ -85,7 +85,7 @@ async def test_ask_async_into_a_full_inbox_is_delivered_by_the_node(
         start = trio.current_time()
         first = await sender.peers.ask_async(server.agent_id, {"q": 1}, timeout=30)
         assert trio.current_time() == start  # returned at once
-        await trio.sleep(0.5)
+        await trio.sleep(0.5)  # virtual time: the two requests queue at different moments
         doomed = await sender.peers.ask_async(server.agent_id, {"q": 2}, timeout=3)
         await trio.sleep(0.5)
         await server.peers.receive()  # frees one slot: the first request gets in

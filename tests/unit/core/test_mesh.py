@@ -209,6 +209,7 @@ async def test_restart_sequence_resets_after_a_long_healthy_run(
             self.starts.append(trio.current_time())
             if len(self.starts) == 4:
                 fourth.set()
+            # the second run stays healthy for 100 virtual seconds, past reset_after
             await trio.sleep(100 if len(self.starts) == 2 else 0)
             raise RuntimeError("again")
 

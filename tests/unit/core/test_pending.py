@@ -89,7 +89,7 @@ async def test_check_waits_for_the_reply_event_driven(autojump_clock: trio.abc.C
             got.append(await table.check("async-3", timeout=50, remove=True))
 
         nursery.start_soon(checker)
-        await trio.sleep(3)
+        await trio.sleep(3)  # virtual time: the reply comes 3 s into the check's wait
         table.resolve(reply("async-3"))
     assert got[0] is not None
     assert trio.current_time() == 3

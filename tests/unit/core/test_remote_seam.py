@@ -139,7 +139,7 @@ async def test_node_failed_releases_every_waiter_at_once(
                     )
 
                 nursery.start_soon(ask)
-            await trio.sleep(1)
+            await trio.sleep(1)  # virtual time: the node fails 1 s into the requests' wait
             assert a.router.pending.fail_node("node-b") == 4
         assert outcomes == [None, None, None]
         assert trio.current_time() == pytest.approx(1)

@@ -32,10 +32,10 @@ async def test_wakes_when_a_local_agent_joins(
 
         async with trio.open_nursery() as nursery:
             nursery.start_soon(waiter)
-            await trio.sleep(5)
+            await trio.sleep(5)  # virtual time: the waiter waits, and nothing wakes it
             await mesh.start_agent(Echo)
             assert woke == []  # one echo is not two
-            await trio.sleep(5)
+            await trio.sleep(5)  # still not woken 5 virtual seconds later
             started = trio.current_time()
             await mesh.start_agent(Echo)
         assert woke and woke[0] - started < 1
@@ -72,7 +72,7 @@ async def test_wakes_on_a_remote_change_even_with_a_warm_filter_cache(
 
         async with trio.open_nursery() as nursery:
             nursery.start_soon(waiter)
-            await trio.sleep(1)
+            await trio.sleep(1)  # virtual time: the waiter is parked on the directory
             started = trio.current_time()
             mesh.directory.set_remote_agents("other-node", [PeerInfo("caller-0000abcd", "caller")])
             await woke.wait()

@@ -74,7 +74,7 @@ async def test_waiting_receive_wakes_on_send(
 
     async with trio.open_nursery() as nursery:
         nursery.start_soon(reader)
-        await trio.sleep(3)
+        await trio.sleep(3)  # virtual time: the reader has waited 3 s with nothing to read
         assert received == []
         alice.send("bob", {"late": True})
     assert received[0] is not None and received[0].payload == {"late": True}

@@ -29,7 +29,7 @@ class App:
         try:
             for n in range(1_000_000):
                 yield b'{"n": %d}\n' % n
-                await trio.sleep(0.01)
+                await trio.sleep(0.01)  # a slow, endless stream: the client hangs up on it
         finally:
             self.stream_ended.set()
 
