@@ -289,7 +289,7 @@ async def test_ipv6_seed_literal(start_node: NodeFactory) -> None:
         with socket.socket(socket.AF_INET6, socket.SOCK_DGRAM) as probe:
             probe.bind(("::1", 0))
     except OSError:
-        pytest.skip("::1 is not configured on this host")
+        pytest.skip("this machine has no IPv6 loopback (::1)")
     with trio.fail_after(10):
         async with start_node("a", agents=[Echo], bind_host="::1") as a:
             seed = seed_of(a)

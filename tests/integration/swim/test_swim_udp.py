@@ -307,7 +307,10 @@ async def test_receive_buffer_is_asked_for_and_reported(recv_buffer: int | None)
         assert granted >= min(recv_buffer, _rmem_max())
 
 
-@pytest.mark.skipif(_rmem_max() < 2**20, reason="net.core.rmem_max caps the buffer under 1 MiB")
+@pytest.mark.skipif(
+    _rmem_max() < 2**20,
+    reason="net.core.rmem_max caps the receive buffer under the 1 MiB the burst needs",
+)
 async def test_a_burst_while_the_node_is_off_the_cpu_is_not_dropped_by_the_kernel() -> None:
     """1,000 datagrams (about 1 MB of kernel buffer) arrive while the node's thread is blocked:
     the configured buffer holds them all and the node reads every one afterwards. With the

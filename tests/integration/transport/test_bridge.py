@@ -205,12 +205,12 @@ async def test_closing_with_an_unreachable_peer_and_queued_frames_is_bounded() -
 
 async def test_ipv6_loopback() -> None:
     if not socket.has_ipv6:
-        pytest.skip("no IPv6 on this host")
+        pytest.skip("this Python has no IPv6 support (socket.has_ipv6)")
     try:
         with socket.socket(socket.AF_INET6) as probe:
             probe.bind(("::1", 0))
     except OSError:
-        pytest.skip("::1 is not configured")
+        pytest.skip("this machine has no IPv6 loopback (::1)")
     with trio.fail_after(10):
         async with (
             open_bridge(BridgeSettings("v6a", bind_host="::1")) as a,

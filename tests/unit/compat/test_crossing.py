@@ -216,7 +216,10 @@ def _open_fds() -> int:
     return len(os.listdir("/proc/self/fd"))
 
 
-@pytest.mark.skipif(not os.path.isdir("/proc/self/fd"), reason="counts /proc/self/fd")
+@pytest.mark.skipif(
+    not os.path.isdir("/proc/self/fd"),
+    reason="needs /proc/self/fd (Linux) to count open descriptors",
+)
 @pytest.mark.parametrize("loop_state", ["running", "closed"])
 async def test_close_releases_both_descriptors(loop_state: str) -> None:
     """Calls wake the loop through a descriptor it watches (and come back through another);
