@@ -18,6 +18,7 @@ from typing import Any
 import pytest
 import redis
 import trio
+import trio.testing
 
 from jarvis_trio.config import MeshConfig
 from jarvis_trio.mailbox import RedisHub, open_mailbox_hub
@@ -155,7 +156,9 @@ async def test_store_on_the_cluster(redis_cluster: RedisClusterServers) -> None:
                     got.extend(entry.data for entry in entries)
 
                 nursery.start_soon(follow)
-                await trio.sleep(0.05)  # let the reader block first (not required for success)
+                # the reader is parked on its blocking read's worker thread (whether its XREAD
+                # or the append reaches Redis first, the entry must arrive)
+                await trio.testing.wait_all_tasks_blocked()
                 await store.append(stream, {"event": "x"})
         assert got == [{"event": "x"}]
 
