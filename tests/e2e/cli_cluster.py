@@ -11,7 +11,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 ROOT = Path(__file__).resolve().parents[2]
 BANNER = re.compile(
@@ -62,6 +62,43 @@ def cli(
     return python("-m", "jarvis_trio", *args, cwd=ROOT, env=env, timeout=timeout)
 
 
+class Lines:
+    """The lines a child process writes on a pipe, each read as it is written: a blocking
+    wait on the descriptor, bounded. Reads the descriptor itself, so that no line can wait in
+    a text buffer that the wait does not see."""
+
+    def __init__(self, pipe: IO[str] | None) -> None:
+        assert pipe is not None
+        self._fd = pipe.fileno()
+        self._unread = b""  # read, not yet a whole line
+
+    def next(self, timeout: float) -> str | None:
+        """The next line (without its end), or ``None`` after ``timeout`` seconds or at the
+        end of the output."""
+        deadline = time.monotonic() + timeout
+        with selectors.DefaultSelector() as selector:
+            selector.register(self._fd, selectors.EVENT_READ)
+            while b"\n" not in self._unread:
+                left = deadline - time.monotonic()
+                if left <= 0 or not selector.select(left):
+                    return None
+                chunk = os.read(self._fd, 65536)
+                if not chunk:
+                    return None
+                self._unread += chunk
+        line, self._unread = self._unread.split(b"\n", 1)
+        return line.decode(errors="replace")
+
+    def find(self, pattern: re.Pattern[str], timeout: float) -> re.Match[str] | None:
+        """The first line from now on that ``pattern`` finds, within ``timeout`` seconds."""
+        deadline = time.monotonic() + timeout
+        while (line := self.next(deadline - time.monotonic())) is not None:
+            found = pattern.search(line)
+            if found:
+                return found
+        return None
+
+
 class Node:
     """A node process started with ``jarvis-trio run``; its banner gives its addresses."""
 
@@ -79,26 +116,17 @@ class Node:
         )
         self.swim = ""
         self.admin = ""
+        self.stdout = Lines(self.process.stdout)
 
     def wait_ready(self, timeout: float = PROCESS_BOUND) -> Node:
         """Read the banner line (fails with the process's stderr if it never comes)."""
-        assert self.process.stdout is not None
-        deadline = time.monotonic() + timeout
-        with selectors.DefaultSelector() as selector:
-            selector.register(self.process.stdout, selectors.EVENT_READ)
-            while time.monotonic() < deadline:
-                if not selector.select(deadline - time.monotonic()):
-                    break
-                line = self.process.stdout.readline()
-                if not line:
-                    break
-                found = BANNER.search(line)
-                if found:
-                    self.swim = found["swim"]
-                    self.admin = found["admin"] or ""
-                    return self
-        self.kill()
-        raise AssertionError(f"node {self.name} did not start: {self.stderr()}")
+        found = self.stdout.find(BANNER, timeout)
+        if found is None:
+            self.kill()
+            raise AssertionError(f"node {self.name} did not start: {self.stderr()}")
+        self.swim = found["swim"]
+        self.admin = found["admin"] or ""
+        return self
 
     def stderr(self) -> str:
         if self.process.poll() is None:

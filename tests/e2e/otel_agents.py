@@ -12,7 +12,6 @@ import os
 from pathlib import Path
 from typing import Any
 
-import trio
 from opentelemetry import trace
 from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
@@ -66,4 +65,4 @@ class Billing(CustomAgent):
     role = "billing"
 
     async def on_mailbox_message(self, message: MailboxMessage) -> None:
-        await trio.Path(os.environ["HANDLED_FILE"]).write_text(json.dumps(dict(message.payload)))
+        print("handled", json.dumps(dict(message.payload)), flush=True)  # the test waits for it
