@@ -3,6 +3,7 @@ and ``jarvis-trio`` commands and example programs run the way a user runs them."
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import selectors
@@ -10,6 +11,7 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import IO, Any
 
@@ -143,6 +145,79 @@ class Node:
         """SIGTERM, then the exit status (the node leaves the cluster first)."""
         self.process.send_signal(signal.SIGTERM)
         return self.process.wait(timeout)
+
+
+class Watch:
+    """``jarvis-trio monitor --format json`` on one node's admin endpoint: the node's view
+    kept up to date from its event stream -- a snapshot of the members, then each change as
+    it happens -- so that a test waits for a state of the cluster as the node sees it
+    without asking it again and again.
+
+    ``members`` maps each member to its state. With ``agents``, ``agents`` maps each agent
+    id to its ``jarvis-trio agents`` record: one such run once the stream is open gives the
+    agents, and the changes streamed since the stream opened, applied in order, bring that
+    answer up to date whenever it was taken.
+    """
+
+    def __init__(self, admin: str, *options: str, agents: bool = False) -> None:
+        self.admin_args = ("--admin", admin, *options)
+        self.process = subprocess.Popen(
+            [sys.executable, "-m", "jarvis_trio", "monitor", *self.admin_args, "--format", "json"],
+            cwd=ROOT,
+            env=clean_env(),
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        self.lines = Lines(self.process.stdout)
+        self.with_agents = agents
+        self.members: dict[str, str] = {}
+        self.agents: dict[str, dict[str, Any]] = {}
+        self._listed = False
+
+    def __enter__(self) -> Watch:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def close(self) -> None:
+        if self.process.poll() is None:
+            self.process.send_signal(signal.SIGKILL)
+            self.process.wait(10)
+
+    def wait(
+        self, condition: Callable[[Watch], bool], what: str, timeout: float = CHECK_BOUND
+    ) -> None:
+        """Return once ``condition(self)`` holds, reading each event as the node sends it."""
+        deadline = time.monotonic() + timeout
+        while not (self._listed and condition(self)):
+            line = self.lines.next(deadline - time.monotonic())
+            if line is None:
+                self.close()
+                assert self.process.stderr is not None
+                raise AssertionError(
+                    f"{what}: not true within {timeout} s (members {self.members}, agents "
+                    f"{sorted(self.agents)}); monitor: {self.process.stderr.read()!r}"
+                )
+            self._apply(json.loads(line))
+
+    def _apply(self, event: dict[str, Any]) -> None:
+        kind = event["event"]
+        assert kind != "lost", f"the event stream of {self.admin_args[1]} fell behind"
+        if kind == "snapshot":
+            self.members = {m["name"]: m["state"] for m in event["members"]}
+            if self.with_agents:
+                listed = cli("agents", *self.admin_args, "--format", "json")
+                assert listed.returncode == 0, listed.stderr
+                self.agents = {a["agent_id"]: a for a in json.loads(listed.stdout)}
+            self._listed = True
+        elif "member" in event:
+            self.members[event["member"]["name"]] = event["member"]["state"]
+        elif kind == "agent_added" and self.with_agents:
+            self.agents[event["agent"]["agent_id"]] = event["agent"]
+        elif kind == "agent_removed":
+            self.agents.pop(event["agent"]["agent_id"], None)
 
 
 def wait_for(check: Any, what: str, timeout: float = CHECK_BOUND) -> Any:

@@ -13,7 +13,7 @@ import pytest
 from jarvis_trio.cli import COMMANDS
 from jarvis_trio.testing.ports import free_port, free_swim_port
 
-from .cli_cluster import FAST_SWIM, Node, clean_env, cli, wait_for
+from .cli_cluster import FAST_SWIM, Node, Watch, clean_env, cli
 
 AGENTS = "examples.cluster_agents"
 # three node processes and a dozen CLI runs: minutes on a loaded machine, each step bounded
@@ -59,46 +59,47 @@ def members(admin: str) -> dict[str, str]:
 def test_a_three_process_cluster_seen_asked_and_one_node_killed(cluster: list[Node]) -> None:
     n1, n2, n3 = cluster
     alive = {"n1": "alive", "n2": "alive", "n3": "alive"}
-    wait_for(lambda: members(n1.admin) == alive, "three members alive")
+    # n1's view of the cluster, from its event stream: each wait below reads the changes
+    with Watch(n1.admin, agents=True) as seen:
+        seen.wait(lambda view: view.members == alive, "three members alive")
+        assert members(n1.admin) == alive
 
-    def four_agents() -> list[tuple[str, str, str]] | None:
+        # members are alive before all their agent records have arrived: wait for the four
+        seen.wait(lambda view: len(view.agents) == 4, "4 agents known")
         listed = cli("agents", "--admin", n1.admin, "--format", "json")
         assert listed.returncode == 0, listed.stderr
-        found = sorted((a["role"], a["node_id"], a["location"]) for a in json.loads(listed.stdout))
-        return found if len(found) == 4 else None
+        where = sorted((a["role"], a["node_id"], a["location"]) for a in json.loads(listed.stdout))
+        assert where == [
+            ("billing", "n1", "local"),
+            ("billing", "n3", "remote"),
+            ("gateway", "n1", "local"),
+            ("technical", "n2", "remote"),
+        ]
+        table = cli("members", "--admin", n1.admin, "--status", "alive", "--role", "technical")
+        assert table.returncode == 0 and table.stdout.splitlines()[0].split()[:3] == [
+            "Node",
+            "Address",
+            "Status",
+        ]
+        assert [line.split()[0] for line in table.stdout.splitlines()[1:]] == ["n2"]
 
-    # members are alive before all their agent records have arrived: wait for the four
-    where = wait_for(four_agents, "4 agents listed")
-    assert where == [
-        ("billing", "n1", "local"),
-        ("billing", "n3", "remote"),
-        ("gateway", "n1", "local"),
-        ("technical", "n2", "remote"),
-    ]
-    table = cli("members", "--admin", n1.admin, "--status", "alive", "--role", "technical")
-    assert table.returncode == 0 and table.stdout.splitlines()[0].split()[:3] == [
-        "Node",
-        "Address",
-        "Status",
-    ]
-    assert [line.split()[0] for line in table.stdout.splitlines()[1:]] == ["n2"]
+        # gateway (n1) -> technical (n2) -> billing: a request that crosses nodes
+        asked = cli("request", "gateway", '{"ticket": 7}', "--seed", n1.swim, "--timeout", "60")
+        assert asked.returncode == 0, asked.stderr
+        reply = json.loads(asked.stdout)
+        assert reply["node"] == "n2" and reply["billing"]["ticket"] == 7
 
-    # gateway (n1) -> technical (n2) -> billing: a request that crosses nodes
-    asked = cli("request", "gateway", '{"ticket": 7}', "--seed", n1.swim, "--timeout", "60")
-    assert asked.returncode == 0, asked.stderr
-    reply = json.loads(asked.stdout)
-    assert reply["node"] == "n2" and reply["billing"]["ticket"] == 7
+        n3.process.send_signal(signal.SIGKILL)
+        started = time.monotonic()
+        seen.wait(lambda view: view.members.get("n3") == "dead", "n3 declared failed")
+        failed = cli("members", "--admin", n1.admin, "--status", "failed", "--format", "json")
+        assert [m["name"] for m in json.loads(failed.stdout)] == ["n3"]
+        print(f"n3 declared failed {time.monotonic() - started:.2f} s after SIGKILL")
 
-    n3.process.send_signal(signal.SIGKILL)
-    started = time.monotonic()
-    wait_for(lambda: members(n1.admin).get("n3") == "dead", "n3 declared failed")
-    failed = cli("members", "--admin", n1.admin, "--status", "failed", "--format", "json")
-    assert [m["name"] for m in json.loads(failed.stdout)] == ["n3"]
-    print(f"n3 declared failed {time.monotonic() - started:.2f} s after SIGKILL")
-
-    assert n2.terminate() == 0  # SIGTERM: leaves the cluster first
-    wait_for(lambda: members(n1.admin).get("n2") == "left", "n2 left")
-    assert n1.terminate() == 0
+        assert n2.terminate() == 0  # SIGTERM: leaves the cluster first
+        seen.wait(lambda view: view.members.get("n2") == "left", "n2 left")
+        assert members(n1.admin).get("n2") == "left"
+        assert n1.terminate() == 0
 
 
 def test_failures_are_one_line_on_stderr_and_a_nonzero_status() -> None:

@@ -15,7 +15,7 @@ from jarvis_trio.swim import Keyring, codec
 from jarvis_trio.swim.keyring import fingerprint
 from jarvis_trio.testing.ports import free_swim_port
 
-from .cli_cluster import FAST_SWIM, PROCESS_BOUND, ROOT, Node, clean_env, cli, wait_for
+from .cli_cluster import FAST_SWIM, PROCESS_BOUND, ROOT, Node, Watch, clean_env, cli, wait_for
 
 AGENTS = "examples.cluster_agents"
 # three node processes and a dozen CLI runs: minutes on a loaded machine, each step bounded
@@ -66,7 +66,8 @@ def swim_stats(node: Node) -> dict[str, int]:
 def test_rotating_the_key_of_a_running_cluster_through_the_cli(keyed_cluster: list[Node]) -> None:
     alive = {"n1": "alive", "n2": "alive", "n3": "alive"}
     for node in keyed_cluster:
-        wait_for(lambda node=node: states(node) == alive, f"{node.name} sees three alive")
+        with Watch(node.admin, "--token", TOKEN) as seen:
+            seen.wait(lambda view: view.members == alive, f"{node.name} sees three alive")
     n1 = keyed_cluster[0]
 
     # the keyring is never open: without the token, 401 and one line on stderr

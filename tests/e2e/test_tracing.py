@@ -13,7 +13,7 @@ import pytest
 from jarvis_trio.testing.ports import free_swim_port
 from jarvis_trio.testing.redis_server import RedisServer
 
-from .cli_cluster import CHECK_BOUND, FAST_SWIM, Node, clean_env, cli, wait_for
+from .cli_cluster import CHECK_BOUND, FAST_SWIM, Node, Watch, clean_env, cli
 
 HERE = Path(__file__).resolve().parent
 # three node processes and CLI runs: minutes on a loaded machine, each step bounded
@@ -47,11 +47,8 @@ def test_one_trace_with_correct_parents_across_zeromq_and_the_redis_mailbox(
             nodes.append(node.wait_ready())
         gateway = nodes[0]
 
-        def everyone_known() -> bool:
-            done = cli("agents", "--admin", gateway.admin, "--format", "json")
-            return done.returncode == 0 and len(json.loads(done.stdout)) == 3
-
-        wait_for(everyone_known, "three agents known to the gateway")
+        with Watch(gateway.admin, agents=True) as seen:
+            seen.wait(lambda view: len(view.agents) == 3, "three agents known to the gateway")
         asked = cli(
             "request", "gateway", '{"ticket": 9}', "--seed", gateway.swim, "--timeout", "60"
         )
