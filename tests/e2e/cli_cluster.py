@@ -26,7 +26,8 @@ FAST_SWIM = {"JC_SWIM_PERIOD": "0.2", "JC_SWIM_PROBE_TIMEOUT": "0.1"}
 # importing the library on an idle machine and over ten on a loaded one (measured with two
 # cores shared by a test run and CPU burners), before it does anything the test is about.
 PROCESS_BOUND = 120.0
-# Seconds for a condition checked with such processes (each check is one ``jarvis-trio`` run).
+# Seconds for a condition awaited through such a process (a ``jarvis-trio monitor`` that
+# reports each change, or a node's output), its start included.
 CHECK_BOUND = 60.0
 
 
@@ -218,15 +219,3 @@ class Watch:
             self.agents[event["agent"]["agent_id"]] = event["agent"]
         elif kind == "agent_removed":
             self.agents.pop(event["agent"]["agent_id"], None)
-
-
-def wait_for(check: Any, what: str, timeout: float = CHECK_BOUND) -> Any:
-    """Run ``check()`` (a CLI call) until it returns something true; bounded."""
-    deadline = time.monotonic() + timeout
-    last = None
-    while time.monotonic() < deadline:
-        last = check()
-        if last:
-            return last
-        time.sleep(0.1)  # between two subprocess runs of the CLI, not to let anything settle
-    raise AssertionError(f"{what}: not true within {timeout} s (last: {last!r})")

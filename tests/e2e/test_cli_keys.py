@@ -15,7 +15,7 @@ from jarvis_trio.swim import Keyring, codec
 from jarvis_trio.swim.keyring import fingerprint
 from jarvis_trio.testing.ports import free_swim_port
 
-from .cli_cluster import PROCESS_BOUND, ROOT, Node, Watch, clean_env, cli, wait_for
+from .cli_cluster import CHECK_BOUND, PROCESS_BOUND, ROOT, Node, Watch, clean_env, cli
 
 AGENTS = "examples.cluster_agents"
 # three node processes and a dozen CLI runs: minutes on a loaded machine, each step bounded
@@ -129,10 +129,16 @@ def test_rotating_the_key_of_a_running_cluster_through_the_cli(keyed_cluster: li
     # the old key is refused: a datagram sealed with it, and a client that holds only it
     refused = swim_stats(n1).get("drop_auth", 0)
     host, port = n1.swim.rsplit(":", 1)
-    ping = codec.header_ping(1, codec.encode_name("n1")) + b"\x00"
     with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as raw:
-        raw.sendto(Keyring([KEY], "jarvis").seal(ping), (host, int(port)))
-    wait_for(lambda: swim_stats(n1).get("drop_auth", 0) > refused, "old-key datagram refused")
+        for seq, key in ((1, KEY), (2, NEW_KEY)):
+            ping = codec.header_ping(seq, codec.encode_name("n1")) + b"\x00"
+            raw.sendto(Keyring([key], "jarvis").seal(ping), (host, int(port)))
+        # n1 reads its socket in order: its ack to the second ping (the new key) comes after
+        # it took the first one in
+        raw.settimeout(CHECK_BOUND)
+        ack = Keyring([NEW_KEY], "jarvis").open(raw.recv(65536))
+    assert ack is not None and ack.startswith(codec.header_seq(codec.ACK, 2)), ack
+    assert swim_stats(n1).get("drop_auth", 0) > refused
     stale = cli(
         "request", "gateway", "{}", "--seed", n1.swim, "--timeout", "3",
         env=clean_env(JC_CLUSTER_KEY=KEY),
