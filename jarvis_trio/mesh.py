@@ -52,6 +52,7 @@ from .compat._asyncio_calls import (
     release_run_portal,
     use_portal,
 )
+from .compat._guard import asyncio_guard
 from .compat._hosted import start_hosted, stop_hosted
 from .config import MeshConfig
 from .errors import AgentCrashed, AgentDefinitionError, MeshError
@@ -382,46 +383,11 @@ class Mesh(AgentRoster):
         self._state = "starting"
         CURRENT_NODE.set(self.node_id)  # every task of the node inherits it (log records)
         try:
-            async with (
-                self._asyncio_calls(),
-                open_node_services(self.config, self.node_id, host=self._host_slot) as services,
-            ):
-                self._services = services
-                async with trio.open_nursery() as system:
-                    self.router.background = system
-                    self.router.now = trio.lowlevel.current_clock().current_time
-                    system.start_soon(self.router.pending.reap_forever)
-                    system.start_soon(self._dispatch_peer_hooks)
-                    if self.config.admin_port is not None:
-                        # loaded only when asked for, like the cross-node layer; it serves
-                        # from this node's own nursery
-                        from .ops.admin import serve_admin
-
-                        self.admin_address = await system.start(serve_admin, self)
-                    self.router.accepting = True
-                    async with self._cluster(), trio.open_nursery() as agents:
-                        self._agents_nursery = agents
-                        while self._unstarted:
-                            # set up concurrently; the first setup() error fails the start
-                            batch = _StartBatch(len(self._unstarted))
-                            for agent in self._unstarted:
-                                agents.start_soon(self._run_agent, agent, batch)
-                            self._unstarted.clear()
-                            await batch.wait()
-                        self._state = "running"
-                        _log.info(
-                            "node %s running: %d agent(s), %s mailboxes, blob storage in %s%s",
-                            self.node_id,
-                            len(self._agents),
-                            services.mailboxes.kind,
-                            services.blob_storage.location,
-                            ", p2p on" if self.config.p2p_enabled else "",
-                        )
-                        task_status.started()
-                        await self._stop_requested.wait()
-                        await self._shutdown(agents)
-                    self.router.background = None
-                    system.cancel_scope.cancel()
+            # agent code runs on this thread while the node runs: asyncio used there raises
+            # AsyncioMisuseError naming what to use instead (under a plain trio.run as on
+            # the asyncio host's thread, which holds the same guard), not "no running loop"
+            with asyncio_guard():
+                await self._run_node(task_status)
         finally:
             self._begin_stopping()
             self._state = "stopped"
@@ -430,6 +396,49 @@ class Mesh(AgentRoster):
             self._done.set()
         if self._failure is not None:
             raise self._failure
+
+    async def _run_node(self, task_status: trio.TaskStatus[None]) -> None:
+        """The node's life inside :meth:`_main`: its services, system tasks and agents."""
+        async with (
+            self._asyncio_calls(),
+            open_node_services(self.config, self.node_id, host=self._host_slot) as services,
+        ):
+            self._services = services
+            async with trio.open_nursery() as system:
+                self.router.background = system
+                self.router.now = trio.lowlevel.current_clock().current_time
+                system.start_soon(self.router.pending.reap_forever)
+                system.start_soon(self._dispatch_peer_hooks)
+                if self.config.admin_port is not None:
+                    # loaded only when asked for, like the cross-node layer; it serves
+                    # from this node's own nursery
+                    from .ops.admin import serve_admin
+
+                    self.admin_address = await system.start(serve_admin, self)
+                self.router.accepting = True
+                async with self._cluster(), trio.open_nursery() as agents:
+                    self._agents_nursery = agents
+                    while self._unstarted:
+                        # set up concurrently; the first setup() error fails the start
+                        batch = _StartBatch(len(self._unstarted))
+                        for agent in self._unstarted:
+                            agents.start_soon(self._run_agent, agent, batch)
+                        self._unstarted.clear()
+                        await batch.wait()
+                    self._state = "running"
+                    _log.info(
+                        "node %s running: %d agent(s), %s mailboxes, blob storage in %s%s",
+                        self.node_id,
+                        len(self._agents),
+                        services.mailboxes.kind,
+                        services.blob_storage.location,
+                        ", p2p on" if self.config.p2p_enabled else "",
+                    )
+                    task_status.started()
+                    await self._stop_requested.wait()
+                    await self._shutdown(agents)
+                self.router.background = None
+                system.cancel_scope.cancel()
 
     @asynccontextmanager
     async def _asyncio_calls(self) -> AsyncIterator[None]:

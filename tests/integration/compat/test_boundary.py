@@ -183,7 +183,10 @@ def test_errors_keep_their_type(backend: str) -> None:
     run_main(backend, main)
 
 
-def test_agent_code_awaiting_asyncio_is_told_what_to_use() -> None:
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_agent_code_awaiting_asyncio_is_told_what_to_use(backend: str) -> None:
+    # The README's promise holds on both faces: hosted from asyncio and under a plain
+    # trio.run, where asyncio.sleep alone would fail with "no running event loop".
     async def main() -> dict[str, Any] | None:
         mesh = _mesh()
         mesh.add(AsyncioUser)
@@ -194,7 +197,7 @@ def test_agent_code_awaiting_asyncio_is_told_what_to_use() -> None:
         finally:
             await mesh.stop()
 
-    reply = run_main("asyncio", main)
+    reply = run_main(backend, main)
     # The handler's error travels back as the documented failure reply, naming the fix.
     assert reply is not None and reply["status"] == "failure"
     assert reply["error_type"] == AsyncioMisuseError.__name__
