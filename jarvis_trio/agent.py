@@ -177,7 +177,8 @@ class Agent:
 
     async def on_peer_joined(self, info: PeerInfo) -> None:
         """A remote agent appeared (its node joined, or it was added there). Called by the
-        node's event task, one change at a time; the default does nothing."""
+        node's event task, one change at a time; the remote agents already known when
+        ``setup()`` finished are announced first. The default does nothing."""
 
     async def on_peer_left(self, info: PeerInfo, reason: str) -> None:
         """A remote agent vanished; ``reason`` is ``left`` (its node left gracefully),

@@ -166,9 +166,15 @@ class Mesh(AgentRoster):
         self._asyncio_portal: AsyncioPortal | None = None  # while running
         self._started_at = time.time()
         self.events = EventHub()
-        self._peer_hooks: deque[tuple[str, PeerInfo, str | None]] = deque(
+        # remote changes for the peer hooks, numbered: an agent hears those numbered after its
+        # setup() finished (_peer_hook_since), preceded by one greeting naming the remote
+        # agents known at that moment, so that no agent is announced twice or never
+        self._peer_hooks: deque[tuple[int, str, PeerInfo, str | None]] = deque(
             maxlen=MAX_PENDING_PEER_HOOKS
         )
+        self._peer_hook_seq = 0
+        self._peer_hook_since: dict[str, int] = {}
+        self._peer_greetings: deque[tuple[Agent, tuple[PeerInfo, ...]]] = deque()
         self._peer_hooks_wakeup = trio.lowlevel.ParkingLot()
         self.peer_hooks_dropped = 0
         self.router.directory.listener = self._agent_changed
@@ -348,6 +354,7 @@ class Mesh(AgentRoster):
                     agent._logger.exception("setup() failed; the agent is removed")
                 return
             agent._set_started(True)
+            self._greet_peer_hooks(agent)
             if batch is not None:
                 batch.done_one()
             task_status.started()
@@ -355,6 +362,7 @@ class Mesh(AgentRoster):
             await supervise(agent._supervised(), policy, self._rng, self._fail)
         finally:
             agent._set_started(False)
+            self._peer_hook_since.pop(agent.agent_id, None)
             inbox.request_stop()
             inbox.close()
             self.router.directory.remove_local(agent.agent_id)
@@ -704,8 +712,27 @@ class Mesh(AgentRoster):
             return
         if len(self._peer_hooks) == self._peer_hooks.maxlen:
             self.peer_hooks_dropped += 1
-        self._peer_hooks.append((kind, info, reason))
+        self._peer_hook_seq += 1
+        self._peer_hooks.append((self._peer_hook_seq, kind, info, reason))
         self._peer_hooks_wakeup.unpark_all()
+
+    def _greet_peer_hooks(self, agent: Agent) -> None:
+        """``agent`` finished ``setup()``: the changes numbered from now on are for it to hear,
+        and the remote agents known now are announced to it first. Joining is part of
+        starting, so a joining node's agents start with the agents of the nodes it joined
+        through known already; without the greeting they would never hear of them."""
+        cls = type(agent)
+        joined_hook = cls.on_peer_joined is not Agent.on_peer_joined
+        if not joined_hook and cls.on_peer_left is Agent.on_peer_left:
+            return
+        self._peer_hook_since[agent.agent_id] = self._peer_hook_seq
+        if not joined_hook:
+            return
+        registry = self.router.directory.registry()
+        known = tuple(info for info in registry.values() if info.location == "remote")
+        if known:
+            self._peer_greetings.append((agent, known))
+            self._peer_hooks_wakeup.unpark_all()
 
     def _hooked_agents(self) -> list[Agent]:
         return [
@@ -717,22 +744,36 @@ class Mesh(AgentRoster):
 
     async def _dispatch_peer_hooks(self) -> None:
         """Call ``on_peer_joined`` / ``on_peer_left`` of the local agents that define them, one
-        change at a time, in order; a hook that raises is logged and the others still run."""
+        change at a time, in order; a hook that raises is logged and the others still run.
+        A greeting goes before every change not yet handled: the changes its agent hears
+        are the ones numbered after it, so each remote agent is announced once."""
         queue = self._peer_hooks
+        greetings = self._peer_greetings
+        since = self._peer_hook_since
         while True:
-            while not queue:
+            while not queue and not greetings:
                 await self._peer_hooks_wakeup.park()
-            kind, info, reason = queue.popleft()
+            if greetings:
+                agent, known = greetings.popleft()
+                for info in known:
+                    if not agent._started:
+                        break
+                    await self._call_peer_hook(agent, "agent_added", info, None)
+                continue
+            seq, kind, info, reason = queue.popleft()
             for agent in self._hooked_agents():
-                if not agent._started:
-                    continue
-                try:
-                    if kind == "agent_added":
-                        await agent.on_peer_joined(info)
-                    else:
-                        await agent.on_peer_left(info, reason or "removed")
-                except Exception:
-                    agent._logger.exception("%s hook failed for %s", kind, info.agent_id)
+                if agent._started and since.get(agent.agent_id, seq) < seq:
+                    await self._call_peer_hook(agent, kind, info, reason)
+
+    @staticmethod
+    async def _call_peer_hook(agent: Agent, kind: str, info: PeerInfo, reason: str | None) -> None:
+        try:
+            if kind == "agent_added":
+                await agent.on_peer_joined(info)
+            else:
+                await agent.on_peer_left(info, reason or "removed")
+        except Exception:
+            agent._logger.exception("%s hook failed for %s", kind, info.agent_id)
 
     # -- inspection ---------------------------------------------------------------------
 

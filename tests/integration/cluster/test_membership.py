@@ -75,6 +75,33 @@ async def test_members_events_and_peer_hooks_across_a_join_and_a_leave(
             )
 
 
+async def test_an_agent_is_told_of_the_remote_agents_known_before_its_setup(
+    start_node: NodeFactory,
+) -> None:
+    # joining is part of starting, so the joiner's agents start with the seed's agents known
+    # already: each is announced once, after setup(), and later changes follow in order
+    with trio.fail_after(15):
+        async with start_node("a", agents=[Echo, Echo]) as a:
+            echo_ids = sorted(agent.agent_id for agent in a.agents)
+            async with start_node("b", agents=[Watcher], seed_nodes=seed_of(a)) as b:
+                watcher = b.agents[0]
+                assert isinstance(watcher, Watcher)
+                await watcher.count.wait_value(2)
+                assert sorted(watcher.seen) == [("joined", i, None) for i in echo_ids]
+                # an agent started later on a running node is told of them as well
+                late = await b.start_agent(Watcher)
+                assert isinstance(late, Watcher)
+                await late.count.wait_value(2)
+                assert sorted(late.seen) == [("joined", i, None) for i in echo_ids]
+                added = await a.start_agent(Echo)
+                await watcher.count.wait_value(3)
+                await late.count.wait_value(3)
+                for agent in (watcher, late):
+                    assert agent.seen[2] == ("joined", added.agent_id, None)
+            # never twice: the announcements and the change events do not overlap
+            assert watcher.count.value == late.count.value == 3
+
+
 async def test_a_single_node_answers_with_itself(tmp_path: Path) -> None:
     config = {"node_name": "solo", "blob_storage_path": str(tmp_path / "b")}
     async with open_mesh(config, agents=[Echo], env_file=None, environ={}) as mesh:
