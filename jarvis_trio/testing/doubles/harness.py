@@ -123,6 +123,14 @@ class AgentHarness(Generic[A]):
         return await self.agent.execute_task(task, context)
 
 
+def _lone(group: BaseExceptionGroup[BaseException]) -> BaseException:
+    """The single exception inside (nested) one-member groups, else the group itself."""
+    exc: BaseException = group
+    while isinstance(exc, BaseExceptionGroup) and len(exc.exceptions) == 1:
+        exc = exc.exceptions[0]
+    return exc
+
+
 @asynccontextmanager
 async def agent_under_test(
     agent: type[A] | A,
@@ -159,11 +167,19 @@ async def agent_under_test(
     await instance.setup()
     instance._set_started(True)
     try:
-        async with trio.open_nursery() as nursery:
-            if harness.own_loop:
-                nursery.start_soon(instance.run)
-            yield harness
-            nursery.cancel_scope.cancel()
+        try:
+            async with trio.open_nursery() as nursery:
+                if harness.own_loop:
+                    nursery.start_soon(instance.run)
+                yield harness
+                nursery.cancel_scope.cancel()
+        except BaseExceptionGroup as group:
+            # what the test raised in the block (an assertion, a NoReplyError) leaves it as
+            # itself, as from `async with Mesh`, not wrapped by the harness's nursery
+            exc = _lone(group)
+            if exc is group:
+                raise
+            raise exc from exc.__cause__
     finally:
         instance._set_started(False)
         with trio.CancelScope(shield=True):

@@ -142,6 +142,17 @@ async def test_a_handler_that_forgets_to_reply_is_caught() -> None:
         assert failed == {"status": "failure", "error": "boom", "error_type": "RuntimeError"}
 
 
+async def test_an_error_leaves_the_harness_block_as_raised() -> None:
+    # docs/testing-agents.md lets the NoReplyError fail the test from inside the block: it
+    # must leave the block as itself (as from `async with Mesh`), not in an ExceptionGroup
+    with pytest.raises(NoReplyError, match="returned None and did not call respond"):
+        async with agent_under_test(Forgetful) as agent:
+            await agent.request({"q": 1})
+    with pytest.raises(AssertionError, match="as the test wrote it"):
+        async with agent_under_test(ManualLoop):  # its own loop runs in the block
+            raise AssertionError("as the test wrote it")
+
+
 class ManualLoop(CustomAgent):
     """The seed's receive()/respond() pattern, in a loop of its own."""
 
