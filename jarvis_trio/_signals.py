@@ -10,6 +10,10 @@ hosted program ignored Ctrl-C (seen in about one in twenty-five runs of
 starts blocks these signals before it does anything else, so they reach the main thread; the
 threads those threads start inherit the mask (Trio's worker threads, unless Trio's cache
 already held them from before the runtime started).
+
+That narrows the race without closing it: a signal that reaches the main thread just before it
+goes to sleep, or a thread the program started itself, is no better off. The hosting loop is
+therefore also woken by every signal (``jarvis_trio.compat._signal_wakeup``).
 """
 
 from __future__ import annotations

@@ -14,6 +14,10 @@ Two safety nets make sure the Trio side always gets to stop (running every hoste
 * an interpreter-exit hook for hosts whose loop was never shut down that way. It runs before
   Python joins its non-daemon threads, stops each live host, and waits for each at most
   :data:`EXIT_TIMEOUT` seconds; the runtime thread is a daemon, so exit never hangs on it.
+
+For Ctrl-C to get that far, its handler has to run: while a loop on the main thread hosts a
+runtime, every signal wakes that loop (:mod:`._signal_wakeup`), from before the runtime thread
+starts until it has stopped.
 """
 
 from __future__ import annotations
@@ -27,6 +31,7 @@ import weakref
 from dataclasses import dataclass, field
 
 from ._host import TrioHost
+from ._signal_wakeup import stop_waking_loop, wake_loop_on_signals
 
 __all__ = ["EXIT_TIMEOUT", "SHUTDOWN_TIMEOUT", "acquire_host", "host_of_loop", "release_host"]
 
@@ -75,11 +80,14 @@ async def acquire_host() -> TrioHost:
     ready: asyncio.Future[None] = loop.create_future()
     lease = _Lease(host, ready=ready)
     _leases[loop] = lease
+    # before the runtime thread exists: from now on a Ctrl-C must reach this loop
+    wake_loop_on_signals(loop, lease)
     try:
         await host.start()
     except BaseException as exc:
         if _leases.get(loop) is lease:
             del _leases[loop]
+        stop_waking_loop(lease)
         if isinstance(exc, Exception):
             ready.set_exception(exc)
             ready.exception()  # retrieved: concurrent starters see it, no warning
@@ -106,7 +114,10 @@ async def release_host(host: TrioHost) -> None:
     if lease.users > 0:
         return
     del _leases[loop]
-    await host.aclose()
+    try:
+        await host.aclose()
+    finally:
+        stop_waking_loop(lease)
 
 
 async def _guard(loop: asyncio.AbstractEventLoop, lease: _Lease) -> None:
@@ -119,6 +130,8 @@ async def _guard(loop: asyncio.AbstractEventLoop, lease: _Lease) -> None:
         if not lease.host.stopped:
             await _stop_bounded(lease.host)
         raise
+    finally:
+        stop_waking_loop(lease)  # once the runtime has stopped (or been abandoned)
 
 
 async def _stop_bounded(host: TrioHost) -> None:
@@ -151,6 +164,7 @@ def _install_exit_hook() -> None:
 
 
 def _stop_live_hosts() -> None:
+    stop_waking_loop()  # from the main thread (where Python exits): no loop runs any more
     for host in list(_live_hosts):
         if host.stopped:
             continue

@@ -98,6 +98,60 @@ def test_ctrl_c_in_asyncio_run_stops_the_mesh_and_runs_every_teardown(tmp_path: 
     assert _teardowns(stdout) == TEARDOWNS, stderr
 
 
+def test_a_ctrl_c_recorded_while_the_loop_falls_asleep_still_stops_the_mesh(
+    tmp_path: Path,
+) -> None:
+    """A SIGINT whose C-level handler runs after the main thread's last check for signals and
+    does not interrupt its ``epoll_wait`` leaves ``asyncio.run``'s handler pending until the
+    loop wakes; idle in ``run_forever()``, nothing else wakes it. Under load the main thread
+    can be preempted in that window just before it sleeps; here the window is made explicit:
+    the selector hands a thread of the program (which, started from the main thread, does not
+    block SIGINT) the go-ahead as the loop goes to sleep, and that thread, which needs the GIL
+    to run and gets it only once the main thread gives it up to sleep, takes the SIGINT itself.
+    """
+    path = _script(
+        tmp_path,
+        """
+        import selectors, signal, sys
+
+        # the thread below runs only when the main thread gives the GIL up (to sleep), never
+        # because it waited for it too long
+        sys.setswitchinterval(1000.0)
+        asleep = threading.Event()
+        armed = False
+
+        class Selector(selectors.DefaultSelector):
+            def select(self, timeout=None):
+                if armed and timeout is None and not asleep.is_set():
+                    asleep.set()
+                return super().select(timeout)
+
+        def ctrl_c_that_lands_elsewhere():
+            asleep.wait()
+            signal.pthread_kill(threading.get_ident(), signal.SIGINT)
+
+        threading.Thread(target=ctrl_c_that_lands_elsewhere, daemon=True).start()
+
+        async def main():
+            global armed
+            mesh = make_mesh()
+            await mesh.start()
+            print("started", flush=True)
+            armed = True  # the loop's next sleep is the one run_forever() waits in
+            await mesh.run_forever()
+
+        loop_factory = lambda: asyncio.SelectorEventLoop(Selector())
+        with asyncio.Runner(loop_factory=loop_factory) as runner:
+            runner.run(main())
+        """,
+    )
+    result = _run(path)
+    assert result.returncode in (-signal.SIGINT, 128 + signal.SIGINT, 1), result.stderr
+    assert "KeyboardInterrupt" in result.stderr
+    assert result.stdout.splitlines()[0] == "started"
+    assert _teardowns(result.stdout) == TEARDOWNS, result.stderr
+
+
 @pytest.mark.parametrize("ending", ["return", "raise"])
 def test_asyncio_run_ending_without_stop_runs_every_teardown(tmp_path: Path, ending: str) -> None:
     path = _script(

@@ -8,6 +8,7 @@ thread. Checked on the masks themselves, which is deterministic where the race i
 
 from __future__ import annotations
 
+import asyncio
 import signal
 import threading
 from typing import Any
@@ -16,6 +17,7 @@ import trio
 
 from jarvis_trio._signals import MAIN_THREAD_SIGNALS
 from jarvis_trio.compat import TrioHost
+from jarvis_trio.compat._lifecycle import acquire_host, release_host
 from jarvis_trio.transport import BridgeSettings, open_bridge
 
 
@@ -69,3 +71,98 @@ async def test_the_zeromq_io_thread_blocks_them() -> None:
         (io_thread,) = [t for t in threading.enumerate() if t.name == "jarvis-zmq-signals"]
         assert blocked_in(io_thread) >= WANTED
     assert not WANTED & blocked_here()
+
+
+def current_wakeup_fd() -> int:
+    """The signal wake-up descriptor now set (main thread only), left as it was."""
+    fd = signal.set_wakeup_fd(-1)
+    signal.set_wakeup_fd(fd, warn_on_full_buffer=False)
+    return fd
+
+
+def test_a_loop_hosting_a_runtime_on_the_main_thread_is_woken_by_every_signal(
+    on_asyncio: Any,
+) -> None:
+    """A signal's Python handler runs only once the main thread runs bytecode: the loop hosting
+    a runtime must wake for it even when it landed outside the loop's sleep (see
+    ``test_process_exit.py`` for the Ctrl-C it is for)."""
+    assert current_wakeup_fd() == -1
+
+    async def scenario() -> tuple[int, bool]:
+        host = await acquire_host()
+        try:
+            fd = current_wakeup_fd()
+            woken = asyncio.get_running_loop().create_future()
+            previous = signal.signal(signal.SIGUSR1, lambda *_: woken.set_result(True))
+            try:
+                # the C-level handler runs on a thread that is not the loop's, which stays
+                # asleep unless the descriptor wakes it
+                elsewhere = threading.Thread(
+                    target=lambda: signal.pthread_kill(threading.get_ident(), signal.SIGUSR1)
+                )
+                elsewhere.start()
+                got = await woken
+                elsewhere.join()
+            finally:
+                signal.signal(signal.SIGUSR1, previous)
+            return fd, got
+        finally:
+            await release_host(host)
+
+    fd, got = on_asyncio(scenario)
+    assert fd != -1 and got
+    assert current_wakeup_fd() == -1  # put back as the hosting ends: trio.run finds none
+
+
+def test_a_wakeup_descriptor_the_program_set_is_left_alone(on_asyncio: Any) -> None:
+    async def scenario() -> tuple[int, int, int]:
+        loop = asyncio.get_running_loop()
+        loop.add_signal_handler(signal.SIGUSR2, lambda: None)  # asyncio sets its own descriptor
+        try:
+            own = current_wakeup_fd()
+            host = await acquire_host()
+            try:
+                during = current_wakeup_fd()
+            finally:
+                await release_host(host)
+            return own, during, current_wakeup_fd()
+        finally:
+            loop.remove_signal_handler(signal.SIGUSR2)
+
+    own, during, after = on_asyncio(scenario)
+    assert own != -1 and during == own and after == own
+    assert current_wakeup_fd() == -1
+
+
+def test_a_loop_on_another_thread_sets_no_wakeup_descriptor(on_asyncio: Any) -> None:
+    """Signal handlers run on the main thread, whatever a loop elsewhere does."""
+    seen: list[bool] = []
+
+    async def scenario() -> None:
+        host = await acquire_host()
+        try:
+            seen.append(host.running)
+        finally:
+            await release_host(host)
+
+    elsewhere = threading.Thread(target=lambda: on_asyncio(scenario))
+    elsewhere.start()
+    elsewhere.join()
+    assert seen == [True]
+    assert current_wakeup_fd() == -1
+
+
+def test_the_loop_that_shuts_down_without_stopping_its_runtime_puts_it_back(
+    on_asyncio: Any,
+) -> None:
+    """``asyncio.run`` ending with the runtime still up (Ctrl-C's path): the guard stops the
+    runtime, then the descriptor goes."""
+    during: list[int] = []
+
+    async def scenario() -> None:
+        await acquire_host()  # never released
+        during.append(current_wakeup_fd())
+
+    on_asyncio(scenario)
+    assert during[0] != -1
+    assert current_wakeup_fd() == -1
